@@ -1,0 +1,3 @@
+from tagshift.cli import main
+
+main()

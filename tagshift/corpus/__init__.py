@@ -1,0 +1,71 @@
+"""Reading and writing NER corpora: column files and JSON lines, detected from the content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tagshift.atomic import write_text_atomic
+from tagshift.corpus.columns import MAX_SENTENCE_TOKENS, format_columns, read_columns
+from tagshift.corpus.jsonl import format_jsonl, looks_like_json, read_jsonl
+from tagshift.corpus.model import ColumnLayout, Corpus, DocStart, Sentence
+from tagshift.errors import CorpusError
+
+FORMATS = ("conll", "jsonl", "spans")
+
+__all__ = [
+    "FORMATS",
+    "ColumnLayout",
+    "Corpus",
+    "DocStart",
+    "Sentence",
+    "format_corpus",
+    "read_corpus",
+    "write_corpus",
+]
+
+
+def read_corpus(
+    path: str | Path,
+    *,
+    token_col: int | None = None,
+    tag_col: int | None = None,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+    max_tokens: int = MAX_SENTENCE_TOKENS,
+) -> Corpus:
+    """Read a column file or JSON lines; which one is decided from the content."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    data = path.read_bytes()
+    head = data[:4096].decode("utf-8", errors="ignore")
+    if looks_like_json(head):
+        return read_jsonl(path, max_tokens=max_tokens, encoding=encoding, data=data)
+    return read_columns(
+        path,
+        token_col=token_col,
+        tag_col=tag_col,
+        delimiter=delimiter,
+        encoding=encoding,
+        max_tokens=max_tokens,
+        data=data,
+    )
+
+
+def source_format(corpus: Corpus) -> str:
+    """The format a corpus was read from: `conll` for column files, else `jsonl`."""
+    return "conll" if corpus.layout is not None else "jsonl"
+
+
+def format_corpus(corpus: Corpus, fmt: str, layout: ColumnLayout | None = None) -> str:
+    """The text of `corpus` in format `fmt` (conll, jsonl or spans)."""
+    if fmt == "conll":
+        return format_columns(corpus, layout)
+    if fmt in ("jsonl", "spans"):
+        return format_jsonl(corpus, "tokens" if fmt == "jsonl" else "spans")
+    raise CorpusError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+
+
+def write_corpus(corpus: Corpus, path: str | Path, fmt: str | None = None, layout: ColumnLayout | None = None) -> None:
+    """Write atomically: the whole text is built first, then renamed into place."""
+    write_text_atomic(path, format_corpus(corpus, fmt or source_format(corpus), layout))

@@ -1,0 +1,215 @@
+"""JSON lines: one sentence a line, as tokens and tags or as text with character spans.
+
+Two record shapes are read:
+
+- `{"tokens": [...], "tags": [...]}` (also `ner_tags`/`labels` when they are strings);
+- `{"text": "...", "spans": [{"start": 0, "end": 5, "label": "PER"}]}`, with the field names
+  of the annotation tools accepted: doccano (`label: [[0, 5, "PER"]]`, `entities` with
+  `start_offset`/`end_offset`), Label Studio (`data.text`, `annotations[0].result[].value`
+  with `labels: ["PER"]`; a whole export as one JSON array), Prodigy (`tokens` with offsets,
+  `token_start`/`token_end`). Text without given tokens is tokenized with entity edges kept.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from tagshift.corpus.columns import MAX_SENTENCE_TOKENS, decode_text
+from tagshift.corpus.model import Corpus, Sentence
+from tagshift.errors import CorpusError, SchemeError
+from tagshift.schemes import SCHEMES, Span, chunks, encode, split_tag
+from tagshift.tokenize import tokenize
+
+_TAG_KEYS = ("tags", "ner_tags", "labels")
+_SPAN_KEYS = ("spans", "entities", "label", "labels")
+
+
+def looks_like_json(text: str) -> bool:
+    """Whether a file's first non-blank character opens JSON."""
+    stripped = text.lstrip("\ufeff \t\r\n")
+    return stripped[:1] in ("{", "[")
+
+
+def read_jsonl(
+    path: str | Path, *, max_tokens: int = MAX_SENTENCE_TOKENS, encoding: str = "utf-8", data: bytes | None = None
+) -> Corpus:
+    """Read JSON lines (or one JSON array of records) into a corpus."""
+    path = str(path)
+    text = decode_text(Path(path).read_bytes() if data is None else data, path, encoding)
+    sentences = []
+    for place, line, record in _records(text, path):
+        sentence = _sentence(record, place)
+        if len(sentence) > max_tokens:
+            raise CorpusError(f"{place}sentence has more than {max_tokens} tokens (raise the limit with --max-tokens)")
+        sentence.line = line
+        sentences.append(sentence)
+    if not sentences:
+        raise CorpusError(f"{path}: file holds no records")
+    return Corpus(sentences, path)
+
+
+def _records(text: str, path: str) -> Iterator[tuple[str, int | None, dict[str, Any]]]:
+    """(location prefix for messages, line number, record) for each record."""
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CorpusError(f"{path}:{err.lineno}: not valid JSON: {err.msg} (column {err.colno})") from None
+        for index, record in enumerate(records, start=1):
+            yield _object(record, f"{path}: record {index}: "), None, record
+        return
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        place = f"{path}:{number}: "
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise CorpusError(f"{place}not valid JSON: {err.msg} (column {err.colno})") from None
+        yield _object(record, place), number, record
+
+
+def _object(record: Any, place: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise CorpusError(f"{place}expected a JSON object per record, found {type(record).__name__}")
+    return record
+
+
+def _sentence(record: dict[str, Any], place: str) -> Sentence:
+    tag_key = next((k for k in _TAG_KEYS if isinstance(record.get(k), list) and "tokens" in record), None)
+    if tag_key and all(isinstance(t, str) for t in record["tokens"]):
+        return _tagged_sentence(record["tokens"], record[tag_key], place)
+    text = record.get("text")
+    if text is None and isinstance(record.get("data"), dict):
+        text = record["data"].get("text")
+    if isinstance(text, str):
+        return _span_sentence(text, record, place)
+    raise CorpusError(
+        f"{place}a record needs 'tokens' and 'tags', or 'text' and 'spans'; found keys {sorted(record)}"
+    )
+
+
+def _tagged_sentence(tokens: list[Any], tags: list[Any], place: str) -> Sentence:
+    if len(tokens) != len(tags):
+        raise CorpusError(f"{place}{len(tokens)} tokens but {len(tags)} tags")
+    if not tokens:
+        raise CorpusError(f"{place}record has no tokens")
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise CorpusError(
+                f"{place}tag {tag!r} is not a string; tagshift needs tag names (map the dataset's ids to names first)"
+            )
+        try:
+            split_tag(tag)
+        except SchemeError as err:
+            raise CorpusError(f"{place}{err}") from None
+    return Sentence(list(tokens), list(tags))
+
+
+def _span_fields(entry: Any, place: str) -> tuple[int, int, str]:
+    """(start, end, label) from one span in any of the accepted shapes."""
+    if isinstance(entry, (list, tuple)) and len(entry) == 3:
+        start, end, label = entry
+    elif isinstance(entry, dict):
+        value = entry.get("value", entry)  # Label Studio wraps the span in "value"
+        start = value.get("start", value.get("start_offset"))
+        end = value.get("end", value.get("end_offset"))
+        label = value.get("label")
+        if label is None and isinstance(value.get("labels"), list) and value["labels"]:
+            label = value["labels"][0]
+    else:
+        raise CorpusError(f"{place}cannot read span {entry!r}; expected {{'start', 'end', 'label'}}")
+    if not isinstance(start, int) or not isinstance(end, int) or not isinstance(label, str) or not label:
+        raise CorpusError(f"{place}span {entry!r} needs integer 'start' and 'end' and a 'label'")
+    if any(ch.isspace() for ch in label):
+        raise CorpusError(f"{place}label {label!r} holds whitespace; rename it (e.g. '{'_'.join(label.split())}')")
+    return start, end, label
+
+
+def _raw_spans(record: dict[str, Any]) -> list[Any]:
+    for key in _SPAN_KEYS:
+        if isinstance(record.get(key), list):
+            return record[key]
+    annotations = record.get("annotations")
+    if isinstance(annotations, list) and annotations and isinstance(annotations[0], dict):
+        return [r for r in annotations[0].get("result", []) if isinstance(r, dict) and "value" in r]
+    return []
+
+
+def _span_sentence(text: str, record: dict[str, Any], place: str) -> Sentence:
+    char_spans = []
+    for entry in _raw_spans(record):
+        start, end, label = _span_fields(entry, place)
+        if not 0 <= start < end <= len(text):
+            raise CorpusError(f"{place}span {start}-{end} ({label}) lies outside the text of {len(text)} characters")
+        while start < end and text[start].isspace():  # tools often include a trailing space
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start == end:
+            raise CorpusError(f"{place}span {entry!r} covers only whitespace")
+        char_spans.append((start, end, label))
+    char_spans.sort()
+    for (s1, e1, l1), (s2, e2, l2) in zip(char_spans, char_spans[1:]):
+        if s2 < e1:
+            raise CorpusError(
+                f"{place}spans {s1}-{e1} ({l1}) and {s2}-{e2} ({l2}) overlap; nested entities are not supported"
+            )
+
+    given = record.get("tokens")
+    if isinstance(given, list) and given and all(isinstance(t, dict) and "start" in t for t in given):
+        triples = [(t.get("text", text[t["start"] : t["end"]]), t["start"], t["end"]) for t in given]
+    else:
+        triples = tokenize(text, cuts=[c for s, e, _ in char_spans for c in (s, e)])
+    if not triples:
+        raise CorpusError(f"{place}text has no tokens")
+    starts = {s: i for i, (_, s, _) in enumerate(triples)}
+    ends = {e: i for i, (_, _, e) in enumerate(triples)}
+    token_spans = []
+    for start, end, label in char_spans:
+        if start not in starts or end not in ends:
+            raise CorpusError(f"{place}span {start}-{end} ({label}) does not start and end on token edges")
+        token_spans.append(Span(starts[start], ends[end] + 1, label))
+    tags = encode(token_spans, len(triples), SCHEMES["iob2"])
+    return Sentence(
+        [t for t, _, _ in triples], tags, text=text, offsets=[(s, e) for _, s, e in triples]
+    )
+
+
+def format_jsonl(corpus: Corpus, style: str = "tokens") -> str:
+    """JSON lines for `corpus`: style `tokens` ({tokens, tags}) or `spans` (text, offsets, spans)."""
+    lines = []
+    for sentence in corpus.sentences:
+        if style == "tokens":
+            record: dict[str, Any] = {"tokens": sentence.tokens, "tags": sentence.tags}
+        else:
+            record = _span_record(sentence)
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return "\n".join(lines) + "\n"
+
+
+def _span_record(sentence: Sentence) -> dict[str, Any]:
+    """A Prodigy-shaped record: text, tokens with offsets, spans with token indices."""
+    if sentence.text is not None and sentence.offsets is not None:
+        text, offsets = sentence.text, sentence.offsets
+    else:
+        text, offsets, cursor = " ".join(sentence.tokens), [], 0
+        for token in sentence.tokens:
+            offsets.append((cursor, cursor + len(token)))
+            cursor += len(token) + 1
+    tokens = [
+        {"text": token, "start": s, "end": e, "id": i} for i, (token, (s, e)) in enumerate(zip(sentence.tokens, offsets))
+    ]
+    spans = [
+        {
+            "start": offsets[span.start][0],
+            "end": offsets[span.end - 1][1],
+            "label": span.label,
+            "token_start": span.start,
+            "token_end": span.end - 1,  # Prodigy's token_end is inclusive
+        }
+        for span in chunks(sentence.tags)
+    ]
+    return {"text": text, "tokens": tokens, "spans": spans}
