@@ -119,9 +119,22 @@ class LabelMap:
                 )
 
     def _line_of(self, label: str) -> int | None:
-        pattern = re.compile(rf"(^|[\s\"'\[,]){re.escape(label)}([\s\"'\],=]|$)")
+        """The line of the TOML text where the map names `label` as an old label."""
+        section = "rename" if label in self.rename else "drop" if label in self.drop else "merge"
+        quoted = re.compile(rf"[\"']{re.escape(label)}[\"']")
+        as_key = re.compile(rf"^\s*[\"']?{re.escape(label)}[\"']?\s*=")
+        current = None
         for number, line in enumerate(self.text.splitlines(), start=1):
-            if pattern.search(line.split("#", 1)[0]):
+            code = line.split("#", 1)[0]
+            header = re.match(r"^\s*\[([^\]]+)\]", code)
+            if header:
+                current = header.group(1).strip()
+                continue
+            if current != section:
+                continue
+            if section == "rename" and as_key.search(code):
+                return number
+            if section != "rename" and quoted.search(code.split("=", 1)[-1]):
                 return number
         return None
 

@@ -75,6 +75,7 @@ class Scores:
 
     mode: str
     per_type: dict[str, PRF] = field(default_factory=dict)
+    schemes: str | None = None  # strict mode: how gold and predictions were read
 
     @property
     def micro(self) -> PRF:
@@ -93,12 +94,13 @@ class Scores:
 
     def restrict(self, types: Iterable[str]) -> Scores:
         """The scores of some types only (those that occur)."""
-        return Scores(self.mode, {t: self.per_type[t] for t in types if t in self.per_type})
+        return Scores(self.mode, {t: self.per_type[t] for t in types if t in self.per_type}, self.schemes)
 
     def to_json(self) -> dict[str, Any]:
         micro = self.micro
         return {
             "mode": self.mode,
+            **({"schemes": self.schemes} if self.schemes else {}),
             "micro": {"precision": micro.precision, "recall": micro.recall, "f1": micro.f1},
             "macro": self.macro.to_json(),
             "per_type": {t: prf.to_json() for t, prf in self.per_type.items()},
@@ -108,7 +110,8 @@ class Scores:
         """A table in percent."""
         width = max([len(t) for t in self.per_type] + [5])
         head = f"{'type':<{width}}  {'prec':>6}  {'rec':>6}  {'f1':>6}  {'support':>7}  {'pred':>7}  {'correct':>7}"
-        lines = [f"entity-level scores, mode: {self.mode} (exact match, per sentence)", head, "-" * len(head)]
+        how = f"; {self.schemes}" if self.schemes else ""
+        lines = [f"entity-level scores, mode: {self.mode} (exact match, per sentence{how})", head, "-" * len(head)]
         def row(label: str, p: float, r: float, f: float, counts: PRF | None) -> str:
             text = f"{label:<{width}}  {100 * p:6.2f}  {100 * r:6.2f}  {100 * f:6.2f}"
             if counts is not None:
@@ -159,20 +162,30 @@ def read_entities(tags: Sequence[str], mode: str, scheme: str | None = None) -> 
 
 
 def score_tags(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: str = "conlleval", scheme: str | None = None
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    mode: str = "conlleval",
+    scheme: str | None = None,
+    pred_scheme: str | None = None,
 ) -> Scores:
-    """Score tag sequences sentence by sentence. In strict mode the scheme defaults to gold's.
+    """Score tag sequences sentence by sentence.
+
+    Strict mode reads gold in `scheme` (default: detected from gold) and predictions in
+    `pred_scheme` (default: the same, as seqeval does).
 
     >>> score_tags([["B-X", "I-X"]], [["I-X", "I-X"]], "conlleval").micro.f1
     1.0
     >>> score_tags([["B-X", "I-X"]], [["I-X", "I-X"]], "strict").micro.f1
     0.0
     """
-    if mode == "strict" and scheme is None:
-        scheme = detect_scheme(gold).scheme
-    return score_spans(
-        [read_entities(t, mode, scheme) for t in gold], [read_entities(t, mode, scheme) for t in pred], mode
+    if mode != "strict":
+        return score_spans([read_entities(t, mode) for t in gold], [read_entities(t, mode) for t in pred], mode)
+    scheme = scheme or detect_scheme(gold).scheme
+    pred_scheme = pred_scheme or scheme
+    scores = score_spans(
+        [read_entities(t, mode, scheme) for t in gold], [read_entities(t, mode, pred_scheme) for t in pred], mode
     )
+    return Scores(mode, scores.per_type, f"gold read as {scheme}, predictions as {pred_scheme}")
 
 
 @dataclass(frozen=True)

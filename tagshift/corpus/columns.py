@@ -56,10 +56,9 @@ def _fields(line: str, delimiter: str | None, path: str | Path, number: int) -> 
     return [f for f in line.split(" ") if f]
 
 
-def _detect_layout(rows: list[list[str]], path: str | Path) -> tuple[int, int]:
+def _detect_layout(rows: list[list[str]], columns: int, path: str | Path) -> tuple[int, int]:
     """(token column, tag column) from the first token lines: the tag column is the end column
     whose values look like tags (or, for flat labels, the end column with fewer distinct values)."""
-    columns = len(rows[0])
     if columns < 2:
         raise CorpusError(
             f"{where(path, None)}lines have one column; a corpus needs a token and a tag column"
@@ -105,11 +104,11 @@ def read_columns(
         raise CorpusError(f"{where(path, None)}file holds no token lines, only blank or -DOCSTART- lines")
 
     sample = [_fields(line, delimiter, path, n) for n, line in token_lines[:_DETECT_LINES]]
-    columns = len(sample[0])
+    columns = Counter(len(row) for row in sample).most_common(1)[0][0]  # not the first line's: it may be the bad one
     for (number, line), row in zip(token_lines, sample):
         if len(row) != columns:
             _wrong_columns(path, number, line, row, columns)
-    detected_token, detected_tag = _detect_layout(sample, path)
+    detected_token, detected_tag = _detect_layout(sample, columns, path)
     token_col = detected_token if token_col is None else token_col
     tag_col = detected_tag if tag_col is None else tag_col
     for name, col in (("token", token_col), ("tag", tag_col)):

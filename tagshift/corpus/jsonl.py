@@ -57,8 +57,11 @@ def _records(text: str, path: str) -> Iterator[tuple[str, int | None, dict[str, 
             records = json.loads(text)
         except json.JSONDecodeError as err:
             raise CorpusError(f"{path}:{err.lineno}: not valid JSON: {err.msg} (column {err.colno})") from None
+        if not isinstance(records, list):
+            raise CorpusError(f"{path}: expected JSON lines or one JSON array of records")
         for index, record in enumerate(records, start=1):
-            yield _object(record, f"{path}: record {index}: "), None, record
+            place = f"{path}: record {index}: "
+            yield place, None, _object(record, place)
         return
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -68,7 +71,7 @@ def _records(text: str, path: str) -> Iterator[tuple[str, int | None, dict[str, 
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise CorpusError(f"{place}not valid JSON: {err.msg} (column {err.colno})") from None
-        yield _object(record, place), number, record
+        yield place, number, _object(record, place)
 
 
 def _object(record: Any, place: str) -> dict[str, Any]:

@@ -1,0 +1,45 @@
+"""Shared fixtures: where the repo's data slices and the shared corpora live, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tagshift.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+SHARED_DATA = Path(os.environ.get("TAGSHIFT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or a skip that says why."""
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"shared corpora not found at {SHARED_DATA} (set TAGSHIFT_SHARED_DATA to run these tests)")
+    return SHARED_DATA
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli():
+    """Run `tagshift ARGS...` in-process; returns exit code, stdout and stderr."""
+    runner = CliRunner()
+
+    def run(*args: str | Path) -> CliResult:
+        result = runner.invoke(app, [str(a) for a in args])
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run
