@@ -13,7 +13,7 @@ import typer
 
 from tagshift import __version__
 from tagshift.convert import convert_corpus, describe_repair, find_repairs
-from tagshift.corpus import Corpus, read_corpus, source_format, write_corpus
+from tagshift.corpus import Corpus, output_format, read_corpus, write_corpus
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
 from tagshift.errors import SchemeError, TagshiftError
 from tagshift.evaluate import evaluate_corpora
@@ -109,7 +109,7 @@ def convert(
     to: Optional[SchemeName] = typer.Option(None, "--to", help="Tag scheme to write. Default: the source's."),
     from_scheme: Optional[SchemeName] = typer.Option(None, "--from", help="Source scheme, if detection should be overridden."),
     label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map: [rename], [merge], [drop]."),
-    fmt: Optional[Format] = typer.Option(None, "--format", help="Output format. Default: the source's (conll or jsonl)."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="Output format. Default: from OUT's suffix (.jsonl/.json, .conll/.tsv/.bio), else the source's."),
     strict: bool = typer.Option(False, "--strict", help="Fail on invalid tag sequences instead of repairing them."),
     token_col: Optional[int] = TOKEN_COL,
     tag_col: Optional[int] = TAG_COL,
@@ -130,7 +130,7 @@ def convert(
             strict=strict,
             source_scheme=from_scheme.value if from_scheme else None,
         )
-        out_format = fmt.value if fmt else source_format(loaded)
+        out_format = fmt.value if fmt else output_format(loaded, target)
         write_corpus(converted, target, out_format)
         for line in report.lines():
             typer.echo(line, err=True)

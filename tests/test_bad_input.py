@@ -62,7 +62,7 @@ CORPUS_CASES = [
         "c.conll", lines_with(GOOD_3COL, 2, "rejects\tVBZ O"), 2, ["tab and space"], id="mixed-separators-3col"
     ),
     pytest.param("c.conll", "", None, ["empty"], id="empty-file"),
-    pytest.param("c.conll", "  \n\n\t \n\n", None, ["empty"], id="whitespace-only-file"),
+    pytest.param("c.conll", "  \n\n\t \n\n", None, ["only whitespace"], id="whitespace-only-file"),
     pytest.param("c.conll", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", 3, ["binary"], id="binary-png"),
     pytest.param("c.conll", GOOD.encode().replace(b"lives", b"li\x00ves"), 3, ["binary"], id="nul-byte-in-text"),
     pytest.param("c.conll", GOOD.encode().replace(b"lives", b"caf\xe9"), 3, ["0xe9", "UTF-8"], id="latin1-byte"),

@@ -77,3 +77,9 @@ def test_strict_turns_repairs_into_an_error(cli, tmp_path):
     assert f"{bad}:5: 'I-LOC' read as one LOC entity" in failed.stderr
     assert not (tmp_path / "strict.tsv").exists()
     assert cli("stats", bad, "--strict").exit_code == 1
+
+
+def test_output_format_follows_the_suffix(cli, tmp_path):
+    out = tmp_path / "wiki.jsonl"
+    cli("convert", WIKI, out)
+    assert json.loads(out.read_text().splitlines()[0])["tokens"][0] == "010"

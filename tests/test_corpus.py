@@ -142,3 +142,8 @@ def test_tokens_with_spaces_cannot_go_to_a_column_file(tmp_path):
     corpus = read_corpus(write(tmp_path, "a.jsonl", json.dumps({"tokens": ["New York"], "tags": ["B-LOC"]})))
     with pytest.raises(CorpusError, match="write JSONL instead"):
         format_corpus(corpus, "conll")
+
+
+def test_a_column_file_starting_with_a_bracket_token_is_not_json(tmp_path):
+    corpus = read_corpus(write(tmp_path, "b.conll", "[ O\nRome B-LOC\n] O\n"))
+    assert corpus.sentences[0].tokens == ["[", "Rome", "]"]

@@ -35,8 +35,10 @@ def read_corpus(
 ) -> Corpus:
     """Read a column file or JSON lines; which one is decided from the content."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CorpusError(f"{path}: no such file")
+    if not path.is_file():
+        raise CorpusError(f"{path}: not a regular file; give a corpus file")
     data = path.read_bytes()
     head = data[:4096].decode("utf-8", errors="ignore")
     if looks_like_json(head):
@@ -52,9 +54,17 @@ def read_corpus(
     )
 
 
+_SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".tsv": "conll", ".bio": "conll", ".iob": "conll"}
+
+
 def source_format(corpus: Corpus) -> str:
     """The format a corpus was read from: `conll` for column files, else `jsonl`."""
     return "conll" if corpus.layout is not None else "jsonl"
+
+
+def output_format(corpus: Corpus, path: str | Path) -> str:
+    """The format to write when none is asked for: from the file suffix, else the source's."""
+    return _SUFFIX_FORMATS.get(Path(path).suffix.lower(), source_format(corpus))
 
 
 def format_corpus(corpus: Corpus, fmt: str, layout: ColumnLayout | None = None) -> str:
@@ -68,4 +78,4 @@ def format_corpus(corpus: Corpus, fmt: str, layout: ColumnLayout | None = None) 
 
 def write_corpus(corpus: Corpus, path: str | Path, fmt: str | None = None, layout: ColumnLayout | None = None) -> None:
     """Write atomically: the whole text is built first, then renamed into place."""
-    write_text_atomic(path, format_corpus(corpus, fmt or source_format(corpus), layout))
+    write_text_atomic(path, format_corpus(corpus, fmt or output_format(corpus, path), layout))

@@ -25,7 +25,8 @@ _LOOKS_LIKE_TAG = re.compile(r"^(O|[BIESLU]-\S+)$")
 def decode_text(data: bytes, path: str | Path, encoding: str = "utf-8") -> str:
     """Bytes to text with clear errors for empty, binary and wrongly encoded files."""
     if not data.strip():
-        raise CorpusError(f"{where(path, None)}file is empty: no sentences to read")
+        what = "empty" if not data else "only whitespace"
+        raise CorpusError(f"{where(path, None)}file is {what}: no sentences to read")
     nul = data.find(b"\x00")
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1
@@ -36,7 +37,7 @@ def decode_text(data: bytes, path: str | Path, encoding: str = "utf-8") -> str:
         line = data.count(b"\n", 0, err.start) + 1
         raise CorpusError(
             f"{where(path, line)}byte 0x{data[err.start]:02x} is not valid {encoding}; "
-            f"re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or pass its encoding"
+            f"re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or pass --encoding"
         ) from None
     return text.replace("\r\n", "\n")
 
@@ -46,7 +47,7 @@ def _fields(line: str, delimiter: str | None, path: str | Path, number: int) -> 
     if delimiter is not None:
         return line.split(delimiter) if delimiter == "\t" else [f for f in line.split(delimiter) if f]
     if "\t" in line:
-        fields = line.split("\t")
+        fields = line.rstrip(" ").split("\t")  # a stray trailing space is not a separator
         if any(" " in f for f in fields):
             raise CorpusError(
                 f"{where(path, number)}line mixes tab and space separators: {line!r}; "

@@ -27,9 +27,10 @@ _SPAN_KEYS = ("spans", "entities", "label", "labels")
 
 
 def looks_like_json(text: str) -> bool:
-    """Whether a file's first non-blank character opens JSON."""
-    stripped = text.lstrip("\ufeff \t\r\n")
-    return stripped[:1] in ("{", "[")
+    """Whether a file's first line opens JSON: a record, or an array of records (a CoNLL
+    line whose token is `[` or `{` is not JSON)."""
+    first = text.lstrip("\ufeff \t\r\n").split("\n", 1)[0].strip()
+    return (first.startswith("{") and first[1:2] in ('"', "}", "")) or first == "[" or first.startswith(("[{", "[ {"))
 
 
 def read_jsonl(
