@@ -12,10 +12,10 @@ from typing import Iterator, Optional
 import typer
 
 from tagshift import __version__
-from tagshift.convert import convert_corpus, describe_repair, find_repairs
+from tagshift.convert import convert_corpus, find_repairs, refuse_repairs
 from tagshift.corpus import Corpus, output_format, read_corpus, write_corpus
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
-from tagshift.errors import SchemeError, TagshiftError
+from tagshift.errors import TagshiftError
 from tagshift.evaluate import evaluate_corpora
 from tagshift.labelmap import LabelMap
 from tagshift.metrics import Scores, compare
@@ -93,12 +93,9 @@ def stats(
     with user_errors():
         loaded = _read(corpus, token_col, tag_col, max_tokens, encoding)
         result = corpus_stats(loaded)
-        if strict and result.repairs:
-            index, span = find_repairs(loaded, result.scheme.scheme)[0]
-            raise SchemeError(
-                f"{describe_repair(loaded, index, span)}, but the tags are not valid {result.scheme.scheme} "
-                f"({result.repairs} such entities)"
-            )
+        if strict:
+            scheme = result.scheme.scheme
+            refuse_repairs(loaded, scheme, find_repairs(loaded, scheme), f"fix them with 'tagshift convert --to {scheme}'")
         typer.echo(json.dumps(result.to_json(), indent=2) if as_json else result.render(str(corpus)))
 
 

@@ -29,6 +29,16 @@ def describe_repair(corpus: Corpus, index: int, span: Span) -> str:
     return f"{token_location(corpus, index, span.start)}: '{tags}' read as one {span.label} entity"
 
 
+def refuse_repairs(corpus: Corpus, scheme: str, repairs: list[tuple[int, Span]], fix: str) -> None:
+    """--strict: the first entity that needs repair is an error."""
+    if repairs:
+        index, span = repairs[0]
+        raise SchemeError(
+            f"{describe_repair(corpus, index, span)}, but the tags are not valid {scheme} "
+            f"({len(repairs)} such entities); {fix}"
+        )
+
+
 @dataclass
 class ConversionReport:
     """What a conversion did: schemes, repairs, entities joined, label-map rules applied."""
@@ -73,20 +83,17 @@ def convert_corpus(
         guess = SchemeGuess(get_scheme(source_scheme).name, 1.0, guess.entities, "given")
     target = get_scheme(to or guess.scheme)
     repairs = find_repairs(corpus, guess.scheme)
-    if strict and repairs:
-        index, span = repairs[0]
-        raise SchemeError(
-            f"{describe_repair(corpus, index, span)}, but the tags are not valid {guess.scheme} "
-            f"({len(repairs)} such entities); drop --strict to repair them"
-        )
-    map_report = MapReport() if label_map is not None else None
+    if strict:
+        refuse_repairs(corpus, guess.scheme, repairs, "drop --strict to repair them")
+    map_report = None
     if label_map is not None:
         label_map.check(entity_labels(corpus), what=f"{corpus.path}")
+        map_report = MapReport()
 
     sentences, joined = [], 0
     for sentence in corpus.sentences:
         spans = chunks(sentence.tags)
-        if label_map is not None and map_report is not None:
+        if label_map is not None:
             spans = map_spans(spans, label_map, map_report)
         tags = encode(spans, len(sentence), target)
         if not target.separates_adjacent:

@@ -149,12 +149,12 @@ class MapReport:
         return [f"{rule}: {count} entities" for rule, count in sorted(self.touched.items())]
 
 
-def map_spans(spans: Iterable[Span], label_map: LabelMap, report: MapReport) -> list[Span]:
+def map_spans(spans: Iterable[Span], label_map: LabelMap, report: MapReport | None = None) -> list[Span]:
     """Entities with their types mapped; dropped ones removed. Counts go to `report`."""
     mapped = []
     for span in spans:
         rule = label_map.rule(span.label)
-        if rule is not None:
+        if rule is not None and report is not None:
             report.touched[rule] += 1
         new = label_map.target(span.label)
         if new is not None:
