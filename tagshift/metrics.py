@@ -5,7 +5,9 @@ token, last token and type all match a gold entity. Sentences are never joined i
 sequence. Two modes read entities from tags, and every result names its mode:
 
 - `conlleval`: chunks read with conlleval's rules (as the CoNLL script and seqeval's default);
-- `strict`: only entities whose tags are valid in the scheme count (as seqeval's strict mode).
+- `strict`: only entities whose tags are valid in the scheme count (as seqeval's strict mode;
+  for IOB2, IOBES and BILOU the two agree on every sequence. For IOB1 seqeval reads
+  `O B-X I-X` as an entity over `I-X` alone; tagshift counts no entity there).
 """
 
 from __future__ import annotations

@@ -191,3 +191,18 @@ def test_agrees_with_seqeval_on_shared_corpora_with_perturbed_predictions(shared
     if strict_scheme:
         ours = score_tags(gold, pred, "strict", scheme=strict_scheme)
         assert_same(ours, seqeval_scores(gold, pred, "strict", strict_scheme))
+
+
+def test_strict_iob1_differs_from_seqeval_on_purpose():
+    """`O B-X I-X` is not valid IOB1 (B- only follows an entity of the same type). seqeval's
+    strict IOB1 reads an entity over the `I-X` alone, which no one annotated; tagshift reads none."""
+    from seqeval.scheme import IOB1, Tokens
+
+    from tagshift.schemes import SCHEMES, strict_chunks
+
+    tags = ["O", "B-X", "I-X"]
+    assert [(e.tag, e.start, e.end) for e in Tokens(tags, IOB1).entities] == [("X", 2, 3)]
+    assert strict_chunks(tags, SCHEMES["iob1"]) == []
+    valid = ["I-X", "B-X", "I-X"]  # where both agree
+    assert [(e.tag, e.start, e.end) for e in Tokens(valid, IOB1).entities] == [("X", 0, 1), ("X", 1, 3)]
+    assert strict_chunks(valid, SCHEMES["iob1"]) == [Span(0, 1, "X"), Span(1, 3, "X")]
