@@ -1,0 +1,99 @@
+"""The CRF against brute-force enumeration of every tag path."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from tagshift.crf import CRF, scheme_constraints
+from tagshift.schemes import SCHEMES, check_prefixes, invalid_chunks
+
+
+def path_score(crf: CRF, emissions, path, start, transitions, end) -> torch.Tensor:
+    score = start[path[0]] + emissions[0, path[0]]
+    for a, b, t in zip(path, path[1:], range(1, len(path))):
+        score = score + transitions[a, b] + emissions[t, b]
+    return score + end[path[-1]]
+
+
+def random_crf(num_tags: int, seed: int, constraints=None) -> CRF:
+    torch.manual_seed(seed)
+    crf = CRF(num_tags, constraints).double()
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_()
+    return crf
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_log_partition_viterbi_and_marginals_equal_brute_force(seed):
+    num_tags, lengths = 3, [4, 2, 1]
+    crf = random_crf(num_tags, seed)
+    emissions = torch.randn(len(lengths), max(lengths), num_tags, dtype=torch.double)
+    mask = torch.tensor([[t < n for t in range(max(lengths))] for n in lengths])
+    start, transitions, end = crf._scores()
+    log_z = crf.log_partition(emissions, mask)
+    best = crf.viterbi(emissions, mask)
+    marginals = crf.marginals(emissions, mask)
+    for b, n in enumerate(lengths):
+        paths = list(itertools.product(range(num_tags), repeat=n))
+        scores = torch.stack([path_score(crf, emissions[b], p, start, transitions, end) for p in paths])
+        assert log_z[b].item() == pytest.approx(torch.logsumexp(scores, 0).item())
+        assert tuple(best[b]) == paths[int(scores.argmax())]
+        probs = torch.softmax(scores, 0)
+        for t in range(n):
+            expected = [sum(probs[k] for k, p in enumerate(paths) if p[t] == tag).item() for tag in range(num_tags)]
+            assert marginals[b, t].tolist() == pytest.approx(expected)
+            assert marginals[b, t].sum().item() == pytest.approx(1.0)
+        assert marginals[b, n:].abs().sum().item() == 0.0
+
+
+def test_gold_and_partial_likelihoods():
+    crf = random_crf(3, 0)
+    emissions = torch.randn(1, 3, 3, dtype=torch.double)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    tags = torch.tensor([[0, 2, 1]])
+    start, transitions, end = crf._scores()
+    gold = path_score(crf, emissions[0], [0, 2, 1], start, transitions, end)
+    nll = crf.neg_log_likelihood(emissions, tags, mask)
+    assert nll.item() == pytest.approx((crf.log_partition(emissions, mask)[0] - gold).item())
+    # Partial labels where everything is allowed: the loss is zero.
+    everything = torch.ones(1, 3, 3, dtype=torch.bool)
+    assert crf.neg_log_likelihood(emissions, everything, mask).item() == pytest.approx(0.0, abs=1e-9)
+    nll.backward()
+    assert all(torch.isfinite(p.grad).all() for p in crf.parameters())
+
+
+@pytest.mark.parametrize("scheme", ["iob1", "iob2", "iobes", "bilou", "io"])
+def test_constraints_allow_exactly_the_valid_sequences(scheme):
+    definition = SCHEMES[scheme]
+    prefixes = sorted(definition.prefixes)
+    tags = ["O"] + [f"{p}-{t}" for p in prefixes for t in ("X", "Y")]
+    c = scheme_constraints(tags, definition)
+    for n in (1, 2, 3):
+        for path in itertools.product(range(len(tags)), repeat=n):
+            seq = [tags[i] for i in path]
+            allowed = bool(c.start[path[0]]) and bool(c.end[path[-1]])
+            allowed = allowed and all(bool(c.transitions[a, b]) for a, b in zip(path, path[1:]))
+            assert allowed == (invalid_chunks(seq, definition) == []), seq
+
+
+def test_constrained_decoding_never_emits_an_invalid_sequence():
+    scheme = SCHEMES["iobes"]
+    tags = ["O"] + [f"{p}-{t}" for p in "BIES" for t in ("X", "Y")]
+    crf = random_crf(len(tags), 3, scheme_constraints(tags, scheme))
+    emissions = torch.randn(64, 7, len(tags), dtype=torch.double) * 5
+    mask = torch.ones(64, 7, dtype=torch.bool)
+    for path in crf.viterbi(emissions, mask):
+        seq = [tags[i] for i in path]
+        check_prefixes(seq, scheme)
+        assert invalid_chunks(seq, scheme) == [], seq
+
+
+def test_a_forbidden_gold_sequence_is_an_error():
+    tags = ["O", "B-X", "I-X"]
+    crf = CRF(3, scheme_constraints(tags, SCHEMES["iob2"]))
+    with pytest.raises(ValueError, match="repair the data first"):
+        crf.neg_log_likelihood(torch.zeros(1, 2, 3), torch.tensor([[0, 2]]), torch.ones(1, 2, dtype=torch.bool))
