@@ -93,7 +93,7 @@ def stats(
     with user_errors():
         loaded = _read(corpus, token_col, tag_col, max_tokens, encoding)
         result = corpus_stats(loaded)
-        if strict:
+        if strict and result.repairs:  # only then list them again, to name the first
             scheme = result.scheme.scheme
             refuse_repairs(loaded, scheme, find_repairs(loaded, scheme), f"fix them with 'tagshift convert --to {scheme}'")
         typer.echo(json.dumps(result.to_json(), indent=2) if as_json else result.render(str(corpus)))

@@ -50,12 +50,6 @@ class ColumnLayout:
     bom: bool = False
     ending: str = "\n"  # what follows the last token line: "\n", "\n\n", "" ...
 
-    def describe(self) -> str:
-        names = ["extra"] * self.columns
-        names[self.token_col], names[self.tag_col] = "token", "tag"
-        sep = "tab" if self.delimiter == "\t" else "space"
-        return f"{self.columns} {sep}-separated columns ({' '.join(names)})"
-
 
 @dataclass(frozen=True)
 class DocStart:
