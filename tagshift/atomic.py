@@ -7,6 +7,14 @@ import tempfile
 from pathlib import Path
 
 
+def default_mode(directory: bool = False) -> int:
+    """The permissions a plain `open` or `mkdir` would give under the current umask
+    (mkstemp and mkdtemp make private files, which a saved model should not be)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
@@ -17,6 +25,7 @@ def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> N
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

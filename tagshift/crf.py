@@ -32,6 +32,15 @@ class Constraints:
     end: Tensor  # (tags,) bool
 
 
+def unconstrained(num_tags: int) -> Constraints:
+    """Every start, transition and end allowed."""
+    return Constraints(
+        torch.ones(num_tags, dtype=torch.bool),
+        torch.ones(num_tags, num_tags, dtype=torch.bool),
+        torch.ones(num_tags, dtype=torch.bool),
+    )
+
+
 def scheme_constraints(tags: list[str], scheme: Scheme) -> Constraints:
     """The transitions a scheme allows between `tags`, derived from its prefix table.
 
@@ -73,11 +82,7 @@ class CRF(nn.Module):
         self.transitions = nn.Parameter(torch.zeros(num_tags, num_tags))
         self.start = nn.Parameter(torch.zeros(num_tags))
         self.end = nn.Parameter(torch.zeros(num_tags))
-        allowed = constraints or Constraints(
-            torch.ones(num_tags, dtype=torch.bool),
-            torch.ones(num_tags, num_tags, dtype=torch.bool),
-            torch.ones(num_tags, dtype=torch.bool),
-        )
+        allowed = constraints or unconstrained(num_tags)
         for name, mask, shape in (
             ("allowed_start", allowed.start, (num_tags,)),
             ("allowed_transitions", allowed.transitions, (num_tags, num_tags)),
@@ -128,23 +133,37 @@ class CRF(nn.Module):
 
     def viterbi(self, emissions: Tensor, mask: Tensor) -> list[list[int]]:
         """The best tag path of each sentence (only its real words)."""
-        start, transitions, end = self._scores()
-        score = start + emissions[:, 0]  # (batch, tags)
-        history = []
-        for t in range(1, emissions.size(1)):
-            # best previous tag for each next tag: (batch, from, to) -> max over from
-            candidates = score.unsqueeze(2) + transitions
-            best, best_prev = candidates.max(dim=1)
-            history.append(best_prev)
-            score = torch.where(mask[:, t].unsqueeze(1), best + emissions[:, t], score)
-        score = score + end
-        lengths = mask.sum(dim=1).tolist()
-        paths = []
-        for b, length in enumerate(lengths):
-            tag = int(score[b].argmax())
-            path = [tag]
-            for t in range(length - 1, 0, -1):
-                tag = int(history[t - 1][b, tag])
-                path.append(tag)
-            paths.append(path[::-1])
-        return paths
+        return viterbi(emissions, mask, *self._scores())
+
+
+def forbid(constraints: Constraints) -> tuple[Tensor, Tensor, Tensor]:
+    """Start, transition and end scores that are 0 where allowed and FORBIDDEN elsewhere:
+    decoding a softmax head with them finds the best valid sequence."""
+    start, transitions, end = (
+        torch.zeros(m.shape).masked_fill(~m, FORBIDDEN)
+        for m in (constraints.start, constraints.transitions, constraints.end)
+    )
+    return start, transitions, end
+
+
+def viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> list[list[int]]:
+    """The best tag path of each sentence (only its real words) under these scores."""
+    score = start + emissions[:, 0]  # (batch, tags)
+    history = []
+    for t in range(1, emissions.size(1)):
+        # best previous tag for each next tag: (batch, from, to) -> max over from
+        candidates = score.unsqueeze(2) + transitions
+        best, best_prev = candidates.max(dim=1)
+        history.append(best_prev)
+        score = torch.where(mask[:, t].unsqueeze(1), best + emissions[:, t], score)
+    score = score + end
+    lengths = mask.sum(dim=1).tolist()
+    paths = []
+    for b, length in enumerate(lengths):
+        tag = int(score[b].argmax())
+        path = [tag]
+        for t in range(length - 1, 0, -1):
+            tag = int(history[t - 1][b, tag])
+            path.append(tag)
+        paths.append(path[::-1])
+    return paths

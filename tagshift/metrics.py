@@ -108,6 +108,19 @@ class Scores:
             "per_type": {t: prf.to_json() for t, prf in self.per_type.items()},
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Scores:
+        """Scores back from `to_json` (the counts carry everything).
+
+        >>> s = score_tags([["B-X", "O"]], [["B-X", "B-Y"]])
+        >>> Scores.from_json(s.to_json()) == s
+        True
+        """
+        per_type = {
+            t: PRF(row["correct"], row["predicted"], row["support"]) for t, row in data["per_type"].items()
+        }
+        return cls(data["mode"], per_type, data.get("schemes"))
+
     def render(self) -> str:
         """A table in percent."""
         width = max([len(t) for t in self.per_type] + [5])

@@ -1,0 +1,282 @@
+"""The model bundle: a directory a tagger is saved to and loaded from.
+
+    config.json        backend, labels, scheme, sizes, format version (a transformer's is
+                       also its Hugging Face config, with id2label/label2id)
+    model.safetensors  the weights (a transformer's under Hugging Face names)
+    vocab.json         BiLSTM-CRF word and character vocabularies
+    tokenizer files    a transformer's tokenizer, as `save_pretrained` writes it
+    lineage.json       the steps that made the model: data hashes, commands, scores
+
+Only JSON and safetensors are read back, so loading cannot execute code. A bundle is
+written to a temporary directory beside its destination and swapped in with renames:
+a crash leaves either the old bundle or the new one whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from tagshift import __version__
+from tagshift.atomic import default_mode
+from tagshift.errors import TagshiftError
+from tagshift.lineage import file_sha256
+from tagshift.taggers.bilstm import BiLSTMConfig, BiLSTMEncoder
+from tagshift.taggers.tagger import Network, Tagger, make_head
+from tagshift.taggers.vocab import vocab_from_json, vocab_to_json
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+LINEAGE = "lineage.json"
+VOCAB = "vocab.json"
+HF_HEAD = "classifier"  # the Hugging Face name of a token-classification head
+
+
+class BundleError(TagshiftError):
+    """A model directory that cannot be loaded as it is."""
+
+
+# --- weights under Hugging Face names --------------------------------------------------
+
+
+def _hf_names(tagger: Tagger) -> dict[str, str]:
+    """Our parameter names -> the names `AutoModelForTokenClassification` expects."""
+    names = {}
+    prefix = getattr(tagger.encoder.model, "base_model_prefix", "model") if tagger.backend == "transformer" else None
+    for name in tagger.network.state_dict():
+        if prefix and name.startswith("encoder.model."):
+            names[name] = f"{prefix}.{name.removeprefix('encoder.model.')}"
+        elif prefix and name.startswith("head.linear."):
+            names[name] = f"{HF_HEAD}.{name.removeprefix('head.linear.')}"
+        else:
+            names[name] = name
+    return names
+
+
+def weights_to_save(tagger: Tagger) -> dict[str, Tensor]:
+    names = _hf_names(tagger)
+    return {names[k]: v.detach().cpu().contiguous() for k, v in tagger.network.state_dict().items()}
+
+
+def load_weights(tagger: Tagger, weights: dict[str, Tensor], source: str) -> None:
+    """Put saved weights into `tagger`, checking that every name and shape fits."""
+    ours = {saved: name for name, saved in _hf_names(tagger).items()}
+    state = tagger.network.state_dict()
+    missing = sorted(set(ours) - set(weights))
+    unexpected = sorted(set(weights) - set(ours))
+    if missing or unexpected:
+        raise BundleError(
+            f"{source}: the weights do not fit the model its config describes "
+            f"(missing: {', '.join(missing[:5]) or 'none'}; unexpected: {', '.join(unexpected[:5]) or 'none'})"
+        )
+    for saved, tensor in weights.items():
+        if tuple(tensor.shape) != tuple(state[ours[saved]].shape):
+            raise BundleError(
+                f"{source}: '{saved}' has shape {tuple(tensor.shape)}, the config implies {tuple(state[ours[saved]].shape)}"
+            )
+    tagger.network.load_state_dict({ours[k]: v for k, v in weights.items()})
+
+
+def read_weights(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BundleError(f"{path}: not a readable safetensors file ({err}); the file is damaged: re-save the model") from None
+
+
+# --- saving ----------------------------------------------------------------------------
+
+
+def _config(tagger: Tagger, weights_sha256: str) -> dict[str, Any]:
+    tagshift = {
+        "format_version": FORMAT_VERSION,
+        "version": __version__,
+        "backend": tagger.backend,
+        "labels": tagger.labels,
+        "scheme": tagger.scheme,
+        "head": type(tagger.head).__name__,
+        "model": asdict(tagger.config),
+        "weights_sha256": weights_sha256,
+    }
+    if tagger.backend != "transformer":
+        return {"tagshift": tagshift}
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
+
+    hf = tagger.encoder.model.config.to_dict()
+    hf["id2label"] = {str(i): label for i, label in enumerate(tagger.labels)}
+    hf["label2id"] = {label: i for i, label in enumerate(tagger.labels)}
+    head_class = MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES.get(hf.get("model_type", ""))
+    tagshift["hf_compatible"] = bool(head_class) and type(tagger.head).__name__ == "SoftmaxHead" and not tagger.config.casing_dim
+    if head_class:
+        hf["architectures"] = [head_class]
+    hf["tagshift"] = tagshift
+    return hf
+
+
+def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[str, Tensor]] | None = None) -> None:
+    """Write `tagger` as a bundle directory at `path`. `extra` adds files: JSON text, or
+    tensors for a safetensors file (a checkpoint's optimizer state). Files already in `path`
+    that the bundle does not write (training log, curves) are kept."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".saving", dir=path.parent))
+    try:
+        save_file(weights_to_save(tagger), tmp / WEIGHTS, metadata={"format": "pt"})
+        config = _config(tagger, file_sha256(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / LINEAGE).write_text(json.dumps(tagger.lineage, indent=2) + "\n", encoding="utf-8")
+        if tagger.backend == "bilstm-crf":
+            vocab = vocab_to_json(tagger.encoder.words, tagger.encoder.chars)
+            (tmp / VOCAB).write_text(json.dumps(vocab, ensure_ascii=False) + "\n", encoding="utf-8")
+        else:
+            tagger.encoder.tokenizer.save_pretrained(tmp)
+        for name, content in (extra or {}).items():
+            if isinstance(content, str):
+                (tmp / name).write_text(content, encoding="utf-8")
+            else:
+                save_file(content, tmp / name)
+        if path.is_dir():
+            _keep_others(path, tmp)
+        _swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _keep_others(old: Path, new: Path) -> None:
+    """Hard-link (or copy) into `new` what `old` holds and `new` does not: the old directory
+    stays whole until the swap."""
+    for entry in old.iterdir():
+        target = new / entry.name
+        if target.exists() or entry.name.endswith((".saving", ".old")):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, target, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, target)
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Replace `path` by `new` with two renames; between them the old bundle is `path.old`."""
+    for f in [new, *new.rglob("*")]:
+        os.chmod(f, default_mode(directory=f.is_dir()))
+        if f.is_file():
+            with open(f, "rb") as handle:
+                os.fsync(handle.fileno())
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+    os.replace(new, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The tagshift part of a bundle's config.json, checked for a format this version reads."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        old = path.with_name(path.name + ".old")
+        if (old / CONFIG).is_file():
+            raise BundleError(f"{path}: missing, but {old} holds the bundle an interrupted save left: rename it to {path}")
+        if path.is_file():
+            raise BundleError(f"{path}: a model is a directory (a tagshift bundle), not a file")
+        raise BundleError(f"{path}: not a tagshift model (no {CONFIG}); train one with 'tagshift train'")
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{path / CONFIG}: not valid JSON ({err})") from None
+    fields = config.get("tagshift") if isinstance(config, dict) else None
+    if not isinstance(fields, dict):
+        raise BundleError(f"{path / CONFIG}: no 'tagshift' section; this directory was not saved by tagshift")
+    version = fields.get("format_version")
+    if not isinstance(version, int):
+        raise BundleError(f"{path / CONFIG}: no bundle format_version")
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: saved by tagshift {fields.get('version', '?')} in bundle format {version}; this tagshift "
+            f"({__version__}) reads format {FORMAT_VERSION} and older: upgrade tagshift to load it"
+        )
+    return fields
+
+
+def read_lineage(path: str | Path) -> list[dict[str, Any]]:
+    file = Path(path) / LINEAGE
+    if not file.is_file():
+        return []
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise BundleError(f"{file}: not valid JSON ({err})") from None
+
+
+def load_bundle(path: str | Path) -> Tagger:
+    """The tagger saved at `path`."""
+    path = Path(path)
+    fields = read_config(path)
+    weights_file = path / WEIGHTS
+    if not weights_file.is_file():
+        raise BundleError(f"{path}: no {WEIGHTS}; the bundle is incomplete")
+    if fields.get("weights_sha256") and file_sha256(weights_file) != fields["weights_sha256"]:
+        raise BundleError(
+            f"{weights_file}: changed since tagshift saved it (its checksum differs from the one in {CONFIG}); "
+            "the file is damaged or was replaced: restore it or re-save the model"
+        )
+    weights = read_weights(weights_file)
+    backend, labels, scheme = fields["backend"], fields["labels"], fields["scheme"]
+    head_kind = "crf" if fields.get("head") == "CRFHead" else "softmax"
+    if backend == "bilstm-crf":
+        config = BiLSTMConfig(**fields["model"])
+        try:
+            words, chars = vocab_from_json(json.loads((path / VOCAB).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:
+            raise BundleError(f"{path / VOCAB}: missing or unreadable ({err})") from None
+        encoder = BiLSTMEncoder(config, words, chars)
+        head = make_head(head_kind, encoder.output_dim, labels, scheme)
+    elif backend == "transformer":
+        encoder, config = _transformer_encoder(path, fields)
+        dropout = getattr(encoder.model.config, "hidden_dropout_prob", 0.1)
+        head = make_head(head_kind, encoder.output_dim, labels, scheme, dropout)
+    else:
+        raise BundleError(f"{path / CONFIG}: unknown backend '{backend}'")
+    tagger = Tagger(backend, config, labels, scheme, Network(encoder, head), read_lineage(path))
+    load_weights(tagger, weights, str(weights_file))
+    tagger.network.eval()
+    return tagger
+
+
+def _transformer_encoder(path: Path, fields: dict[str, Any]) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from tagshift.taggers.transformer import TransformerConfig, TransformerEncoder, quiet_transformers, without_pooler
+
+    config = TransformerConfig(**fields["model"])
+    with quiet_transformers():
+        hf_config = AutoConfig.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    model = without_pooler(AutoModel.from_config, hf_config)
+    return TransformerEncoder(config, model, tokenizer), config
+
+
+def bundle_size(path: str | Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+

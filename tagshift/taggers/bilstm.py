@@ -1,0 +1,150 @@
+"""The BiLSTM-CRF encoder (Lample et al. 2016; the architecture of NeuroNER): per word, a
+word embedding, a character BiLSTM or CNN and optionally a casing embedding, concatenated
+and read in context by a word-level BiLSTM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from tagshift.taggers.vocab import Vocab, word_lookup
+from tagshift.taggers.words import SHAPES, word_shape
+
+MAX_WORD_CHARS = 50  # longer tokens (URLs, garbage) are cut for the character model only
+
+
+@dataclass
+class BiLSTMConfig:
+    """Sizes of the BiLSTM-CRF; defaults follow Lample et al. where measured to help here."""
+
+    word_dim: int = 100  # replaced by the vectors' size when vectors are given
+    char_dim: int = 30
+    char_encoder: Literal["lstm", "cnn"] = "lstm"
+    char_hidden: int = 50  # per direction (lstm) or filters (cnn)
+    casing_dim: int = 0
+    hidden: int = 200  # per direction
+    layers: int = 1
+    dropout: float = 0.5
+    word_dropout: float = 0.05  # share of training words replaced by UNK, to learn UNK
+    min_count: int = 2  # rarer training words are UNK unless they have a pretrained vector
+    vectors: str | None = None  # text file, spacy:PACKAGE or hf:NAME_OR_PATH
+    max_vectors: int = 50_000  # most frequent words of the vectors added to the vocabulary
+    head: Literal["crf", "softmax"] = "crf"
+
+    def __post_init__(self) -> None:
+        if self.char_encoder not in ("lstm", "cnn"):
+            raise ValueError(f"char_encoder is {self.char_encoder!r}; choose 'lstm' or 'cnn'")
+        if self.head not in ("crf", "softmax"):
+            raise ValueError(f"head is {self.head!r}; choose 'crf' or 'softmax'")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.word_dropout < 1.0:
+            raise ValueError("dropout and word_dropout must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class WordBatch:
+    """A batch of sentences as indices."""
+
+    words: Tensor  # (batch, words) word indices, 0 = padding
+    chars: Tensor  # (distinct words, chars) character indices of each distinct token
+    char_lengths: Tensor  # (distinct words,)
+    token_index: Tensor  # (batch, words) row of `chars` for each word
+    shapes: Tensor  # (batch, words) casing class
+    mask: Tensor  # (batch, words) True for real words
+
+
+class CharLSTM(nn.Module):
+    """A word's spelling read both ways; the two final states are its representation."""
+
+    def __init__(self, num_chars: int, dim: int, hidden: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.lstm = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
+        self.output_dim = 2 * hidden
+
+    def forward(self, chars: Tensor, lengths: Tensor) -> Tensor:
+        packed = pack_padded_sequence(self.embedding(chars), lengths, batch_first=True, enforce_sorted=False)
+        _, (final, _) = self.lstm(packed)  # final: (2, distinct words, hidden)
+        return torch.cat([final[0], final[1]], dim=-1)  # (distinct words, 2 * hidden)
+
+
+class CharCNN(nn.Module):
+    """Character trigrams, max-pooled over the word (Ma and Hovy 2016)."""
+
+    def __init__(self, num_chars: int, dim: int, filters: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.conv = nn.Conv1d(dim, filters, kernel_size=3, padding=1)
+        self.output_dim = filters
+
+    def forward(self, chars: Tensor, lengths: Tensor) -> Tensor:
+        grams = self.conv(self.embedding(chars).transpose(1, 2))  # (distinct words, filters, chars)
+        padding = torch.arange(chars.size(1)).unsqueeze(0) >= lengths.unsqueeze(1)
+        return grams.masked_fill(padding.unsqueeze(1), float("-inf")).max(dim=2).values
+
+
+class BiLSTMEncoder(nn.Module):
+    """Word features in context, (batch, words, 2 * hidden)."""
+
+    def __init__(self, config: BiLSTMConfig, words: Vocab, chars: Vocab, embeddings: Tensor | None = None):
+        super().__init__()
+        self.config = config
+        self.words, self.chars = words, chars
+        word_dim = embeddings.size(1) if embeddings is not None else config.word_dim
+        self.word_embedding = nn.Embedding(len(words), word_dim, padding_idx=0)
+        if embeddings is not None:
+            self.word_embedding.weight.data.copy_(embeddings)
+        char_model = CharLSTM if config.char_encoder == "lstm" else CharCNN
+        self.char_encoder = char_model(len(chars), config.char_dim, config.char_hidden)
+        self.casing = nn.Embedding(len(SHAPES), config.casing_dim, padding_idx=0) if config.casing_dim else None
+        self.dropout = nn.Dropout(config.dropout)
+        inputs = word_dim + self.char_encoder.output_dim + config.casing_dim
+        self.lstm = nn.LSTM(
+            inputs,
+            config.hidden,
+            num_layers=config.layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
+        self.output_dim = 2 * config.hidden
+
+    def featurize(self, sentences: list[list[str]]) -> WordBatch:
+        """Indices for a batch of tokenised sentences (each at least one token long)."""
+        width = max(len(s) for s in sentences)
+        words = torch.zeros(len(sentences), width, dtype=torch.long)
+        shapes = torch.zeros(len(sentences), width, dtype=torch.long)
+        token_index = torch.zeros(len(sentences), width, dtype=torch.long)
+        distinct: dict[str, int] = {}
+        for b, tokens in enumerate(sentences):
+            words[b, : len(tokens)] = torch.tensor([word_lookup(self.words, t) for t in tokens])
+            shapes[b, : len(tokens)] = torch.tensor([word_shape(t) for t in tokens])
+            token_index[b, : len(tokens)] = torch.tensor([distinct.setdefault(t, len(distinct)) for t in tokens])
+        spellings = [token[:MAX_WORD_CHARS] or " " for token in distinct]
+        lengths = torch.tensor([len(s) for s in spellings])
+        chars = torch.zeros(len(spellings), int(lengths.max()), dtype=torch.long)
+        for i, spelling in enumerate(spellings):
+            chars[i, : len(spelling)] = torch.tensor([self.chars.index(c) for c in spelling])
+        mask = torch.arange(width).unsqueeze(0) < torch.tensor([len(s) for s in sentences]).unsqueeze(1)
+        return WordBatch(words, chars, lengths, token_index, shapes, mask)
+
+    def forward(self, batch: WordBatch) -> Tensor:
+        words = batch.words
+        if self.training and self.config.word_dropout > 0:
+            dropped = torch.rand(words.shape) < self.config.word_dropout
+            words = words.masked_fill(dropped & batch.mask, 1)  # 1 = UNK
+        parts = [
+            self.word_embedding(words),  # (batch, words, word_dim)
+            self.char_encoder(batch.chars, batch.char_lengths)[batch.token_index],  # (batch, words, char)
+        ]
+        if self.casing is not None:
+            parts.append(self.casing(batch.shapes))
+        inputs = self.dropout(torch.cat(parts, dim=-1))
+        lengths = batch.mask.sum(dim=1)
+        packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+        output, _ = self.lstm(packed)
+        output, _ = pad_packed_sequence(output, batch_first=True, total_length=words.size(1))
+        return self.dropout(output)  # (batch, words, 2 * hidden)

@@ -1,0 +1,97 @@
+"""Heads: from word features (batch, words, hidden) to tag scores, a loss and decoded tags.
+
+Two classes with one interface, not one class with a `use_crf` flag. Both hold the output
+layer as `linear` (one row per tag, in label order) so the transfer layer can copy, extend
+or drop rows; the CRF head adds the `crf` whose matrices are indexed by the same labels.
+
+Gold tags come as indices (batch, words), -100 where a word has no label, or as a boolean
+(batch, words, tags) set of allowed tags for partially labelled words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from tagshift.crf import CRF, Constraints, forbid, unconstrained, viterbi
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Best tag path per sentence and, per word, the probability of each tag."""
+
+    paths: list[list[int]]
+    probabilities: Tensor  # (batch, words, tags)
+
+
+def _allowed(gold: Tensor, num_tags: int) -> Tensor:
+    """Gold as a (batch, words, tags) boolean set; unlabelled words allow every tag."""
+    if gold.dim() == 3:
+        return gold
+    allowed = nn.functional.one_hot(gold.clamp(min=0), num_tags).bool()
+    return allowed | (gold == IGNORE).unsqueeze(2)
+
+
+class SoftmaxHead(nn.Module):
+    """A linear layer and a per-word softmax. Decoding still respects the scheme: it finds
+    the most probable sequence among the valid ones (the scores stay the softmax's)."""
+
+    def __init__(self, hidden: int, num_tags: int, constraints: Constraints | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden, num_tags)
+        # Rebuilt from labels and scheme, so not saved: the weights stay a plain HF head.
+        scores = forbid(constraints or unconstrained(num_tags))
+        for name, value in zip(("start_scores", "transition_scores", "end_scores"), scores):
+            self.register_buffer(name, value, persistent=False)
+
+    @property
+    def num_tags(self) -> int:
+        return self.linear.out_features
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.linear(self.dropout(features))  # (batch, words, tags)
+
+    def loss(self, emissions: Tensor, gold: Tensor, mask: Tensor) -> Tensor:
+        """Mean over labelled words of -log p(allowed tags)."""
+        log_probs = emissions.log_softmax(dim=-1)
+        allowed = _allowed(gold, self.num_tags)
+        word_loss = -torch.logsumexp(log_probs.masked_fill(~allowed, float("-inf")), dim=-1)
+        labelled = mask & ~allowed.all(dim=-1)
+        return (word_loss * labelled).sum() / labelled.sum().clamp(min=1)
+
+    def decode(self, emissions: Tensor, mask: Tensor) -> Decoded:
+        log_probs = emissions.log_softmax(dim=-1)
+        paths = viterbi(log_probs, mask, self.start_scores, self.transition_scores, self.end_scores)
+        return Decoded(paths, log_probs.exp() * mask.unsqueeze(2))
+
+
+class CRFHead(nn.Module):
+    """A linear layer giving emission scores, and a linear-chain CRF over them."""
+
+    def __init__(self, hidden: int, num_tags: int, constraints: Constraints | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden, num_tags)
+        self.crf = CRF(num_tags, constraints)
+
+    @property
+    def num_tags(self) -> int:
+        return self.linear.out_features
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.linear(self.dropout(features))  # (batch, words, tags)
+
+    def loss(self, emissions: Tensor, gold: Tensor, mask: Tensor) -> Tensor:
+        """Mean over sentences of -log p(gold path); unlabelled words sum over their tags."""
+        return self.crf.neg_log_likelihood(emissions, _allowed(gold, self.num_tags), mask)
+
+    def decode(self, emissions: Tensor, mask: Tensor) -> Decoded:
+        return Decoded(self.crf.viterbi(emissions, mask), self.crf.marginals(emissions, mask))
+
+
+Head = SoftmaxHead | CRFHead

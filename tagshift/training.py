@@ -1,0 +1,335 @@
+"""Training a tagger: seeded batches, optimiser and schedule, dev evaluation, early stopping,
+a checkpoint every epoch that `resume` continues from to the same result.
+
+Determinism: each epoch reseeds torch from (seed, epoch), and draws its batch order from a
+generator seeded the same way, so epoch k does the same work whether or not the run was
+interrupted before it. A checkpoint holds weights, the best weights so far, the optimiser
+state and the history: everything else is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from tagshift.atomic import write_text_atomic
+from tagshift.corpus import Corpus
+from tagshift.errors import TagshiftError
+from tagshift.lineage import corpus_record, step_record
+from tagshift.metrics import Scores, score_tags
+from tagshift.progress import progress_bar
+from tagshift.schemes import SCHEMES, convert_tags
+from tagshift.taggers.tagger import Tagger
+
+LOG = "train_log.jsonl"
+CURVES = "learning_curve.png"
+CHECKPOINT = "checkpoint"
+STATE = "trainer_state.json"
+OPTIMIZER = "optimizer.safetensors"
+BEST = "best.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """How to train; every field is a `--option` of `tagshift train` and a key of its TOML."""
+
+    epochs: int = 30
+    batch_size: int = 16
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    clip: float = 5.0  # max gradient norm; 0 = no clipping
+    warmup: float = 0.0  # share of all steps with a linearly rising learning rate
+    decay: Literal["none", "linear"] = "none"
+    accumulate: int = 1  # batches per optimiser step
+    patience: int = 5  # epochs without a better dev F1 before stopping; 0 = never stop early
+    seed: int = 0
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise TagshiftError(f"optimizer '{self.optimizer}' is not one of adam, adamw, sgd")
+        if self.decay not in ("none", "linear"):
+            raise TagshiftError(f"decay '{self.decay}' is not one of none, linear")
+        if self.epochs < 1 or self.batch_size < 1 or self.accumulate < 1:
+            raise TagshiftError("epochs, batch_size and accumulate must be at least 1")
+        if self.lr <= 0 or not 0 <= self.warmup < 1:
+            raise TagshiftError("lr must be positive and warmup in [0, 1)")
+
+    @classmethod
+    def for_backend(cls, backend: str, **overrides: Any) -> TrainConfig:
+        """Defaults that suit each backend: Adam for the BiLSTM-CRF; the BERT recipe (AdamW,
+        warm-up then linear decay, few epochs) for transformers."""
+        base: dict[str, Any] = {}
+        if backend == "transformer":
+            base = dict(epochs=4, batch_size=16, optimizer="adamw", lr=5e-5, weight_decay=0.01, clip=1.0,
+                        warmup=0.1, decay="linear", patience=0)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TagshiftError(f"unknown training option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass
+class TrainResult:
+    """What a run did: per-epoch history, the best epoch and its dev scores."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_dev: Scores | None
+    stopped_early: bool
+    seconds: float
+
+
+@dataclass
+class _State:
+    """What the checkpoint carries besides weights and optimiser state."""
+
+    epoch: int = 0  # epochs completed
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_dev: dict[str, Any] | None = None
+
+
+def model_tags(corpus: Corpus, scheme: str) -> list[list[str]]:
+    """A corpus's tags in the model's scheme (invalid sequences read as conlleval reads them)."""
+    return [convert_tags(s.tags, SCHEMES[scheme]) for s in corpus.sentences]
+
+
+def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Shuffled batches of similar-length sentences: shuffle, sort within pools of 50
+    batches to cut padding, then shuffle the batches."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    pool = batch_size * 50
+    batches = []
+    for i in range(0, len(order), pool):
+        chunk = sorted(order[i : i + pool], key=lambda k: lengths[k])
+        batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def make_optimizer(tagger: Tagger, options: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in tagger.parameters() if p.requires_grad]
+    if not params:
+        raise TagshiftError("every parameter is frozen: nothing to train")
+    if options.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
+    if options.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
+    return torch.optim.Adam(params, lr=options.lr, weight_decay=options.weight_decay)
+
+
+def lr_factor(step: int, total: int, options: TrainConfig) -> float:
+    """Multiplier of the base learning rate at optimiser step `step` of `total`."""
+    warmup = int(options.warmup * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    if options.decay == "linear":
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return 1.0
+
+
+def evaluate_tagger(tagger: Tagger, corpus: Corpus, batch_size: int = 64, mode: str = "conlleval") -> Scores:
+    """Entity-level scores of the tagger's predictions on a labelled corpus."""
+    predicted = tagger.predict([s.tokens for s in corpus.sentences], batch_size)
+    return score_tags(corpus.tag_sequences, [p.tags for p in predicted], mode)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    """Optimiser state as flat tensors (safetensors) and param groups as JSON: no pickle."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"{index}.{key}": (value if isinstance(value, Tensor) else torch.tensor(value)).contiguous()
+        for index, entries in state["state"].items()
+        for key, value in entries.items()
+    }
+    return tensors, state["param_groups"]
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list[dict[str, Any]]) -> None:
+    state: dict[int, dict[str, Tensor]] = {}
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _data_fingerprint(train: Corpus, dev: Corpus | None, options: TrainConfig) -> dict[str, Any]:
+    return {
+        "train": corpus_record(train).get("sha256", len(train)),
+        "dev": corpus_record(dev).get("sha256", len(dev)) if dev is not None else None,
+        "options": asdict(options),
+    }
+
+
+def fit(
+    tagger: Tagger,
+    train: Corpus,
+    dev: Corpus | None,
+    options: TrainConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    command: str | None = None,
+) -> TrainResult:
+    """Train `tagger` in place and leave it holding its best-on-dev weights.
+
+    With `out`, each epoch writes the log, the learning curves and a checkpoint there, and
+    the end writes the model bundle (with its lineage). `resume` continues from the
+    checkpoint in `out`: the result is the one an uninterrupted run gives.
+    """
+    out = Path(out) if out is not None else None
+    if resume and out is None:
+        raise TagshiftError("resume needs the output directory that holds the checkpoint")
+    gold = model_tags(train, tagger.scheme)
+    gold_ids = [tagger.gold_indices([tags])[0] for tags in gold]  # also checks every tag is known
+    sentences = [s.tokens for s in train.sentences]
+    lengths = [len(s) for s in sentences]
+    batches_per_epoch = math.ceil(len(sentences) / options.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / options.accumulate)
+    total_steps = steps_per_epoch * options.epochs
+
+    optimizer = make_optimizer(tagger, options)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    state = _State()
+    best_weights = {k: v.clone() for k, v in tagger.network.state_dict().items()}
+    fingerprint = _data_fingerprint(train, dev, options)
+    if resume:
+        state, best_weights = _restore(tagger, optimizer, out / CHECKPOINT, fingerprint)  # type: ignore[operator]
+
+    started = time.perf_counter() - state.seconds
+    stopped_early = False
+    for epoch in range(state.epoch + 1, options.epochs + 1):
+        if options.patience and state.bad_epochs >= options.patience:
+            stopped_early = True
+            break
+        epoch_seed = options.seed * 100_003 + epoch
+        torch.manual_seed(epoch_seed)
+        batches = epoch_batches(lengths, options.batch_size, torch.Generator().manual_seed(epoch_seed))
+        tagger.network.train()
+        total_loss, step = 0.0, (epoch - 1) * steps_per_epoch
+        bar = progress_bar(batches, f"epoch {epoch}/{options.epochs}", enabled=progress, unit="batch")
+        for number, indices in enumerate(bar, start=1):
+            batch_gold = torch.nn.utils.rnn.pad_sequence(
+                [gold_ids[i] for i in indices], batch_first=True, padding_value=-100
+            )
+            loss = tagger.loss([sentences[i] for i in indices], batch_gold)
+            (loss / options.accumulate).backward()
+            total_loss += float(loss.detach())
+            if number % options.accumulate == 0 or number == len(batches):
+                if options.clip:
+                    torch.nn.utils.clip_grad_norm_(tagger.parameters(), options.clip)
+                factor = lr_factor(step, total_steps, options)
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * factor
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+            bar.set_postfix(loss=f"{total_loss / number:.3f}")
+        record: dict[str, Any] = {"epoch": epoch, "steps": step, "train_loss": total_loss / len(batches),
+                                  "lr": optimizer.param_groups[0]["lr"]}
+        dev_scores = evaluate_tagger(tagger, dev, options.eval_batch_size) if dev is not None else None
+        if dev_scores is not None:
+            micro = dev_scores.micro
+            record.update(dev_f1=micro.f1, dev_precision=micro.precision, dev_recall=micro.recall)
+        improved = dev_scores is None or dev_scores.micro.f1 > state.best_f1
+        if improved:
+            state.best_f1 = dev_scores.micro.f1 if dev_scores is not None else -1.0
+            state.best_epoch = epoch
+            state.best_dev = dev_scores.to_json() if dev_scores is not None else None
+            state.bad_epochs = 0
+            best_weights = {k: v.detach().clone() for k, v in tagger.network.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        state.epoch = epoch
+        state.seconds = time.perf_counter() - started
+        record.update(best=improved, seconds=round(state.seconds, 2))
+        state.history.append(record)
+        if progress:
+            dev_text = f", dev F1 {100 * record['dev_f1']:.2f}" if "dev_f1" in record else ""
+            bar.write(f"epoch {epoch}: loss {record['train_loss']:.4f}{dev_text}{' (best)' if improved else ''}")
+        if out is not None:
+            _write_progress(out, state.history, tagger)
+            _checkpoint(tagger, optimizer, best_weights, state, fingerprint, out / CHECKPOINT)
+
+    tagger.network.load_state_dict(best_weights)
+    tagger.network.eval()
+    best_dev = Scores.from_json(state.best_dev) if state.best_dev is not None else None
+    result = TrainResult(state.history, state.best_epoch, best_dev, stopped_early, state.seconds)
+    if out is not None:
+        tagger.lineage.append(
+            step_record(
+                "train",
+                command=command,
+                backend=tagger.backend,
+                data={"train": corpus_record(train), "dev": corpus_record(dev) if dev is not None else None},
+                options=asdict(options),
+                best_epoch=state.best_epoch,
+                epochs_run=state.epoch,
+                seconds=round(state.seconds, 1),
+                scores={"dev": state.best_dev},
+            )
+        )
+        tagger.save(out)
+        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    return result
+
+
+def _write_progress(out: Path, history: list[dict[str, Any]], tagger: Tagger) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / LOG, "".join(json.dumps(h) + "\n" for h in history))
+    from tagshift.curves import plot_learning_curves
+
+    plot_learning_curves(history, out / CURVES, tagger.describe())
+
+
+def _checkpoint(
+    tagger: Tagger,
+    optimizer: torch.optim.Optimizer,
+    best_weights: dict[str, Tensor],
+    state: _State,
+    fingerprint: dict[str, Any],
+    path: Path,
+) -> None:
+    from tagshift.bundle import save_bundle
+
+    tensors, groups = _optimizer_tensors(optimizer)
+    trainer = {"state": asdict(state), "param_groups": groups, "fingerprint": fingerprint}
+    best = {k: v.contiguous() for k, v in best_weights.items()}
+    save_bundle(tagger, path, extra={STATE: json.dumps(trainer), OPTIMIZER: tensors, BEST: best})
+
+
+def _restore(
+    tagger: Tagger, optimizer: torch.optim.Optimizer, path: Path, fingerprint: dict[str, Any]
+) -> tuple[_State, dict[str, Tensor]]:
+    """Weights, optimiser and progress from the checkpoint at `path`, if it matches this run."""
+    from tagshift.bundle import load_weights, read_weights
+
+    if not (path / STATE).is_file():
+        raise TagshiftError(f"{path}: no checkpoint to resume from; start without --resume")
+    trainer = json.loads((path / STATE).read_text(encoding="utf-8"))
+    if trainer["fingerprint"] != fingerprint:
+        changed = [k for k in fingerprint if trainer["fingerprint"].get(k) != fingerprint[k]]
+        raise TagshiftError(
+            f"{path}: the checkpoint was made with other {' and '.join(changed)}; resume with the same "
+            "data and options, or start afresh without --resume"
+        )
+    from tagshift.bundle import WEIGHTS
+
+    load_weights(tagger, read_weights(path / WEIGHTS), str(path / WEIGHTS))
+    best_tagger_weights = read_weights(path / BEST)
+    _load_optimizer(optimizer, read_weights(path / OPTIMIZER), trainer["param_groups"])
+    return _State(**trainer["state"]), best_tagger_weights
