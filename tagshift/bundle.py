@@ -280,3 +280,36 @@ def _transformer_encoder(path: Path, fields: dict[str, Any]) -> tuple[Any, Any]:
 def bundle_size(path: str | Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
+
+
+def describe_bundle(path: str | Path, fields: dict[str, Any], lineage: list[dict[str, Any]]) -> str:
+    """`tagshift info`: what the bundle holds and where it came from, for people."""
+    from tagshift.schemes import split_tag
+
+    types = sorted({split_tag(label)[1] for label in fields["labels"]} - {""})
+    model = fields.get("model", {})
+    encoder = model.get("encoder") or ("BiLSTM, vectors: " + str(model.get("vectors") or "none"))
+    lines = [
+        f"{path}: tagshift {fields['backend']} model (bundle format {fields['format_version']}, "
+        f"saved by tagshift {fields.get('version', '?')}, {bundle_size(path) / 1e6:.1f} MB)",
+        f"encoder: {encoder}",
+        f"head: {fields.get('head')}; scheme: {fields['scheme']}; {len(fields['labels'])} labels",
+        f"types ({len(types)}): {', '.join(types)}",
+    ]
+    if fields["backend"] == "transformer":
+        hf = "yes" if fields.get("hf_compatible") else "no (it has a CRF or casing features)"
+        lines.append(f"loads in transformers' AutoModelForTokenClassification: {hf}")
+    for number, step in enumerate(lineage, start=1):
+        lines.append(f"step {number}: {step.get('step')} on {step.get('date')} by tagshift {step.get('tagshift')}")
+        if step.get("command"):
+            lines.append(f"  command: {step['command']}")
+        for role, record in (step.get("data") or {}).items():
+            if record:
+                digest = f", sha256 {record['sha256'][:12]}" if record.get("sha256") else ""
+                lines.append(f"  {role}: {record.get('path')} ({record.get('sentences')} sentences{digest})")
+        for split, scores in (step.get("scores") or {}).items():
+            if scores:
+                micro = scores["micro"]
+                lines.append(f"  {split} entity F1 ({scores['mode']}): {100 * micro['f1']:.2f} "
+                             f"(P {100 * micro['precision']:.2f}, R {100 * micro['recall']:.2f})")
+    return "\n".join(lines)

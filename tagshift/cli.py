@@ -12,18 +12,24 @@ from typing import Iterator, Optional
 import typer
 
 from tagshift import __version__
+from tagshift.atomic import write_text_atomic
+from tagshift.bundle import bundle_size, describe_bundle, read_config, read_lineage
 from tagshift.convert import convert_corpus, find_repairs, refuse_repairs
 from tagshift.corpus import Corpus, output_format, read_corpus, write_corpus
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
+from tagshift.jobs import make_job, run_job
+from tagshift.predict import format_predictions, read_input
 from tagshift.errors import TagshiftError
 from tagshift.evaluate import evaluate_corpora
 from tagshift.labelmap import LabelMap
 from tagshift.metrics import Scores, compare
 from tagshift.schemes import SCHEMES
 from tagshift.stats import corpus_stats
+from tagshift.taggers import DEFAULT_ENCODER, Tagger
+from tagshift.training import CURVES, LOG
 
 app = typer.Typer(
-    help="Transfer learning for named entity recognition: corpora, tag schemes, label maps, scores.",
+    help="Transfer learning for named entity recognition: corpora, tag schemes, label maps, taggers, scores.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -146,37 +152,169 @@ def _parse_groups(groups: list[str]) -> dict[str, list[str]]:
 
 @app.command()
 def evaluate(
-    gold: Path = typer.Argument(..., help="Gold corpus."),
-    pred: Path = typer.Argument(..., help="Predicted corpus: the same sentences and tokens, in order."),
+    gold: Path = typer.Argument(..., help="Gold corpus, or a model directory (then PRED is the gold test corpus)."),
+    pred: Path = typer.Argument(..., help="Predicted corpus (same sentences as GOLD, in order), or the test corpus."),
     mode: Mode = typer.Option(Mode.conlleval, "--mode", help="conlleval: entities read as the CoNLL script does; strict: only scheme-valid entities."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Scheme for strict mode. Default: detected from gold."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A second prediction to compare with, type by type."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A second prediction (or model) to compare with, type by type."),
     group: list[str] = typer.Option([], "--group", help="A named group of types for the comparison, e.g. old=PER,LOC (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (fractions in 0..1) instead of a table in percent."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch when a model tags the test corpus."),
     token_col: Optional[int] = TOKEN_COL,
     tag_col: Optional[int] = TAG_COL,
     max_tokens: int = MAX_TOKENS,
     encoding: str = ENCODING,
 ) -> None:
-    """Entity-level precision, recall and F1 of PRED against GOLD, per type, micro and macro.
+    """Entity-level precision, recall and F1, per type, micro and macro: of PRED against GOLD,
+    or of a model (a directory) on a test corpus.
 
-    Example: tagshift evaluate test.conll predicted.conll --mode strict --json
+    Examples: tagshift evaluate test.conll predicted.conll --mode strict --json;
+    tagshift evaluate models/ner test.conll
     """
     with user_errors():
-        gold_corpus = _read(gold, token_col, tag_col, max_tokens, encoding)
+        model_mode = gold.is_dir()
+        gold_corpus = _read(pred if model_mode else gold, token_col, tag_col, max_tokens, encoding)
         scheme_name = scheme.value if scheme else None
 
-        def score(path: Path) -> Scores:
-            return evaluate_corpora(
-                gold_corpus, _read(path, token_col, tag_col, max_tokens, encoding), mode.value, scheme_name
-            )
+        def score(source: Path) -> Scores:
+            if source.is_dir():
+                predicted = Tagger.load(source).predict_corpus(gold_corpus, batch_size)
+            else:
+                predicted = _read(source, token_col, tag_col, max_tokens, encoding)
+            return evaluate_corpora(gold_corpus, predicted, mode.value, scheme_name)
 
-        system = score(pred)
+        system = score(gold if model_mode else pred)
         if baseline is None:
             typer.echo(json.dumps(system.to_json(), indent=2) if as_json else system.render())
             return
         comparison = compare(system, score(baseline), _parse_groups(group))
         typer.echo(json.dumps(comparison.to_json(), indent=2) if as_json else comparison.render())
+
+
+class Backend(str, Enum):
+    bilstm_crf = "bilstm-crf"
+    transformer = "transformer"
+
+
+@app.command()
+def train(
+    train_file: Optional[Path] = typer.Option(None, "--train", help="Training corpus."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev corpus: early stopping and the best epoch are chosen on its entity F1."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
+    backend: Optional[Backend] = typer.Option(None, "--backend", help="Model family."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the model bundle, log, curves and checkpoints."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with any of these options, plus [model] and [training] tables."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help=f"Transformer: HF model name or local path (default {DEFAULT_ENCODER}, shipped as a package)."),
+    vectors: Optional[str] = typer.Option(None, "--vectors", help="BiLSTM-CRF: word vectors, a GloVe/word2vec text file, spacy:PACKAGE or hf:MODEL."),
+    head: Optional[str] = typer.Option(None, "--head", help="crf or softmax (default: crf for the BiLSTM, softmax for transformers)."),
+    scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme the model predicts in (default: iobes for the BiLSTM, iob2 for transformers)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sentences per batch."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same model."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    token_col: Optional[int] = TOKEN_COL,
+    tag_col: Optional[int] = TAG_COL,
+    max_tokens: int = MAX_TOKENS,
+    encoding: str = ENCODING,
+) -> None:
+    """Train a tagger; the best epoch on --dev is saved to --out with its log, learning
+    curves and lineage.
+
+    Example: tagshift train --train train.conll --dev dev.conll --backend bilstm-crf --out models/ner
+    """
+    with user_errors():
+        model = {"encoder": encoder, "vectors": vectors, "head": head}
+        training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+        job = make_job(
+            config,
+            backend=backend.value if backend else None,
+            train=train_file,
+            dev=dev,
+            test=test,
+            out=out,
+            scheme=scheme.value if scheme else None,
+            model=model,
+            training=training,
+        )
+        if job.backend == "bilstm-crf" and encoder:
+            raise TagshiftError("--encoder is for the transformer backend; the BiLSTM-CRF takes --vectors")
+        if job.backend == "transformer" and vectors:
+            raise TagshiftError("--vectors is for the BiLSTM-CRF; a transformer takes --encoder")
+        tagger, result = run_job(
+            job, resume=resume, overwrite=overwrite, progress=progress,
+            token_col=token_col, tag_col=tag_col, max_tokens=max_tokens, encoding=encoding,
+        )
+        typer.echo(f"trained {tagger.describe()}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
+        if result.best_dev is not None:
+            typer.echo(f"dev entity F1 (conlleval): {100 * result.best_dev.micro.f1:.2f}", err=True)
+        if result.test is not None:
+            typer.echo(result.test.render())
+        typer.echo(f"saved to {job.out} (log: {job.out / LOG}, curves: {job.out / CURVES})", err=True)
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    conll = "conll"
+    jsonl = "jsonl"
+    text = "text"
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="Model directory."),
+    input_file: Path = typer.Argument(..., help="A corpus (column file or JSONL), tokenised JSONL, or raw text (one document per line)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write (atomically). Default: standard output."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="conll, jsonl (tokens, tags, entities with confidence) or spans (text, character spans). Default: from --out's suffix, else jsonl for text and the input's format otherwise."),
+    input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", help="How to read INPUT; auto tells JSON, columns and prose apart."),
+    scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the output. Default: the model's."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    token_col: Optional[int] = TOKEN_COL,
+    max_tokens: int = MAX_TOKENS,
+    encoding: str = ENCODING,
+) -> None:
+    """Tag a corpus or raw text with a trained model.
+
+    Example: tagshift predict models/ner news.txt --format spans --out news.entities.jsonl
+    """
+    with user_errors():
+        tagger = Tagger.load(model)
+        options: dict[str, object] = {"max_tokens": max_tokens, "encoding": encoding}
+        if token_col is not None:
+            options["token_col"] = token_col
+        corpus, read_as = read_input(input_file, input_format.value, **options)
+        tagged = tagger.predict([s.tokens for s in corpus.sentences], batch_size, progress=progress and out is not None)
+        default = "jsonl" if read_as == "text" else ("conll" if read_as == "conll" else "jsonl")
+        chosen = fmt.value if fmt else (output_format(corpus, out) if out and out.suffix else default)
+        text = format_predictions(corpus, tagged, chosen, scheme.value if scheme else None)
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            write_text_atomic(out, text)
+            entities = sum(len(t.entities) for t in tagged)
+            typer.echo(f"tagged {len(tagged)} {'lines' if read_as == 'text' else 'sentences'} ({read_as}): "
+                       f"{entities} entities; wrote {out} ({chosen})", err=True)
+
+
+@app.command()
+def info(
+    model: Path = typer.Argument(..., help="Model directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the config and lineage as JSON."),
+) -> None:
+    """What a model bundle is: backend, labels, scheme, where it came from and its scores.
+
+    Example: tagshift info models/ner
+    """
+    with user_errors():
+        fields = read_config(model)
+        lineage = read_lineage(model)
+        if as_json:
+            typer.echo(json.dumps({"config": fields, "lineage": lineage, "bytes": bundle_size(model)}, indent=2))
+            return
+        typer.echo(describe_bundle(model, fields, lineage))
 
 
 def main() -> None:

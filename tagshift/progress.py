@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterable, TypeVar
 
 from tqdm.auto import tqdm
@@ -11,4 +12,6 @@ T = TypeVar("T")
 
 def progress_bar(items: Iterable[T], description: str, enabled: bool = True, **options: Any) -> tqdm:
     """`items`, iterated under a bar named `description` when `enabled`."""
-    return tqdm(items, desc=description, disable=not enabled, dynamic_ncols=True, leave=False, **options)
+    # In a log file (CI, nohup) every redraw is a new line: redraw less often there.
+    interval = 0.1 if sys.stderr.isatty() else 10.0
+    return tqdm(items, desc=description, disable=not enabled, dynamic_ncols=True, leave=False, mininterval=interval, **options)

@@ -89,6 +89,7 @@ class TrainResult:
     best_dev: Scores | None
     stopped_early: bool
     seconds: float
+    test: Scores | None = None
 
 
 @dataclass
@@ -184,12 +185,14 @@ def fit(
     resume: bool = False,
     progress: bool = False,
     command: str | None = None,
+    test: Corpus | None = None,
 ) -> TrainResult:
     """Train `tagger` in place and leave it holding its best-on-dev weights.
 
     With `out`, each epoch writes the log, the learning curves and a checkpoint there, and
-    the end writes the model bundle (with its lineage). `resume` continues from the
-    checkpoint in `out`: the result is the one an uninterrupted run gives.
+    the end writes the model bundle (with its lineage, and the scores on `test` if given).
+    `resume` continues from the checkpoint in `out`: the result is the one an uninterrupted
+    run gives.
     """
     out = Path(out) if out is not None else None
     if resume and out is None:
@@ -268,19 +271,24 @@ def fit(
     tagger.network.load_state_dict(best_weights)
     tagger.network.eval()
     best_dev = Scores.from_json(state.best_dev) if state.best_dev is not None else None
-    result = TrainResult(state.history, state.best_epoch, best_dev, stopped_early, state.seconds)
+    test_scores = evaluate_tagger(tagger, test, options.eval_batch_size) if test is not None else None
+    result = TrainResult(state.history, state.best_epoch, best_dev, stopped_early, state.seconds, test_scores)
     if out is not None:
         tagger.lineage.append(
             step_record(
                 "train",
                 command=command,
                 backend=tagger.backend,
-                data={"train": corpus_record(train), "dev": corpus_record(dev) if dev is not None else None},
+                data={
+                    "train": corpus_record(train),
+                    "dev": corpus_record(dev) if dev is not None else None,
+                    "test": corpus_record(test) if test is not None else None,
+                },
                 options=asdict(options),
                 best_epoch=state.best_epoch,
                 epochs_run=state.epoch,
                 seconds=round(state.seconds, 1),
-                scores={"dev": state.best_dev},
+                scores={"dev": state.best_dev, "test": test_scores.to_json() if test_scores else None},
             )
         )
         tagger.save(out)

@@ -32,8 +32,10 @@ def read_corpus(
     delimiter: str | None = None,
     encoding: str = "utf-8",
     max_tokens: int = MAX_SENTENCE_TOKENS,
+    unlabelled: bool = False,
 ) -> Corpus:
-    """Read a column file or JSON lines; which one is decided from the content."""
+    """Read a column file or JSON lines; which one is decided from the content. With
+    `unlabelled` (input to a tagger), tokens without tags are accepted, tagged O."""
     path = Path(path)
     if not path.exists():
         raise CorpusError(f"{path}: no such file")
@@ -42,7 +44,7 @@ def read_corpus(
     data = path.read_bytes()
     head = data[:4096].decode("utf-8", errors="ignore")
     if looks_like_json(head):
-        return read_jsonl(path, max_tokens=max_tokens, encoding=encoding, data=data)
+        return read_jsonl(path, max_tokens=max_tokens, encoding=encoding, data=data, unlabelled=unlabelled)
     return read_columns(
         path,
         token_col=token_col,
@@ -51,6 +53,7 @@ def read_corpus(
         encoding=encoding,
         max_tokens=max_tokens,
         data=data,
+        unlabelled=unlabelled,
     )
 
 

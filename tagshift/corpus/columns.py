@@ -87,8 +87,10 @@ def read_columns(
     encoding: str = "utf-8",
     max_tokens: int = MAX_SENTENCE_TOKENS,
     data: bytes | None = None,
+    unlabelled: bool = False,
 ) -> Corpus:
-    """Read a column file. Options left as None are detected from the file."""
+    """Read a column file. Options left as None are detected from the file. With
+    `unlabelled`, a file of tokens alone (one column) is read with every tag O."""
     path = str(path)
     raw = Path(path).read_bytes() if data is None else data
     bom = raw.startswith(b"\xef\xbb\xbf")
@@ -106,6 +108,15 @@ def read_columns(
 
     sample = [_fields(line, delimiter, path, n) for n, line in token_lines[:_DETECT_LINES]]
     columns = Counter(len(row) for row in sample).most_common(1)[0][0]  # not the first line's: it may be the bad one
+    tokens_only = unlabelled and columns == 1
+
+    def fields_of(line: str, number: int) -> list[str]:
+        row = _fields(line, delimiter, path, number)
+        return row + ["O"] if tokens_only and len(row) == 1 else row
+
+    if tokens_only:
+        sample = [row + ["O"] for row in sample]
+        columns = 2
     for (number, line), row in zip(token_lines, sample):
         if len(row) != columns:
             _wrong_columns(path, number, line, row, columns)
@@ -143,7 +154,7 @@ def read_columns(
             close()
             doc_starts.append(DocStart(len(sentences), line))
             continue
-        row = _fields(line, delimiter, path, number)
+        row = fields_of(line, number)
         if len(row) != columns:
             _wrong_columns(path, number, line, row, columns)
         token, tag = row[token_col], row[tag_col]

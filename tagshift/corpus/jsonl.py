@@ -34,14 +34,20 @@ def looks_like_json(text: str) -> bool:
 
 
 def read_jsonl(
-    path: str | Path, *, max_tokens: int = MAX_SENTENCE_TOKENS, encoding: str = "utf-8", data: bytes | None = None
+    path: str | Path,
+    *,
+    max_tokens: int = MAX_SENTENCE_TOKENS,
+    encoding: str = "utf-8",
+    data: bytes | None = None,
+    unlabelled: bool = False,
 ) -> Corpus:
-    """Read JSON lines (or one JSON array of records) into a corpus."""
+    """Read JSON lines (or one JSON array of records) into a corpus. With `unlabelled`, a
+    record of tokens alone is read with every tag O (text without spans always is)."""
     path = str(path)
     text = decode_text(Path(path).read_bytes() if data is None else data, path, encoding)
     sentences = []
     for place, line, record in _records(text, path):
-        sentence = _sentence(record, place)
+        sentence = _sentence(record, place, unlabelled)
         if len(sentence) > max_tokens:
             raise CorpusError(f"{place}sentence has more than {max_tokens} tokens (raise the limit with --max-tokens)")
         sentence.line = line
@@ -81,10 +87,13 @@ def _object(record: Any, place: str) -> dict[str, Any]:
     return record
 
 
-def _sentence(record: dict[str, Any], place: str) -> Sentence:
+def _sentence(record: dict[str, Any], place: str, unlabelled: bool = False) -> Sentence:
     tag_key = next((k for k in _TAG_KEYS if isinstance(record.get(k), list) and "tokens" in record), None)
+    tokens = record.get("tokens")
     if tag_key and all(isinstance(t, str) for t in record["tokens"]):
         return _tagged_sentence(record["tokens"], record[tag_key], place)
+    if unlabelled and "text" not in record and isinstance(tokens, list) and all(isinstance(t, str) for t in tokens):
+        return _tagged_sentence(tokens, ["O"] * len(tokens), place)
     text = record.get("text")
     if text is None and isinstance(record.get("data"), dict):
         text = record["data"].get("text")
@@ -189,12 +198,12 @@ def format_jsonl(corpus: Corpus, style: str = "tokens") -> str:
         if style == "tokens":
             record: dict[str, Any] = {"tokens": sentence.tokens, "tags": sentence.tags}
         else:
-            record = _span_record(sentence)
+            record = span_record(sentence)
         lines.append(json.dumps(record, ensure_ascii=False))
     return "\n".join(lines) + "\n"
 
 
-def _span_record(sentence: Sentence) -> dict[str, Any]:
+def span_record(sentence: Sentence) -> dict[str, Any]:
     """A Prodigy-shaped record: text, tokens with offsets, spans with token indices."""
     if sentence.text is not None and sentence.offsets is not None:
         text, offsets = sentence.text, sentence.offsets

@@ -1,0 +1,130 @@
+"""What `tagshift train` does, from files to a saved bundle: a typed job (from a TOML file
+and command-line options, options winning), a new or resumed tagger, training, scores."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tagshift.bundle import CONFIG, load_bundle
+from tagshift.corpus import read_corpus
+from tagshift.errors import TagshiftError
+from tagshift.taggers.bilstm import BiLSTMConfig
+from tagshift.taggers.build import DEFAULT_SCHEMES, bilstm_crf, transformer
+from tagshift.taggers.tagger import BACKENDS, Tagger
+from tagshift.taggers.transformer import TransformerConfig
+from tagshift.training import CHECKPOINT, TrainConfig, TrainResult
+
+_JOB_KEYS = ("backend", "train", "dev", "test", "out", "scheme")
+
+
+@dataclass
+class TrainJob:
+    """Everything one training run needs."""
+
+    backend: str
+    train: Path
+    out: Path
+    dev: Path | None = None
+    test: Path | None = None
+    scheme: str | None = None
+    model: dict[str, Any] = field(default_factory=dict)  # fields of BiLSTMConfig / TransformerConfig
+    training: dict[str, Any] = field(default_factory=dict)  # fields of TrainConfig
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise TagshiftError(f"backend '{self.backend}' is not one of {', '.join(BACKENDS)}")
+        self.scheme = self.scheme or DEFAULT_SCHEMES[self.backend]
+        model_fields = {f.name for f in fields(self.model_config_class)}
+        unknown = sorted(set(self.model) - model_fields)
+        if unknown:
+            raise TagshiftError(
+                f"unknown [model] option(s) for {self.backend}: {', '.join(unknown)}; known: {', '.join(sorted(model_fields))}"
+            )
+
+    @property
+    def model_config_class(self) -> type:
+        return BiLSTMConfig if self.backend == "bilstm-crf" else TransformerConfig
+
+    def model_config(self) -> BiLSTMConfig | TransformerConfig:
+        try:
+            return self.model_config_class(**self.model)
+        except (TypeError, ValueError) as err:
+            raise TagshiftError(f"[model] options: {err}") from None
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.for_backend(self.backend, **self.training)
+
+
+def read_job_file(path: str | Path) -> dict[str, Any]:
+    """The TOML form of a job: top-level keys, [model] and [training] tables."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TagshiftError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise TagshiftError(f"{path}: not valid TOML ({err})") from None
+    unknown = sorted(set(data) - set(_JOB_KEYS) - {"model", "training"})
+    if unknown:
+        raise TagshiftError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_JOB_KEYS)}, [model], [training]"
+        )
+    base = path.parent  # relative paths in the file are relative to it
+    for key in ("train", "dev", "test", "out"):
+        if key in data:
+            data[key] = base / data[key]
+    return data
+
+
+def make_job(config_file: str | Path | None, **options: Any) -> TrainJob:
+    """A job from the config file (if any) overridden by the non-None `options`; `model`
+    and `training` options merge key by key."""
+    data = read_job_file(config_file) if config_file else {}
+    for key in ("model", "training"):
+        data[key] = {**data.get(key, {}), **{k: v for k, v in options.pop(key, {}).items() if v is not None}}
+    data.update({k: v for k, v in options.items() if v is not None})
+    missing = [k for k in ("backend", "train", "out") if k not in data]
+    if missing:
+        raise TagshiftError(f"missing {', '.join('--' + m for m in missing)} (give them as options or in --config)")
+    return TrainJob(
+        backend=data["backend"],
+        train=Path(data["train"]),
+        out=Path(data["out"]),
+        dev=Path(data["dev"]) if data.get("dev") else None,
+        test=Path(data["test"]) if data.get("test") else None,
+        scheme=data.get("scheme"),
+        model=data["model"],
+        training=data["training"],
+    )
+
+
+def run_job(
+    job: TrainJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
+    **read_options: Any,
+) -> tuple[Tagger, TrainResult]:
+    """Build (or resume) and train the job's tagger; the bundle ends up in `job.out`."""
+    options = job.train_config()
+    checkpoint = job.out / CHECKPOINT
+    if resume and not (checkpoint / CONFIG).is_file():
+        finished = (job.out / CONFIG).is_file()
+        raise TagshiftError(
+            f"{job.out}: {'training there has finished' if finished else 'no checkpoint'}; nothing to resume"
+        )
+    if not resume and checkpoint.exists():
+        raise TagshiftError(f"{job.out} holds an interrupted run: add --resume to continue it, or remove the directory")
+    if not resume and (job.out / CONFIG).is_file() and not overwrite:
+        raise TagshiftError(f"{job.out} already holds a model; choose another --out, or add --overwrite")
+    train = read_corpus(job.train, **read_options)
+    dev = read_corpus(job.dev, **read_options) if job.dev else None
+    test = read_corpus(job.test, **read_options) if job.test else None
+    if resume:
+        tagger = load_bundle(checkpoint)
+    elif job.backend == "bilstm-crf":
+        tagger = bilstm_crf(job.model_config(), train, job.scheme or "iobes", options.seed, extra=dev)
+    else:
+        tagger = transformer(job.model_config(), train, job.scheme or "iob2", options.seed)
+    result = tagger.train(train, dev, options, job.out, resume=resume, progress=progress, command=command, test=test)
+    return tagger, result

@@ -1,0 +1,95 @@
+"""Prediction input and output: what `tagshift predict` reads (a corpus, tokenised JSONL, or
+raw text) and writes (CoNLL columns, JSONL of tokens and tags, or character spans), with
+each entity's confidence in the JSON formats."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tagshift.corpus import Corpus, Sentence, format_corpus, read_corpus
+from tagshift.corpus.columns import DOCSTART, MAX_SENTENCE_TOKENS, decode_text
+from tagshift.corpus.jsonl import looks_like_json, span_record
+from tagshift.errors import CorpusError
+from tagshift.schemes import SCHEMES, convert_tags
+from tagshift.taggers.tagger import Tagged
+from tagshift.tokenize import tokenize
+
+INPUT_FORMATS = ("auto", "conll", "jsonl", "text")
+
+
+def looks_like_text(text: str) -> bool:
+    """Prose, one document per line, rather than a column file: column files have the same
+    number of fields on most lines and few fields per line.
+
+    >>> looks_like_text("EU rejects German call.\\nPeter Blackburn met officials in Brussels on Monday.\\n")
+    True
+    >>> looks_like_text("EU B-ORG\\nrejects O\\n\\nPeter B-PER\\n")
+    False
+    """
+    counts = Counter(len(line.split()) for line in text.splitlines() if line.strip() and not line.startswith(DOCSTART))
+    if not counts:
+        return False
+    columns, lines = counts.most_common(1)[0]
+    return columns > 4 or lines < 0.9 * sum(counts.values())
+
+
+def read_text(path: str | Path, encoding: str = "utf-8", max_tokens: int = MAX_SENTENCE_TOKENS) -> Corpus:
+    """Raw text, one document per line, tokenised with character offsets kept."""
+    text = decode_text(Path(path).read_bytes(), str(path), encoding)
+    sentences = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        triples = tokenize(line)
+        if not triples:
+            continue
+        if len(triples) > max_tokens:
+            raise CorpusError(f"{path}:{number}: line has {len(triples)} tokens, more than {max_tokens} (raise --max-tokens)")
+        tokens = [t for t, _, _ in triples]
+        sentences.append(Sentence(tokens, ["O"] * len(tokens), line=number, text=line, offsets=[(s, e) for _, s, e in triples]))
+    if not sentences:
+        raise CorpusError(f"{path}: no text to tag")
+    return Corpus(sentences, str(path))
+
+
+def read_input(path: str | Path, input_format: str = "auto", **options: Any) -> tuple[Corpus, str]:
+    """The sentences to tag, and the format they were read as."""
+    path = Path(path)
+    if input_format not in INPUT_FORMATS:
+        raise CorpusError(f"unknown input format '{input_format}'; choose one of {', '.join(INPUT_FORMATS)}")
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+    if input_format == "auto":
+        head = path.read_bytes()[:65536].decode(options.get("encoding", "utf-8"), errors="ignore")
+        input_format = "jsonl" if looks_like_json(head) else "text" if looks_like_text(head) else "conll"
+    if input_format == "text":
+        return read_text(path, options.get("encoding", "utf-8"), options.get("max_tokens", MAX_SENTENCE_TOKENS)), "text"
+    return read_corpus(path, unlabelled=True, **options), input_format
+
+
+def format_predictions(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: str | None = None) -> str:
+    """Predictions in `fmt`: conll (the input's columns, tags replaced), jsonl (tokens, tags,
+    entities with confidence) or spans (text, character spans with confidence)."""
+    tags = [t.tags if scheme is None else convert_tags(t.tags, SCHEMES[scheme]) for t in tagged]
+    predicted = corpus.with_sentences([s.with_tags(t) for s, t in zip(corpus.sentences, tags)])
+    if fmt == "conll":
+        return format_corpus(predicted, "conll")
+    lines = []
+    for sentence, result in zip(predicted.sentences, tagged):
+        entities = [
+            {"start": e.start, "end": e.end, "label": e.label, "confidence": round(e.confidence, 4)}
+            for e in result.entities
+        ]
+        if fmt == "jsonl":
+            record: dict[str, Any] = {"tokens": sentence.tokens, "tags": sentence.tags, "entities": entities}
+        elif fmt == "spans":
+            record = span_record(sentence)
+            for span, entity in zip(record["spans"], entities):
+                span["confidence"] = entity["confidence"]
+        else:
+            raise CorpusError(f"unknown format '{fmt}'; choose conll, jsonl or spans")
+        if sentence.text is not None and sentence.line is not None:
+            record["line"] = sentence.line
+        lines.append(json.dumps(record, ensure_ascii=False))
+    return "\n".join(lines) + "\n"
