@@ -168,8 +168,8 @@ def evaluate(
     """Entity-level precision, recall and F1, per type, micro and macro: of PRED against GOLD,
     or of a model (a directory) on a test corpus.
 
-    Examples: tagshift evaluate test.conll predicted.conll --mode strict --json;
-    tagshift evaluate models/ner test.conll
+    Example: tagshift evaluate test.conll predicted.conll --mode strict --json
+    (or, with a model: tagshift evaluate models/ner test.conll)
     """
     with user_errors():
         model_mode = gold.is_dir()

@@ -12,7 +12,7 @@ WIKI = DATA / "wikigold" / "wikigold.slice.conll"
 POLITICS = DATA / "crossner" / "politics" / "train.txt"
 
 
-@pytest.mark.parametrize("command", ["stats", "convert", "evaluate"])
+@pytest.mark.parametrize("command", ["stats", "convert", "evaluate", "train", "predict", "info"])
 def test_every_command_has_help(cli, command):
     result = cli(command, "--help")
     assert result.exit_code == 0 and "Example:" in result.stdout
