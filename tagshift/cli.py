@@ -286,9 +286,12 @@ def predict(
         if token_col is not None:
             options["token_col"] = token_col
         corpus, read_as = read_input(input_file, input_format.value, **options)
-        tagged = tagger.predict([s.tokens for s in corpus.sentences], batch_size, progress=progress and out is not None)
-        default = "jsonl" if read_as == "text" else ("conll" if read_as == "conll" else "jsonl")
+        default = "conll" if read_as == "conll" else "jsonl"
         chosen = fmt.value if fmt else (output_format(corpus, out) if out and out.suffix else default)
+        tagged = tagger.predict(
+            [s.tokens for s in corpus.sentences], batch_size, progress=progress and out is not None,
+            confidence=chosen != "conll",  # CoNLL columns have no place for them
+        )
         text = format_predictions(corpus, tagged, chosen, scheme.value if scheme else None)
         if out is None:
             typer.echo(text, nl=False)

@@ -158,12 +158,15 @@ def viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor,
         score = torch.where(mask[:, t].unsqueeze(1), best + emissions[:, t], score)
     score = score + end
     lengths = mask.sum(dim=1).tolist()
+    last = score.argmax(dim=1).tolist()
+    # Backtrack in plain Python lists: indexing tensors element by element is far slower.
+    pointers = torch.stack(history, dim=1).tolist() if history else []  # (batch, words - 1, tags)
     paths = []
     for b, length in enumerate(lengths):
-        tag = int(score[b].argmax())
+        tag = last[b]
         path = [tag]
         for t in range(length - 1, 0, -1):
-            tag = int(history[t - 1][b, tag])
+            tag = pointers[b][t - 1][tag]
             path.append(tag)
         paths.append(path[::-1])
     return paths

@@ -78,7 +78,7 @@ def format_predictions(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: s
     lines = []
     for sentence, result in zip(predicted.sentences, tagged):
         entities = [
-            {"start": e.start, "end": e.end, "label": e.label, "confidence": round(e.confidence, 4)}
+            {"start": e.start, "end": e.end, "label": e.label, "confidence": None if e.confidence is None else round(e.confidence, 4)}
             for e in result.entities
         ]
         if fmt == "jsonl":

@@ -145,7 +145,7 @@ def lr_factor(step: int, total: int, options: TrainConfig) -> float:
 
 def evaluate_tagger(tagger: Tagger, corpus: Corpus, batch_size: int = 64, mode: str = "conlleval") -> Scores:
     """Entity-level scores of the tagger's predictions on a labelled corpus."""
-    predicted = tagger.predict([s.tokens for s in corpus.sentences], batch_size)
+    predicted = tagger.predict([s.tokens for s in corpus.sentences], batch_size, confidence=False)
     return score_tags(corpus.tag_sequences, [p.tags for p in predicted], mode)
 
 

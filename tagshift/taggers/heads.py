@@ -25,7 +25,7 @@ class Decoded:
     """Best tag path per sentence and, per word, the probability of each tag."""
 
     paths: list[list[int]]
-    probabilities: Tensor  # (batch, words, tags)
+    probabilities: Tensor | None  # (batch, words, tags); None when not asked for
 
 
 def _allowed(gold: Tensor, num_tags: int) -> Tensor:
@@ -64,10 +64,10 @@ class SoftmaxHead(nn.Module):
         labelled = mask & ~allowed.all(dim=-1)
         return (word_loss * labelled).sum() / labelled.sum().clamp(min=1)
 
-    def decode(self, emissions: Tensor, mask: Tensor) -> Decoded:
+    def decode(self, emissions: Tensor, mask: Tensor, probabilities: bool = True) -> Decoded:
         log_probs = emissions.log_softmax(dim=-1)
         paths = viterbi(log_probs, mask, self.start_scores, self.transition_scores, self.end_scores)
-        return Decoded(paths, log_probs.exp() * mask.unsqueeze(2))
+        return Decoded(paths, log_probs.exp() * mask.unsqueeze(2) if probabilities else None)
 
 
 class CRFHead(nn.Module):
@@ -90,8 +90,11 @@ class CRFHead(nn.Module):
         """Mean over sentences of -log p(gold path); unlabelled words sum over their tags."""
         return self.crf.neg_log_likelihood(emissions, _allowed(gold, self.num_tags), mask)
 
-    def decode(self, emissions: Tensor, mask: Tensor) -> Decoded:
-        return Decoded(self.crf.viterbi(emissions, mask), self.crf.marginals(emissions, mask))
+    def decode(self, emissions: Tensor, mask: Tensor, probabilities: bool = True) -> Decoded:
+        """Viterbi paths; with `probabilities`, also the marginals (a forward-backward pass,
+        which costs about as much again)."""
+        marginals = self.crf.marginals(emissions, mask) if probabilities else None
+        return Decoded(self.crf.viterbi(emissions, mask), marginals)
 
 
 Head = SoftmaxHead | CRFHead

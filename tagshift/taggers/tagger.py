@@ -33,12 +33,13 @@ MODEL_SCHEMES = ("iob2", "iobes", "bilou", "io")
 @dataclass(frozen=True)
 class Entity:
     """A predicted entity over tokens [start, end), with the model's confidence in it: the
-    lowest probability the model gives any of its tags (marginals under a CRF)."""
+    lowest probability the model gives any of its tags (marginals under a CRF); None when
+    prediction was asked to skip confidences."""
 
     start: int
     end: int
     label: str
-    confidence: float
+    confidence: float | None
 
 
 @dataclass(frozen=True)
@@ -169,43 +170,49 @@ class Tagger:
 
     # --- prediction -----------------------------------------------------------------
 
-    def predict_batch(self, sentences: Sequence[list[str]]) -> list[Tagged]:
-        """Tags, entities and confidences for one batch of tokenised sentences."""
+    def predict_batch(self, sentences: Sequence[list[str]], confidence: bool = True) -> list[Tagged]:
+        """Tags, entities and (unless `confidence` is False) confidences for one batch."""
         was_training = self.network.training
         self.network.eval()
         try:
             with torch.no_grad():
                 batch = self.featurize(sentences)
-                decoded = self.head.decode(self.network(batch), batch.mask)
+                decoded = self.head.decode(self.network(batch), batch.mask, confidence)
         finally:
             self.network.train(was_training)
-        probabilities = decoded.probabilities.cpu()
+        probabilities = decoded.probabilities.cpu() if decoded.probabilities is not None else None
         results = []
         for b, (tokens, path) in enumerate(zip(sentences, decoded.paths)):
             tags = [self.labels[i] for i in path]
-            chosen = probabilities[b, torch.arange(len(path)), torch.tensor(path)].tolist()
-            entities = [
-                Entity(span.start, span.end, span.label, min(chosen[span.start : span.end]))
-                for span in chunks(tags)
-            ]
+            if probabilities is None:
+                entities = [Entity(span.start, span.end, span.label, None) for span in chunks(tags)]
+            else:
+                chosen = probabilities[b, torch.arange(len(path)), torch.tensor(path)].tolist()
+                entities = [
+                    Entity(span.start, span.end, span.label, min(chosen[span.start : span.end]))
+                    for span in chunks(tags)
+                ]
             results.append(Tagged(list(tokens), tags, entities))
         return results
 
-    def predict(self, sentences: Sequence[list[str]], batch_size: int = 32, progress: bool = False) -> list[Tagged]:
-        """Tag sentences (lists of tokens), in batches of similar length; results in input order."""
+    def predict(
+        self, sentences: Sequence[list[str]], batch_size: int = 32, progress: bool = False, confidence: bool = True
+    ) -> list[Tagged]:
+        """Tag sentences (lists of tokens), in batches of similar length; results in input order.
+        `confidence=False` skips the entity confidences (faster with a CRF head)."""
         from tagshift.progress import progress_bar
 
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
         results: list[Tagged | None] = [None] * len(sentences)
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         for indices in progress_bar(batches, "tagging", enabled=progress, unit="batch"):
-            for i, tagged in zip(indices, self.predict_batch([sentences[i] for i in indices])):
+            for i, tagged in zip(indices, self.predict_batch([sentences[i] for i in indices], confidence)):
                 results[i] = tagged
         return results  # type: ignore[return-value]
 
     def predict_corpus(self, corpus: Corpus, batch_size: int = 32, progress: bool = False) -> Corpus:
         """The corpus with the model's tags in place of its own."""
-        tagged = self.predict([s.tokens for s in corpus.sentences], batch_size, progress)
+        tagged = self.predict([s.tokens for s in corpus.sentences], batch_size, progress, confidence=False)
         return corpus.with_sentences([s.with_tags(t.tags) for s, t in zip(corpus.sentences, tagged)])
 
     # --- training, saving, loading --------------------------------------------------

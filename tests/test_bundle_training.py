@@ -1,0 +1,577 @@
+"""Model bundles and the training loop (tagshift/bundle.py, tagshift/training.py).
+
+Bundles: save -> load gives the same predictions; no pickle anywhere; damaged, foreign and
+too-new bundles are refused with a message that says what to do; a transformer bundle
+without a CRF is a Hugging Face token-classification model; saves are atomic.
+Training: seeded runs repeat, the log, curves and best-on-dev weights land in the out
+dir, early stopping stops, an interrupted run resumes to the uninterrupted result, and
+small real runs on the shared corpora reach a known F1.
+
+The tiny models are trained once per module and shared; tests that change a bundle work
+on a copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import tagshift.bundle
+import tagshift.training
+from tagshift.bundle import FORMAT_VERSION, BundleError
+from tagshift.corpus import Corpus, read_corpus, write_corpus
+from tagshift.errors import TagshiftError
+from tagshift.taggers.bilstm import BiLSTMConfig
+from tagshift.taggers.build import bilstm_crf, transformer
+from tagshift.taggers.tagger import Tagged, Tagger
+from tagshift.taggers.transformer import TransformerConfig
+from tagshift.training import TrainConfig, evaluate_tagger
+from tests.conftest import DATA
+
+WIKIGOLD = DATA / "wikigold" / "wikigold.slice.conll"
+POLITICS = DATA / "crossner" / "politics" / "train.txt"  # other types: a tagger of PER/LOC/ORG/MISC scores 0 on it
+PICKLE_SUFFIXES = {".bin", ".pkl", ".pickle", ".pt", ".pth", ".ckpt"}
+
+
+def tiny_bilstm() -> BiLSTMConfig:
+    """Small enough to train in a second; casing features and light dropout make one epoch
+    on 150 sentences tag entities at all (without them it tags everything O)."""
+    return BiLSTMConfig(word_dim=30, char_dim=10, char_hidden=10, hidden=32, casing_dim=8, dropout=0.1)
+
+
+# --- shared data and models -------------------------------------------------------------
+
+
+def write_slice(corpus: Corpus, start: int, end: int, path: Path) -> Corpus:
+    """Sentences [start, end) of `corpus` as a file of their own, read back: lineage and
+    checkpoints hash files, so each slice must be one."""
+    write_corpus(Corpus(corpus.sentences[start:end], None, [], corpus.layout), path, "conll")
+    return read_corpus(path)
+
+
+@pytest.fixture(scope="module")
+def wiki(tmp_path_factory) -> dict[str, Corpus]:
+    """Disjoint slices of wikigold: train150 inside train200, a dev set, held-out sentences."""
+    folder = tmp_path_factory.mktemp("wikigold")
+    full = read_corpus(WIKIGOLD)
+    return {
+        "train150": write_slice(full, 0, 150, folder / "train150.conll"),
+        "train200": write_slice(full, 0, 200, folder / "train200.conll"),
+        "dev": write_slice(full, 400, 480, folder / "dev.conll"),
+        "dev40": write_slice(full, 400, 440, folder / "dev40.conll"),
+        "held_out": write_slice(full, 500, 570, folder / "held_out.conll"),
+    }
+
+
+@pytest.fixture(scope="module")
+def sentences(wiki) -> list[list[str]]:
+    return [s.tokens for s in wiki["held_out"].sentences]
+
+
+@pytest.fixture(scope="module")
+def bilstm_model(wiki, tmp_path_factory) -> tuple[Tagger, Path]:
+    """A tiny BiLSTM-CRF, one epoch on 150 sentences, saved by training to its out dir."""
+    out = tmp_path_factory.mktemp("bilstm") / "model"
+    tagger = bilstm_crf(tiny_bilstm(), wiki["train150"])
+    tagger.train(wiki["train150"], wiki["dev"], TrainConfig(epochs=1, lr=3e-2), out=out)
+    return tagger, out
+
+
+def _transformer_model(wiki, folder: Path, config: TransformerConfig) -> tuple[Tagger, Path]:
+    out = folder / "model"
+    tagger = transformer(config, wiki["train150"])
+    options = TrainConfig.for_backend("transformer", epochs=1, lr=3e-4, batch_size=8, warmup=0.0, decay="none")
+    tagger.train(wiki["train150"], wiki["dev40"], options, out=out)
+    return tagger, out
+
+
+@pytest.fixture(scope="module")
+def transformer_model(wiki, tmp_path_factory) -> tuple[Tagger, Path]:
+    """The default small encoder with a softmax head: a plain Hugging Face model."""
+    return _transformer_model(wiki, tmp_path_factory.mktemp("transformer"), TransformerConfig())
+
+
+@pytest.fixture(scope="module")
+def transformer_crf_model(wiki, tmp_path_factory) -> tuple[Tagger, Path]:
+    """A transformer with a CRF head and casing features: tagshift-only parts in the bundle."""
+    config = TransformerConfig(head="crf", casing_dim=8)
+    return _transformer_model(wiki, tmp_path_factory.mktemp("transformer_crf"), config)
+
+
+MODELS = ["bilstm_model", "transformer_model", "transformer_crf_model"]
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def emissions(tagger: Tagger, sentences: list[list[str]]) -> list[torch.Tensor]:
+    """Per sentence, the network's (words, tags) scores, one sentence at a time (no padding)."""
+    tagger.network.eval()
+    with torch.no_grad():
+        return [tagger.network(tagger.featurize([s]))[0] for s in sentences]
+
+
+def assert_same_predictions(a: list[Tagged], b: list[Tagged], tol: float = 1e-6) -> None:
+    assert [t.tags for t in a] == [t.tags for t in b]
+    assert [[(e.start, e.end, e.label) for e in t.entities] for t in a] == [
+        [(e.start, e.end, e.label) for e in t.entities] for t in b
+    ]
+    confidences_a = [e.confidence for t in a for e in t.entities]
+    confidences_b = [e.confidence for t in b for e in t.entities]
+    assert confidences_a == pytest.approx(confidences_b, abs=tol)
+
+
+def assert_no_pickle(folder: Path) -> None:
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    assert files, f"{folder} is empty"
+    for f in files:
+        assert f.suffix not in PICKLE_SUFFIXES, f"{f.name}: a pickle-style file"
+        head = f.read_bytes()[:2]
+        assert not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5), f"{f.name} starts like a pickle"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def copy_bundle(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def saving_leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.endswith(".saving")]
+
+
+def valid_iob2(tags: list[str]) -> bool:
+    """Every I-X follows B-X or I-X (written here, not taken from tagshift.schemes)."""
+    previous = "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            return False
+        previous = tag
+    return True
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / tagshift.training.LOG).read_text().splitlines()]
+
+
+# --- save and load ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_save_load_gives_identical_predictions(model, sentences, request):
+    """A saved model must tag exactly as it did before saving, for every backend and head."""
+    tagger, path = request.getfixturevalue(model)
+    loaded = Tagger.load(path)
+    assert (loaded.backend, loaded.labels, loaded.scheme) == (tagger.backend, tagger.labels, tagger.scheme)
+    assert type(loaded.head) is type(tagger.head)
+    assert loaded.config == tagger.config
+    before, after = tagger.predict(sentences), loaded.predict(sentences)
+    assert_same_predictions(before, after)
+    for x, y in zip(emissions(tagger, sentences[:10]), emissions(loaded, sentences[:10])):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=0)
+
+
+def test_tiny_models_predict_entities(bilstm_model, transformer_model, sentences):
+    """Guard for the other tests: a model that tags everything O would make the round-trip
+    and Hugging Face comparisons vacuous."""
+    for tagger, _ in (bilstm_model, transformer_model):
+        assert sum(len(t.entities) for t in tagger.predict(sentences)) >= 5
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_bundle_holds_no_pickle_and_a_complete_config(model, wiki, request):
+    """Loading a model must not be able to run code (no pickle), and the config must say
+    what the model is and fix its weights by checksum."""
+    tagger, path = request.getfixturevalue(model)
+    assert_no_pickle(path)
+    fields = json.loads((path / "config.json").read_text())["tagshift"]
+    assert fields["format_version"] == FORMAT_VERSION
+    assert fields["backend"] == tagger.backend
+    assert fields["labels"] == tagger.labels
+    assert fields["scheme"] == tagger.scheme
+    assert fields["weights_sha256"] == sha256(path / "model.safetensors")
+    assert (path / "vocab.json").is_file() == (tagger.backend == "bilstm-crf")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_lineage_records_training_data_by_hash(model, wiki, request):
+    """A model must say which data made it: the train step names the file and its sha256."""
+    _, path = request.getfixturevalue(model)
+    lineage = json.loads((path / "lineage.json").read_text())
+    assert isinstance(lineage, list) and lineage[0]["step"] == "train"
+    data = lineage[0]["data"]
+    train_file = Path(wiki["train150"].path)
+    assert data["train"]["sha256"] == sha256(train_file)
+    assert data["train"]["sentences"] == 150
+    assert data["dev"]["sha256"] == sha256(Path(data["dev"]["path"]))
+
+
+# --- damaged and foreign bundles --------------------------------------------------------
+
+
+def flip_tensor_byte(path: Path) -> None:
+    weights = path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-7] ^= 0xFF  # the tensor data region: the header is at the start
+    weights.write_bytes(bytes(data))
+
+
+def cut_in_half(path: Path) -> None:
+    weights = path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+
+
+def drop_checksum(path: Path) -> None:
+    """A bundle whose config has no weights_sha256 (hand-edited, or an older writer)."""
+    config = json.loads((path / "config.json").read_text())
+    del config["tagshift"]["weights_sha256"]
+    (path / "config.json").write_text(json.dumps(config))
+
+
+def set_config(path: Path, **fields) -> None:
+    config = json.loads((path / "config.json").read_text())
+    config["tagshift"].update(fields)
+    (path / "config.json").write_text(json.dumps(config))
+
+
+def test_flipped_weight_byte_is_reported_as_a_changed_file(bilstm_model, tmp_path):
+    """Bit rot or a bad copy must not load silently as a different model."""
+    path = copy_bundle(bilstm_model[1], tmp_path / "model")
+    flip_tensor_byte(path)
+    with pytest.raises(BundleError, match=r"changed since tagshift saved it.*damaged"):
+        Tagger.load(path)
+
+
+def test_truncated_weights_are_a_bundle_error(bilstm_model, tmp_path):
+    """An interrupted copy must give a tagshift error, not a safetensors/OSError traceback."""
+    path = copy_bundle(bilstm_model[1], tmp_path / "model")
+    cut_in_half(path)
+    with pytest.raises(BundleError, match="damaged"):
+        Tagger.load(path)
+    drop_checksum(path)  # without the checksum the safetensors reader meets the cut itself
+    with pytest.raises(BundleError, match="not a readable safetensors file"):
+        Tagger.load(path)
+
+
+def test_newer_format_version_says_to_upgrade(bilstm_model, tmp_path):
+    """A model from a newer tagshift must be refused with the fix, not misread."""
+    path = copy_bundle(bilstm_model[1], tmp_path / "model")
+    set_config(path, format_version=FORMAT_VERSION + 1)
+    with pytest.raises(BundleError, match=f"format {FORMAT_VERSION + 1}.*upgrade tagshift"):
+        Tagger.load(path)
+
+
+def test_directory_without_config_is_not_a_tagshift_model(tmp_path):
+    """Pointing at the wrong directory must say so, not fail somewhere inside loading."""
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    with pytest.raises(BundleError, match="not a tagshift model"):
+        Tagger.load(tmp_path)
+
+
+def test_missing_vocab_is_a_bundle_error(bilstm_model, tmp_path):
+    """A BiLSTM bundle copied without vocab.json cannot map words: say which file is missing."""
+    path = copy_bundle(bilstm_model[1], tmp_path / "model")
+    (path / "vocab.json").unlink()
+    with pytest.raises(BundleError, match="vocab.json"):
+        Tagger.load(path)
+
+
+# --- Hugging Face compatibility ---------------------------------------------------------
+
+
+def test_transformer_bundle_is_a_hugging_face_token_classifier(transformer_model, sentences):
+    """A softmax transformer bundle must load in transformers as it is, with every weight
+    used, our labels, and the tags tagshift gives wherever plain argmax is valid IOB2
+    (tagshift decodes under the scheme's constraints, transformers takes the argmax)."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    tagger, path = transformer_model
+    assert json.loads((path / "config.json").read_text())["tagshift"]["hf_compatible"] is True
+    model, info = AutoModelForTokenClassification.from_pretrained(path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert {int(i): label for i, label in model.config.id2label.items()} == dict(enumerate(tagger.labels))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model.eval()
+    ours = tagger.predict(sentences)
+    our_scores = emissions(tagger, sentences)
+    compared = 0
+    for tokens, tagged, scores in zip(sentences, ours, our_scores):
+        encoded = tokenizer(tokens, is_split_into_words=True, truncation=True, return_tensors="pt")
+        first: dict[int, int] = {}
+        for position, word in enumerate(encoded.word_ids(0)):
+            if word is not None:
+                first.setdefault(word, position)
+        if len(first) < len(tokens):  # a word the tokenizer drops, or a truncated sentence
+            continue
+        with torch.no_grad():
+            logits = model(**encoded).logits[0, [first[w] for w in range(len(tokens))]]  # (words, tags)
+        torch.testing.assert_close(logits, scores, atol=1e-4, rtol=1e-4)
+        hf_tags = [tagger.labels[i] for i in logits.argmax(-1).tolist()]
+        if valid_iob2(hf_tags):
+            assert hf_tags == tagged.tags, tokens
+            compared += 1
+    assert compared >= len(sentences) // 2
+
+
+def test_transformer_bundle_runs_in_a_hugging_face_pipeline(transformer_model):
+    """`pipeline("token-classification")` on the bundle directory must just work."""
+    from transformers import pipeline
+
+    tagger, path = transformer_model
+    ner = pipeline("token-classification", model=str(path), tokenizer=str(path), ignore_labels=[])
+    found = ner("Barack Obama visited the United Nations in New York .")
+    assert len(found) >= 10  # one dict per word piece, O included
+    for entity in found:
+        assert entity["entity"] in tagger.labels
+        assert 0.0 <= float(entity["score"]) <= 1.0
+        assert {"word", "start", "end"} <= set(entity)
+
+
+def test_crf_transformer_bundle_is_marked_not_hugging_face_compatible(transformer_crf_model):
+    """transformers would silently drop a CRF and casing features: the config must say so."""
+    _, path = transformer_crf_model
+    fields = json.loads((path / "config.json").read_text())["tagshift"]
+    assert fields["hf_compatible"] is False
+    assert fields["head"] == "CRFHead"
+
+
+# --- atomic saves -----------------------------------------------------------------------
+
+
+def _changed_copy(path: Path) -> Tagger:
+    """The bundle's tagger with other head weights: a different model to save over it."""
+    tagger = Tagger.load(path)
+    with torch.no_grad():
+        tagger.head.linear.bias.add_(torch.linspace(-2.0, 2.0, len(tagger.labels)))
+    return tagger
+
+
+def test_failed_write_leaves_the_previous_bundle(bilstm_model, sentences, tmp_path, monkeypatch):
+    """A full disk halfway through a save must not cost the user the model they had."""
+    path = copy_bundle(bilstm_model[1], tmp_path / "model")
+    before = Tagger.load(path).predict(sentences)
+    changed = _changed_copy(path)
+    real_save_file = tagshift.bundle.save_file
+
+    def half_then_fail(tensors, filename, metadata=None):
+        real_save_file(tensors, filename, metadata=metadata)
+        data = Path(filename).read_bytes()
+        Path(filename).write_bytes(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tagshift.bundle, "save_file", half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        changed.save(path)
+    assert_same_predictions(before, Tagger.load(path).predict(sentences))
+    assert saving_leftovers(tmp_path) == []
+
+
+def test_failed_swap_leaves_the_previous_bundle(bilstm_model, sentences, tmp_path, monkeypatch):
+    """A failure at the swap itself must leave the old bundle and no temporary directory."""
+    path = copy_bundle(bilstm_model[1], tmp_path / "model")
+    before = Tagger.load(path).predict(sentences)
+
+    def fail(new, target):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(tagshift.bundle, "_swap_in", fail)
+    with pytest.raises(OSError, match="rename failed"):
+        _changed_copy(path).save(path)
+    assert_same_predictions(before, Tagger.load(path).predict(sentences))
+    assert saving_leftovers(tmp_path) == []
+
+
+def test_crash_between_the_two_renames_leaves_the_old_bundle_whole(bilstm_model, sentences, tmp_path, monkeypatch):
+    """Between moving the old bundle aside and moving the new one in, the old one must stay
+    whole, and loading must say where it is."""
+    path = copy_bundle(bilstm_model[1], tmp_path / "model")
+    before = Tagger.load(path).predict(sentences)
+    changed = _changed_copy(path)
+    real_replace, calls = os.replace, []
+
+    def second_rename_fails(source, target):
+        calls.append((source, target))
+        if len(calls) == 2:
+            raise OSError("killed")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", second_rename_fails)
+    with pytest.raises(OSError, match="killed"):
+        changed.save(path)
+    monkeypatch.undo()
+    with pytest.raises(BundleError, match=r"model\.old.*rename it"):
+        Tagger.load(path)
+    os.replace(tmp_path / "model.old", path)
+    assert_same_predictions(before, Tagger.load(path).predict(sentences))
+
+
+def test_resave_keeps_files_the_bundle_does_not_write(bilstm_model, sentences, tmp_path):
+    """Saving over a training out dir must keep its log, curves and the user's own files."""
+    path = copy_bundle(bilstm_model[1], tmp_path / "model")
+    (path / "notes").mkdir()
+    (path / "notes" / "readme.txt").write_text("trained for the demo\n")
+    kept = {name: (path / name).read_bytes() for name in ("train_log.jsonl", "learning_curve.png", "notes/readme.txt")}
+    changed = _changed_copy(path)
+    changed.save(path)
+    for name, content in kept.items():
+        assert (path / name).read_bytes() == content, name
+    assert_same_predictions(changed.predict(sentences), Tagger.load(path).predict(sentences))
+    assert saving_leftovers(tmp_path) == [] and not (tmp_path / "model.old").exists()
+
+
+@pytest.mark.parametrize("umask, readable", [(0o022, True), (0o077, False)])
+def test_bundle_files_follow_the_umask(bilstm_model, tmp_path, umask, readable):
+    """A model saved to a shared directory must be readable by others when the umask allows
+    it (temporary directories are private by default), and private when it does not."""
+    tagger, _ = bilstm_model
+    previous = os.umask(umask)
+    try:
+        tagger.save(tmp_path / "model")
+    finally:
+        os.umask(previous)
+    entries = [tmp_path / "model", *(tmp_path / "model").rglob("*")]
+    assert len(entries) >= 4
+    for entry in entries:
+        mode = entry.stat().st_mode
+        assert bool(mode & 0o044) == readable, f"{entry.name}: {oct(mode)}"
+        assert not mode & umask, f"{entry.name}: {oct(mode)}"
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def test_same_seed_same_run_and_out_dir_contents(wiki, tmp_path):
+    """Two runs with one seed must agree (reproducible experiments), and the out dir must
+    hold the log, the curves and the best-on-dev model, without the checkpoint."""
+    runs = []
+    for name in ("a", "b"):
+        tagger = bilstm_crf(tiny_bilstm(), wiki["train200"], seed=7)
+        result = tagger.train(wiki["train200"], wiki["dev"], TrainConfig(epochs=2, seed=7, lr=1e-2), out=tmp_path / name)
+        runs.append((tagger, result))
+    (first, a), (second, b) = runs
+    assert [h["dev_f1"] for h in a.history] == [h["dev_f1"] for h in b.history]
+    assert [h["train_loss"] for h in a.history] == pytest.approx([h["train_loss"] for h in b.history], rel=1e-5)
+    held_out = [s.tokens for s in wiki["held_out"].sentences]
+    assert_same_predictions(first.predict(held_out), second.predict(held_out))
+
+    out = tmp_path / "a"
+    log = read_log(out)
+    assert [entry["epoch"] for entry in log] == [1, 2]
+    for entry in log:
+        assert {"epoch", "train_loss", "dev_f1", "best"} <= set(entry)
+    assert log == json.loads(json.dumps(a.history))
+    assert (out / "learning_curve.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert not (out / "checkpoint").exists()
+    best = max(entry["dev_f1"] for entry in log)
+    assert evaluate_tagger(Tagger.load(out), wiki["dev"]).micro.f1 == pytest.approx(best, abs=1e-12)
+    assert a.best_dev.micro.f1 == pytest.approx(best, abs=1e-12)
+
+
+def test_early_stopping_keeps_the_best_epoch(wiki, tmp_path):
+    """With a dev F1 that never improves, patience=1 must stop after two epochs, and the
+    saved model must be epoch 1's (the best), not the last one trained."""
+    dev = read_corpus(POLITICS)  # its types are not the model's: dev F1 stays 0
+    options = TrainConfig(epochs=5, patience=1, seed=3, lr=1e-2)
+    tagger = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=3)
+    result = tagger.train(wiki["train150"], dev, options, out=tmp_path / "stopped")
+    assert result.stopped_early is True
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert [h["best"] for h in result.history] == [True, False]
+    assert result.best_epoch == 1
+    assert len(read_log(tmp_path / "stopped")) == 2
+    lineage = json.loads((tmp_path / "stopped" / "lineage.json").read_text())
+    assert (lineage[-1]["best_epoch"], lineage[-1]["epochs_run"]) == (1, 2)
+
+    one_epoch = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=3)
+    one_epoch.train(wiki["train150"], None, dataclasses.replace(options, epochs=1))
+    held_out = [s.tokens for s in wiki["held_out"].sentences]
+    assert_same_predictions(one_epoch.predict(held_out), Tagger.load(tmp_path / "stopped").predict(held_out), 1e-5)
+
+
+def test_resume_after_interrupt_matches_an_uninterrupted_run(wiki, tmp_path, monkeypatch):
+    """A run killed after epoch 2 and resumed must end where an uninterrupted run ends:
+    same dev F1 per epoch, same predictions. Resuming with other options must be refused."""
+    train, dev = wiki["train150"], wiki["dev"]
+    options = TrainConfig(epochs=4, seed=5, lr=1e-2, patience=0)
+    held_out = [s.tokens for s in wiki["held_out"].sentences]
+
+    straight = bilstm_crf(tiny_bilstm(), train, seed=5)
+    expected = straight.train(train, dev, options, out=tmp_path / "straight")
+
+    real_checkpoint, calls = tagshift.training._checkpoint, []
+
+    def killed_after_second_epoch(*args, **kwargs):
+        real_checkpoint(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        patch.setattr(tagshift.training, "_checkpoint", killed_after_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            bilstm_crf(tiny_bilstm(), train, seed=5).train(train, dev, options, out=out)
+    assert len(read_log(out)) == 2
+    assert_no_pickle(out / "checkpoint")
+    assert not (out / "config.json").exists()  # no final bundle yet
+
+    with pytest.raises(TagshiftError, match="other options"):
+        Tagger.load(out / "checkpoint").train(train, dev, dataclasses.replace(options, lr=5e-3), out=out, resume=True)
+    with pytest.raises(TagshiftError, match="other dev"):
+        Tagger.load(out / "checkpoint").train(train, wiki["dev40"], options, out=out, resume=True)
+    with pytest.raises(TagshiftError, match="no checkpoint"):
+        Tagger.load(out / "checkpoint").train(train, dev, options, out=tmp_path / "elsewhere", resume=True)
+
+    resumed_tagger = Tagger.load(out / "checkpoint")
+    resumed = resumed_tagger.train(train, dev, options, out=out, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert [h["dev_f1"] for h in resumed.history] == [h["dev_f1"] for h in expected.history]
+    assert [h["train_loss"] for h in resumed.history] == pytest.approx(
+        [h["train_loss"] for h in expected.history], rel=1e-5
+    )
+    assert resumed.best_epoch == expected.best_epoch
+    assert_same_predictions(straight.predict(held_out), resumed_tagger.predict(held_out), 1e-5)
+    assert_same_predictions(straight.predict(held_out), Tagger.load(out).predict(held_out), 1e-5)
+    assert len(read_log(out)) == 4
+    assert not (out / "checkpoint").exists()
+
+
+# --- real training runs on the shared corpora --------------------------------------------
+
+
+def conll2003(shared_data: Path, name: str, sentences: int) -> Corpus:
+    corpus = read_corpus(shared_data / "conll2003" / name)
+    return Corpus(corpus.sentences[:sentences], corpus.path, [], corpus.layout)
+
+
+def test_bilstm_crf_learns_conll2003(shared_data):
+    """The default BiLSTM-CRF must learn English NER from 1000 sentences: a regression in
+    the encoder, CRF or training loop shows up as a drop in F1 here."""
+    train = conll2003(shared_data, "eng.train", 1000)
+    dev = conll2003(shared_data, "eng.testa", 300)
+    tagger = bilstm_crf(BiLSTMConfig(), train)
+    result = tagger.train(train, dev, TrainConfig(epochs=8))
+    # measured: dev F1 0.XXX (the lead measured ~0.76)
+    assert result.best_dev.micro.f1 >= 0.68
+    assert evaluate_tagger(tagger, dev).micro.f1 == pytest.approx(result.best_dev.micro.f1, abs=1e-12)
+
+
+def test_transformer_learns_conll2003(shared_data):
+    """The default transformer recipe must learn English NER from 500 sentences."""
+    train = conll2003(shared_data, "eng.train", 500)
+    dev = conll2003(shared_data, "eng.testa", 200)
+    tagger = transformer(TransformerConfig(), train)
+    result = tagger.train(train, dev, TrainConfig.for_backend("transformer", epochs=3, lr=1e-4))
+    # measured: dev F1 0.XXX (the lead measured ~0.60)
+    assert result.best_dev.micro.f1 >= 0.50
