@@ -175,7 +175,6 @@ def main() -> None:
         return
 
     require_shared("conll2003", "eng.train")
-    results = []
     for backend in args.backends:
         for seed in args.seeds:
             done = folder / f"{backend}-seed{seed}.json"
@@ -183,9 +182,12 @@ def main() -> None:
                 print(f"training {backend}, seed {seed} ...", file=sys.stderr, flush=True)
                 command = [sys.executable, __file__, "--one", backend, str(seed)] + (["--quick"] if args.quick else [])
                 subprocess.run(command, check=True)
-            results.append(json.loads(done.read_text()))
-            print(f"{backend} seed {seed}: test F1 {100 * results[-1]['test_f1']:.2f}", file=sys.stderr, flush=True)
-    speeds = speed(folder, args.backends, args.seeds[0], args.quick)
+            record = json.loads(done.read_text())
+            print(f"{backend} seed {seed}: test F1 {100 * record['test_f1']:.2f}", file=sys.stderr, flush=True)
+    # The table holds every finished run in the cache, so backends can be run one at a time.
+    results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
+    finished = sorted({r["backend"] for r in results}, key=BACKENDS.index)
+    speeds = speed(folder, finished, args.seeds[0], args.quick)
     body = table(results, speeds)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"runs": results, "words_per_second": speeds}, indent=2))

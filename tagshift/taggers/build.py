@@ -23,14 +23,17 @@ def bilstm_crf(
     check_model_scheme(scheme)
     torch.manual_seed(seed)
     vectors = load_vectors(config.vectors) if config.vectors else None
-    covered: list[str] = []
+    spelled: dict[str, str] = {}  # vocabulary key (digits as 0) -> a word spelled that way
     if vectors is not None:
         sentences = [s.tokens for s in train.sentences] + ([s.tokens for s in extra.sentences] if extra else [])
-        seen = dict.fromkeys(word_key(t) for tokens in sentences for t in tokens)
-        covered = [w for w in seen if vectors.get(w) is not None] + vectors.common_words(config.max_vectors)
+        candidates = [t for tokens in sentences for t in tokens] + vectors.common_words(config.max_vectors)
+        for word in candidates:
+            key = word_key(word)
+            if key not in spelled and vectors.get(word) is not None:
+                spelled[key] = word
         config.word_dim = vectors.dim
-    words, chars = build_vocabs((s.tokens for s in train.sentences), config.min_count, covered)
-    matrix, _ = embedding_matrix(words, vectors, config.word_dim, torch.Generator().manual_seed(seed))
+    words, chars = build_vocabs((s.tokens for s in train.sentences), config.min_count, spelled)
+    matrix, _ = embedding_matrix(words, vectors, config.word_dim, torch.Generator().manual_seed(seed), spelled)
     encoder = BiLSTMEncoder(config, words, chars, matrix)
     labels = label_set(entity_labels(train), scheme)
     head = make_head(config.head, encoder.output_dim, labels, scheme)

@@ -59,10 +59,10 @@ class SoftmaxHead(nn.Module):
     def loss(self, emissions: Tensor, gold: Tensor, mask: Tensor) -> Tensor:
         """Mean over labelled words of -log p(allowed tags)."""
         log_probs = emissions.log_softmax(dim=-1)
-        allowed = _allowed(gold, self.num_tags)
+        allowed = _allowed(gold, self.num_tags) | ~mask.unsqueeze(2)  # padding allows all: no inf
         word_loss = -torch.logsumexp(log_probs.masked_fill(~allowed, float("-inf")), dim=-1)
         labelled = mask & ~allowed.all(dim=-1)
-        return (word_loss * labelled).sum() / labelled.sum().clamp(min=1)
+        return torch.where(labelled, word_loss, 0.0).sum() / labelled.sum().clamp(min=1)
 
     def decode(self, emissions: Tensor, mask: Tensor, probabilities: bool = True) -> Decoded:
         log_probs = emissions.log_softmax(dim=-1)

@@ -63,7 +63,7 @@ def label_set(types: set[str] | list[str], scheme: str) -> list[str]:
     """
     s = get_scheme(scheme)
     prefixes = [p for p in dict.fromkeys((s.begin, s.inside, s.last, s.single, s.begin_after_same)) if p]
-    return ["O"] + [f"{prefix}-{t}" for t in sorted(types) for prefix in prefixes]
+    return ["O"] + [f"{prefix}-{t}" for t in sorted(set(types)) for prefix in prefixes]
 
 
 def check_model_scheme(scheme: str) -> None:

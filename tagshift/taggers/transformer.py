@@ -136,6 +136,11 @@ class TransformerEncoder(nn.Module):
             raise TagshiftError(f"window of {size} pieces does not fit the encoder: it takes {specials + 2} to {limit}")
         self.size = size - specials
         self.stride = config.stride or max(1, self.size // 2)
+        if not 0 < self.stride <= self.size:
+            raise TagshiftError(
+                f"stride of {self.stride} pieces must lie between 1 and the window's {self.size} content pieces, "
+                "or windows would leave words unread"
+            )
 
     def _pieces(self, sentences: list[list[str]]) -> list[list[tuple[int, int]]]:
         """(piece id, word index) per sentence; a word the tokenizer drops becomes UNK."""

@@ -117,16 +117,20 @@ def _hf_vectors(name: str) -> Vectors:
     return Vectors(f"hf:{name}", weights.shape[1], table, compose)
 
 
-def embedding_matrix(vocab: Vocab, vectors: Vectors | None, dim: int, generator: torch.Generator) -> tuple[Tensor, int]:
+def embedding_matrix(
+    vocab: Vocab, vectors: Vectors | None, dim: int, generator: torch.Generator, spelled: dict[str, str] | None = None
+) -> tuple[Tensor, int]:
     """Initial embeddings for `vocab`: pretrained where known, small random values elsewhere.
-    Returns the matrix and how many words had a pretrained vector."""
+    `spelled` maps a vocabulary key to the word whose vector it takes (keys have digits as
+    0: "0000" takes the vector of "1996"). Returns the matrix and how many rows were found."""
+    spelled = spelled or {}
     scale = 0.1
     matrix = (torch.rand(len(vocab), dim, generator=generator) * 2 - 1) * scale
     matrix[0] = 0.0  # padding
     found = 0
     if vectors is not None:
         for index, word in enumerate(vocab.symbols[2:], start=2):
-            vector = vectors.get(word)
+            vector = vectors.get(spelled.get(word, word))
             if vector is not None:
                 matrix[index] = vector
                 found += 1
