@@ -226,6 +226,10 @@ def train(
     Example: tagshift train --train train.conll --dev dev.conll --backend bilstm-crf --out models/ner
     """
     with user_errors():
+        if backend == Backend.bilstm_crf and encoder:
+            raise TagshiftError("--encoder is for the transformer backend; the BiLSTM-CRF takes --vectors")
+        if backend == Backend.transformer and vectors:
+            raise TagshiftError("--vectors is for the BiLSTM-CRF; a transformer takes --encoder")
         model = {"encoder": encoder, "vectors": vectors, "head": head}
         training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
         job = make_job(
@@ -239,10 +243,6 @@ def train(
             model=model,
             training=training,
         )
-        if job.backend == "bilstm-crf" and encoder:
-            raise TagshiftError("--encoder is for the transformer backend; the BiLSTM-CRF takes --vectors")
-        if job.backend == "transformer" and vectors:
-            raise TagshiftError("--vectors is for the BiLSTM-CRF; a transformer takes --encoder")
         tagger, result = run_job(
             job, resume=resume, overwrite=overwrite, progress=progress,
             token_col=token_col, tag_col=tag_col, max_tokens=max_tokens, encoding=encoding,

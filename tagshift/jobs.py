@@ -73,6 +73,9 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
             f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_JOB_KEYS)}, [model], [training]"
         )
     base = path.parent  # relative paths in the file are relative to it
+    for key in ("train", "dev", "test", "out", "backend", "scheme"):
+        if key in data and not isinstance(data[key], str):
+            raise TagshiftError(f"{path}: '{key}' should be a string, not {data[key]!r}")
     for key in ("train", "dev", "test", "out"):
         if key in data:
             data[key] = base / data[key]

@@ -13,7 +13,7 @@ from tagshift.corpus import Corpus, Sentence, format_corpus, read_corpus
 from tagshift.corpus.columns import DOCSTART, MAX_SENTENCE_TOKENS, decode_text
 from tagshift.corpus.jsonl import looks_like_json, span_record
 from tagshift.errors import CorpusError
-from tagshift.schemes import SCHEMES, convert_tags
+from tagshift.schemes import SCHEMES, Span, chunks, convert_tags
 from tagshift.taggers.tagger import Tagged
 from tagshift.tokenize import tokenize
 
@@ -68,6 +68,15 @@ def read_input(path: str | Path, input_format: str = "auto", **options: Any) -> 
     return read_corpus(path, unlabelled=True, **options), input_format
 
 
+def _confidence(span: Span, result: Tagged) -> float | None:
+    """The lowest confidence of the model's entities under `span`: a span of the output
+    scheme may join several (IO merges touching entities of one type)."""
+    under = [e.confidence for e in result.entities if e.start < span.end and span.start < e.end]
+    if not under or any(c is None for c in under):
+        return None
+    return round(min(under), 4)  # type: ignore[type-var]
+
+
 def format_predictions(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: str | None = None) -> str:
     """Predictions in `fmt`: conll (the input's columns, tags replaced), jsonl (tokens, tags,
     entities with confidence) or spans (text, character spans with confidence)."""
@@ -78,8 +87,8 @@ def format_predictions(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: s
     lines = []
     for sentence, result in zip(predicted.sentences, tagged):
         entities = [
-            {"start": e.start, "end": e.end, "label": e.label, "confidence": None if e.confidence is None else round(e.confidence, 4)}
-            for e in result.entities
+            {"start": span.start, "end": span.end, "label": span.label, "confidence": _confidence(span, result)}
+            for span in chunks(sentence.tags)
         ]
         if fmt == "jsonl":
             record: dict[str, Any] = {"tokens": sentence.tokens, "tags": sentence.tags, "entities": entities}

@@ -23,6 +23,7 @@ from torch import Tensor
 from tagshift.atomic import write_text_atomic
 from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
+from tagshift.fields import check_fields
 from tagshift.lineage import corpus_record, step_record
 from tagshift.metrics import Scores, score_tags
 from tagshift.progress import progress_bar
@@ -56,14 +57,16 @@ class TrainConfig:
     eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise TagshiftError(f"optimizer '{self.optimizer}' is not one of adam, adamw, sgd")
-        if self.decay not in ("none", "linear"):
-            raise TagshiftError(f"decay '{self.decay}' is not one of none, linear")
-        if self.epochs < 1 or self.batch_size < 1 or self.accumulate < 1:
-            raise TagshiftError("epochs, batch_size and accumulate must be at least 1")
-        if self.lr <= 0 or not 0 <= self.warmup < 1:
-            raise TagshiftError("lr must be positive and warmup in [0, 1)")
+        try:
+            check_fields(
+                self,
+                positive=("epochs", "batch_size", "lr", "accumulate", "eval_batch_size"),
+                non_negative=("momentum", "weight_decay", "clip", "patience"),
+            )
+        except ValueError as err:
+            raise TagshiftError(f"training option {err}") from None
+        if not 0 <= self.warmup < 1:
+            raise TagshiftError(f"training option warmup = {self.warmup!r} should lie in [0, 1)")
 
     @classmethod
     def for_backend(cls, backend: str, **overrides: Any) -> TrainConfig:

@@ -287,6 +287,59 @@ def test_missing_vocab_is_a_bundle_error(bilstm_model, tmp_path):
         Tagger.load(path)
 
 
+def _edit_tagshift_section(change):
+    def damage(path: Path) -> None:
+        config = json.loads((path / "config.json").read_text())
+        change(config["tagshift"])
+        (path / "config.json").write_text(json.dumps(config))
+
+    return damage
+
+
+def _replace_by_file(path: Path) -> None:
+    shutil.rmtree(path)
+    path.write_text("model\n")
+
+
+def _bug(reason: str):
+    return pytest.mark.xfail(reason=f"BUG: {reason}", strict=True)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "config.json").write_text("{not json"), "config.json: not valid JSON"),
+        (lambda p: (p / "config.json").write_text('{"model_type": "bert"}'), "not saved by tagshift"),
+        (lambda p: (p / "model.safetensors").unlink(), "no model.safetensors; the bundle is incomplete"),
+        (_edit_tagshift_section(lambda s: s.update(labels=s["labels"][:-1])), "has shape .* the config implies"),
+        (_edit_tagshift_section(lambda s: s.update(backend="lstm")), "unknown backend 'lstm'"),
+        (lambda p: (p / "lineage.json").write_text("{oops"), "lineage.json: not valid JSON"),
+        (_replace_by_file, "a model is a directory"),
+        pytest.param(
+            _edit_tagshift_section(lambda s: s.pop("labels")), "labels",
+            marks=_bug("bundle.py load_bundle indexes fields['labels'] unchecked: a raw KeyError"),
+        ),
+        pytest.param(
+            _edit_tagshift_section(lambda s: s["model"].update(attention_heads=4)), "attention_heads",
+            marks=_bug("bundle.py load_bundle calls BiLSTMConfig(**fields['model']) unchecked: a raw TypeError"),
+        ),
+        pytest.param(
+            lambda p: (p / "lineage.json").write_bytes(b"\xff\xfe"), "lineage.json",
+            marks=_bug("bundle.py read_lineage catches JSONDecodeError only: a raw UnicodeDecodeError"),
+        ),
+    ],
+    ids=["config-not-json", "foreign-config", "no-weights", "labels-edited", "unknown-backend", "lineage-not-json",
+         "file-not-dir", "config-without-labels", "unknown-model-field", "lineage-not-utf8"],
+)
+def test_other_damage_is_a_bundle_error_that_names_it(bilstm_model, tmp_path, damage, message):
+    """Whatever is wrong with a model directory, loading must end in one BundleError that
+    names the problem (the CLI prints it as one line), never a traceback from inside."""
+    path = copy_bundle(bilstm_model[1], tmp_path / "model")
+    damage(path)
+    with pytest.raises(BundleError, match=message):
+        Tagger.load(path)
+
+
 # --- Hugging Face compatibility ---------------------------------------------------------
 
 
@@ -545,6 +598,7 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(wiki, tmp_path, mon
     assert_same_predictions(straight.predict(held_out), Tagger.load(out).predict(held_out), 1e-5)
     assert len(read_log(out)) == 4
     assert not (out / "checkpoint").exists()
+    assert [step["step"] for step in json.loads((out / "lineage.json").read_text())] == ["train"]
 
 
 # --- real training runs on the shared corpora --------------------------------------------

@@ -199,12 +199,6 @@ def test_unknown_toml_key_is_a_one_line_error(cli, splits, tmp_path, text, key, 
     assert not out.exists()
 
 
-@pytest.mark.xfail(
-    reason="BUG: [model]/[training] values of the wrong type or range are not validated where the config "
-    "is built (BiLSTMConfig/TrainConfig __post_init__), so the CLI crashes later with a traceback",
-    raises=(TypeError, ValueError),
-    strict=True,
-)
 @pytest.mark.parametrize(
     "text, key",
     [
@@ -252,11 +246,6 @@ def test_an_option_of_the_other_backend_is_refused(cli, splits, tmp_path, backen
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(
-    reason="BUG: make_job's TrainJob rejects 'encoder'/'vectors' as unknown [model] options before cli.train "
-    "reaches its own check, so the message never says which backend takes the option",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "backend, option, value, other",
     [
@@ -447,11 +436,6 @@ def test_predict_scheme_converts_the_output(cli, model, splits):
     assert bilou == [[{"S": "U", "E": "L"}.get(t[0], t[0]) + t[1:] for t in tags] for tags in native]
 
 
-@pytest.mark.xfail(
-    reason="BUG: format_predictions (predict.py) zips the spans of the converted tags with the model's entities "
-    "by position; when --scheme io merges two touching entities, every later span gets its neighbour's confidence",
-    strict=True,
-)
 def test_spans_keep_their_own_confidence_when_the_output_scheme_merges_entities():
     """`predict --format spans --scheme io` on "Merkel Macron met in Paris": IO cannot keep the
     two people apart, but Paris must keep Paris's confidence, not Macron's."""

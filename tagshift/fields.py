@@ -1,0 +1,53 @@
+"""Checking a config dataclass's values against its field types, so that a bad TOML value
+fails where it is read, with the field's name, not later inside torch."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import fields
+from typing import Any, Literal
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        return value in typing.get_args(kind)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+        return any(_fits(value, option) for option in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is Literal:
+        return " or ".join(repr(v) for v in typing.get_args(kind))
+    return getattr(kind, "__name__", str(kind))
+
+
+def check_fields(config: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
+    """Raise ValueError naming the first field whose value has the wrong type or range.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class C:
+    ...     size: int = 1
+    >>> check_fields(C(size="3"))
+    Traceback (most recent call last):
+    ValueError: size = '3' should be int
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if not _fits(value, hints[f.name]):
+            raise ValueError(f"{f.name} = {value!r} should be {_describe(hints[f.name])}")
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} = {getattr(config, name)!r} should be greater than 0")
+    for name in non_negative:
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} = {getattr(config, name)!r} should be 0 or more")
