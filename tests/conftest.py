@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from tagshift.cli import app
+
+# Tests train tiny models: one thread is as fast, and far faster when other work shares
+# the cores (torch's threads spin-wait for each other under oversubscription).
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
