@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import asdict
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
             f"{path}: saved by tagshift {fields.get('version', '?')} in bundle format {version}; this tagshift "
             f"({__version__}) reads format {FORMAT_VERSION} and older: upgrade tagshift to load it"
         )
+    missing = [key for key in ("backend", "labels", "scheme", "model") if key not in fields]
+    if missing:
+        raise BundleError(f"{path / CONFIG}: the tagshift section lacks {', '.join(missing)}; the file was edited or cut")
     return fields
 
 
@@ -224,9 +228,12 @@ def read_lineage(path: str | Path) -> list[dict[str, Any]]:
     if not file.is_file():
         return []
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+        lineage = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(lineage, list) or not all(isinstance(step, dict) for step in lineage):
+        raise BundleError(f"{file}: a lineage is a JSON list of steps (objects)")
+    return lineage
 
 
 def load_bundle(path: str | Path) -> Tagger:
@@ -245,7 +252,7 @@ def load_bundle(path: str | Path) -> Tagger:
     backend, labels, scheme = fields["backend"], fields["labels"], fields["scheme"]
     head_kind = "crf" if fields.get("head") == "CRFHead" else "softmax"
     if backend == "bilstm-crf":
-        config = BiLSTMConfig(**fields["model"])
+        config = _model_config(BiLSTMConfig, fields["model"], path)
         try:
             words, chars = vocab_from_json(json.loads((path / VOCAB).read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:
@@ -258,10 +265,28 @@ def load_bundle(path: str | Path) -> Tagger:
         head = make_head(head_kind, encoder.output_dim, labels, scheme, dropout)
     else:
         raise BundleError(f"{path / CONFIG}: unknown backend '{backend}'")
-    tagger = Tagger(backend, config, labels, scheme, Network(encoder, head), read_lineage(path))
+    try:
+        tagger = Tagger(backend, config, labels, scheme, Network(encoder, head), read_lineage(path))
+    except TagshiftError as err:
+        raise BundleError(f"{path}: {err}") from None
     load_weights(tagger, weights, str(weights_file))
     tagger.network.eval()
     return tagger
+
+
+def _model_config(config_class: Any, values: Any, path: Path) -> Any:
+    """The model's config dataclass from the bundle's values, or a BundleError saying why not."""
+    known = {f.name for f in dataclass_fields(config_class)}
+    unknown = sorted(set(values) - known) if isinstance(values, dict) else []
+    if not isinstance(values, dict) or unknown:
+        raise BundleError(
+            f"{path / CONFIG}: model options {', '.join(unknown) or values!r} are unknown to this tagshift "
+            f"({__version__}); the bundle was made by another version: upgrade tagshift to load it"
+        )
+    try:
+        return config_class(**values)
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"{path / CONFIG}: model options are invalid ({err})") from None
 
 
 def _transformer_encoder(path: Path, fields: dict[str, Any]) -> tuple[Any, Any]:
@@ -269,7 +294,7 @@ def _transformer_encoder(path: Path, fields: dict[str, Any]) -> tuple[Any, Any]:
 
     from tagshift.taggers.transformer import TransformerConfig, TransformerEncoder, quiet_transformers, without_pooler
 
-    config = TransformerConfig(**fields["model"])
+    config = _model_config(TransformerConfig, fields["model"], path)
     with quiet_transformers():
         hf_config = AutoConfig.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -4,6 +4,8 @@ user can fix are printed as one line (`error: file:line: what, and the fix`) wit
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -244,7 +246,7 @@ def train(
             training=training,
         )
         tagger, result = run_job(
-            job, resume=resume, overwrite=overwrite, progress=progress,
+            job, resume=resume, overwrite=overwrite, progress=progress, command=shlex.join(["tagshift", *sys.argv[1:]]),
             token_col=token_col, tag_col=tag_col, max_tokens=max_tokens, encoding=encoding,
         )
         typer.echo(f"trained {tagger.describe()}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)

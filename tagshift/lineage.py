@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import sys
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,22 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def content_sha256(corpus: Corpus) -> str:
+    """A hash of the sentences themselves (tokens and tags), which tells two slices of one
+    file apart where the file's hash cannot."""
+    digest = hashlib.sha256()
+    for sentence in corpus.sentences:
+        digest.update(json.dumps([sentence.tokens, sentence.tags], ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()
+
+
 def corpus_record(corpus: Corpus) -> dict[str, Any]:
-    """A corpus as the lineage names it: file, hash, size."""
+    """A corpus as the lineage names it: file and its hash, the sentences used and theirs."""
     record: dict[str, Any] = {
         "path": str(corpus.path) if corpus.path else None,
         "sentences": len(corpus),
         "tokens": sum(len(s) for s in corpus.sentences),
+        "content_sha256": content_sha256(corpus),
     }
     if corpus.path and Path(corpus.path).is_file():
         record["sha256"] = file_sha256(corpus.path)
@@ -38,6 +48,6 @@ def step_record(step: str, **details: Any) -> dict[str, Any]:
         "step": step,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tagshift": __version__,
-        "command": details.pop("command", None) or " ".join(["tagshift", *sys.argv[1:]]),
+        "command": details.pop("command", None) or "(library call)",
         **details,
     }

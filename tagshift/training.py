@@ -24,7 +24,7 @@ from tagshift.atomic import write_text_atomic
 from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
-from tagshift.lineage import corpus_record, step_record
+from tagshift.lineage import content_sha256, corpus_record, step_record
 from tagshift.metrics import Scores, score_tags
 from tagshift.progress import progress_bar
 from tagshift.schemes import SCHEMES, convert_tags
@@ -173,8 +173,8 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor]
 
 def _data_fingerprint(train: Corpus, dev: Corpus | None, options: TrainConfig) -> dict[str, Any]:
     return {
-        "train": corpus_record(train).get("sha256", len(train)),
-        "dev": corpus_record(dev).get("sha256", len(dev)) if dev is not None else None,
+        "train": content_sha256(train),
+        "dev": content_sha256(dev) if dev is not None else None,
         "options": asdict(options),
     }
 
