@@ -244,7 +244,7 @@ def fit(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-            bar.set_postfix(loss=f"{total_loss / number:.3f}")
+            bar.set_postfix(loss=f"{total_loss / number:.3f}", refresh=False)
         record: dict[str, Any] = {"epoch": epoch, "steps": step, "train_loss": total_loss / len(batches),
                                   "lr": optimizer.param_groups[0]["lr"]}
         dev_scores = evaluate_tagger(tagger, dev, options.eval_batch_size) if dev is not None else None
