@@ -36,18 +36,13 @@ def _allowed(gold: Tensor, num_tags: int) -> Tensor:
     return allowed | (gold == IGNORE).unsqueeze(2)
 
 
-class SoftmaxHead(nn.Module):
-    """A linear layer and a per-word softmax. Decoding still respects the scheme: it finds
-    the most probable sequence among the valid ones (the scores stay the softmax's)."""
+class LinearHead(nn.Module):
+    """What both heads share: dropout, then one linear row of scores per tag."""
 
-    def __init__(self, hidden: int, num_tags: int, constraints: Constraints | None = None, dropout: float = 0.0):
+    def __init__(self, hidden: int, num_tags: int, dropout: float = 0.0):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(hidden, num_tags)
-        # Rebuilt from labels and scheme, so not saved: the weights stay a plain HF head.
-        scores = forbid(constraints or unconstrained(num_tags))
-        for name, value in zip(("start_scores", "transition_scores", "end_scores"), scores):
-            self.register_buffer(name, value, persistent=False)
 
     @property
     def num_tags(self) -> int:
@@ -55,6 +50,18 @@ class SoftmaxHead(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return self.linear(self.dropout(features))  # (batch, words, tags)
+
+
+class SoftmaxHead(LinearHead):
+    """A linear layer and a per-word softmax. Decoding still respects the scheme: it finds
+    the most probable sequence among the valid ones (the scores stay the softmax's)."""
+
+    def __init__(self, hidden: int, num_tags: int, constraints: Constraints | None = None, dropout: float = 0.0):
+        super().__init__(hidden, num_tags, dropout)
+        # Rebuilt from labels and scheme, so not saved: the weights stay a plain HF head.
+        scores = forbid(constraints or unconstrained(num_tags))
+        for name, value in zip(("start_scores", "transition_scores", "end_scores"), scores):
+            self.register_buffer(name, value, persistent=False)
 
     def loss(self, emissions: Tensor, gold: Tensor, mask: Tensor) -> Tensor:
         """Mean over labelled words of -log p(allowed tags)."""
@@ -70,21 +77,12 @@ class SoftmaxHead(nn.Module):
         return Decoded(paths, log_probs.exp() * mask.unsqueeze(2) if probabilities else None)
 
 
-class CRFHead(nn.Module):
+class CRFHead(LinearHead):
     """A linear layer giving emission scores, and a linear-chain CRF over them."""
 
     def __init__(self, hidden: int, num_tags: int, constraints: Constraints | None = None, dropout: float = 0.0):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(hidden, num_tags)
+        super().__init__(hidden, num_tags, dropout)
         self.crf = CRF(num_tags, constraints)
-
-    @property
-    def num_tags(self) -> int:
-        return self.linear.out_features
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.linear(self.dropout(features))  # (batch, words, tags)
 
     def loss(self, emissions: Tensor, gold: Tensor, mask: Tensor) -> Tensor:
         """Mean over sentences of -log p(gold path); unlabelled words sum over their tags."""
