@@ -201,6 +201,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
             raise BundleError(f"{path}: missing, but {old} holds the bundle an interrupted save left: rename it to {path}")
         if path.is_file():
             raise BundleError(f"{path}: a model is a directory (a tagshift bundle), not a file")
+        if not path.exists():
+            raise BundleError(f"{path}: no such model directory")
         raise BundleError(f"{path}: not a tagshift model (no {CONFIG}); train one with 'tagshift train'")
     try:
         config = json.loads((path / CONFIG).read_text(encoding="utf-8"))

@@ -279,6 +279,11 @@ def test_directory_without_config_is_not_a_tagshift_model(tmp_path):
         Tagger.load(tmp_path)
 
 
+def test_a_mistyped_model_path_says_there_is_no_such_directory(tmp_path):
+    with pytest.raises(BundleError, match="no such model directory"):
+        Tagger.load(tmp_path / "modles" / "ner")
+
+
 def test_missing_vocab_is_a_bundle_error(bilstm_model, tmp_path):
     """A BiLSTM bundle copied without vocab.json cannot map words: say which file is missing."""
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
