@@ -192,7 +192,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"runs": results, "words_per_second": speeds}, indent=2))
     (RESULTS / f"{name}.md").write_text(body + "\n")
-    command = "python bench/conll.py" + (" --quick" if args.quick else "")
+    command = " ".join(["python", "bench/conll.py", *sys.argv[1:]])
     if not args.quick:
         write_section("conll", body, command)
     print(body)
