@@ -29,7 +29,7 @@ class TrainJob:
     out: Path
     dev: Path | None = None
     test: Path | None = None
-    scheme: str | None = None
+    scheme: str | None = None  # the backend's default when None
     model: dict[str, Any] = field(default_factory=dict)  # fields of BiLSTMConfig / TransformerConfig
     training: dict[str, Any] = field(default_factory=dict)  # fields of TrainConfig
 
@@ -126,8 +126,8 @@ def run_job(
     if resume:
         tagger = load_bundle(checkpoint)
     elif job.backend == "bilstm-crf":
-        tagger = bilstm_crf(job.model_config(), train, job.scheme or "iobes", options.seed, extra=dev)
+        tagger = bilstm_crf(job.model_config(), train, job.scheme, options.seed, extra=dev)
     else:
-        tagger = transformer(job.model_config(), train, job.scheme or "iob2", options.seed)
+        tagger = transformer(job.model_config(), train, job.scheme, options.seed)
     result = tagger.train(train, dev, options, job.out, resume=resume, progress=progress, command=command, test=test)
     return tagger, result

@@ -21,7 +21,9 @@ import torch
 from torch import Tensor
 
 from tagshift.atomic import write_text_atomic
+from tagshift.bundle import WEIGHTS, load_weights, read_weights, save_bundle
 from tagshift.corpus import Corpus
+from tagshift.curves import plot_learning_curves
 from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
 from tagshift.lineage import content_sha256, corpus_record, step_record
@@ -153,7 +155,8 @@ def evaluate_tagger(tagger: Tagger, corpus: Corpus, batch_size: int = 64, mode: 
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
-    """Optimiser state as flat tensors (safetensors) and param groups as JSON: no pickle."""
+    """Optimiser state as flat tensors (safetensors) and param groups as JSON, so that a
+    checkpoint, like a bundle, loads without running code."""
     state = optimizer.state_dict()
     tensors = {
         f"{index}.{key}": (value if isinstance(value, Tensor) else torch.tensor(value)).contiguous()
@@ -302,8 +305,6 @@ def fit(
 def _write_progress(out: Path, history: list[dict[str, Any]], tagger: Tagger) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / LOG, "".join(json.dumps(h) + "\n" for h in history))
-    from tagshift.curves import plot_learning_curves
-
     plot_learning_curves(history, out / CURVES, tagger.describe())
 
 
@@ -315,8 +316,6 @@ def _checkpoint(
     fingerprint: dict[str, Any],
     path: Path,
 ) -> None:
-    from tagshift.bundle import save_bundle
-
     tensors, groups = _optimizer_tensors(optimizer)
     trainer = {"state": asdict(state), "param_groups": groups, "fingerprint": fingerprint}
     best = {k: v.contiguous() for k, v in best_weights.items()}
@@ -327,8 +326,6 @@ def _restore(
     tagger: Tagger, optimizer: torch.optim.Optimizer, path: Path, fingerprint: dict[str, Any]
 ) -> tuple[_State, dict[str, Tensor]]:
     """Weights, optimiser and progress from the checkpoint at `path`, if it matches this run."""
-    from tagshift.bundle import load_weights, read_weights
-
     if not (path / STATE).is_file():
         raise TagshiftError(f"{path}: no checkpoint to resume from; start without --resume")
     trainer = json.loads((path / STATE).read_text(encoding="utf-8"))
@@ -338,8 +335,6 @@ def _restore(
             f"{path}: the checkpoint was made with other {' and '.join(changed)}; resume with the same "
             "data and options, or start afresh without --resume"
         )
-    from tagshift.bundle import WEIGHTS
-
     load_weights(tagger, read_weights(path / WEIGHTS), str(path / WEIGHTS))
     best_tagger_weights = read_weights(path / BEST)
     _load_optimizer(optimizer, read_weights(path / OPTIMIZER), trainer["param_groups"])
