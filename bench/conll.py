@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
     parser.add_argument("--quick", action="store_true", help="tiny slices and 2 epochs: checks that the script runs")
+    parser.add_argument("--threads", type=int, help="torch threads per training run (default: torch's choice)")
     parser.add_argument("--one", nargs=2, metavar=("BACKEND", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and args.seeds == [0, 1, 2]:
@@ -170,6 +171,10 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:  # the child process: one training run
         backend, seed = args.one[0], int(args.one[1])
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         record = run_one(backend, seed, args.quick, folder)
         (folder / f"{backend}-seed{seed}.json").write_text(json.dumps(record, indent=2))
         return
@@ -181,6 +186,7 @@ def main() -> None:
             if not done.is_file():
                 print(f"training {backend}, seed {seed} ...", file=sys.stderr, flush=True)
                 command = [sys.executable, __file__, "--one", backend, str(seed)] + (["--quick"] if args.quick else [])
+                command += ["--threads", str(args.threads)] if args.threads else []
                 subprocess.run(command, check=True)
             record = json.loads(done.read_text())
             print(f"{backend} seed {seed}: test F1 {100 * record['test_f1']:.2f}", file=sys.stderr, flush=True)

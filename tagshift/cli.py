@@ -15,11 +15,12 @@ import typer
 
 from tagshift import __version__
 from tagshift.atomic import write_text_atomic
+from tagshift.charts import plot_comparison
 from tagshift.bundle import bundle_size, describe_bundle, read_config, read_lineage
 from tagshift.convert import convert_corpus, find_repairs, refuse_repairs
 from tagshift.corpus import Corpus, output_format, read_corpus, write_corpus
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
-from tagshift.jobs import make_job, run_job
+from tagshift.jobs import check_out, make_job, run_job
 from tagshift.predict import format_predictions, read_input
 from tagshift.errors import TagshiftError
 from tagshift.evaluate import evaluate_corpora
@@ -29,6 +30,9 @@ from tagshift.schemes import SCHEMES
 from tagshift.stats import corpus_stats
 from tagshift.taggers import DEFAULT_ENCODER, Tagger
 from tagshift.training import CURVES, LOG
+from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
+from tagshift.transfer.pseudo import DEFAULT_THRESHOLD
 
 app = typer.Typer(
     help="Transfer learning for named entity recognition: corpora, tag schemes, label maps, taggers, scores.",
@@ -159,7 +163,8 @@ def evaluate(
     mode: Mode = typer.Option(Mode.conlleval, "--mode", help="conlleval: entities read as the CoNLL script does; strict: only scheme-valid entities."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Scheme for strict mode. Default: detected from gold."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A second prediction (or model) to compare with, type by type."),
-    group: list[str] = typer.Option([], "--group", help="A named group of types for the comparison, e.g. old=PER,LOC (repeatable)."),
+    group: list[str] = typer.Option([], "--group", help="A named group of types for the comparison, e.g. old=PER,LOC (repeatable). Default with a baseline model: old = its types, new = the rest."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --baseline: write a per-type before/after bar chart (PNG) here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (fractions in 0..1) instead of a table in percent."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch when a model tags the test corpus."),
     token_col: Optional[int] = TOKEN_COL,
@@ -187,10 +192,20 @@ def evaluate(
 
         system = score(gold if model_mode else pred)
         if baseline is None:
+            if plot is not None:
+                raise TagshiftError("--plot draws a comparison: give --baseline too")
             typer.echo(json.dumps(system.to_json(), indent=2) if as_json else system.render())
             return
-        comparison = compare(system, score(baseline), _parse_groups(group))
+        groups = _parse_groups(group)
+        if not groups and baseline.is_dir():  # the forgetting report: the source's types, then the rest
+            old = Tagger.load(baseline).types
+            new = sorted((set(system.per_type) | set(Tagger.load(gold).types if model_mode else [])) - set(old))
+            groups = {"old": old, "new": new}
+        comparison = compare(system, score(baseline), groups)
         typer.echo(json.dumps(comparison.to_json(), indent=2) if as_json else comparison.render())
+        if plot is not None:
+            plot_comparison(comparison, plot, f"{gold if model_mode else pred} vs {baseline}")
+            typer.echo(f"wrote {plot}", err=True)
 
 
 class Backend(str, Enum):
@@ -255,6 +270,105 @@ def train(
         if result.test is not None:
             typer.echo(result.test.render())
         typer.echo(f"saved to {job.out} (log: {job.out / LOG}, curves: {job.out / CURVES})", err=True)
+
+
+class LabelOperation(str, Enum):
+    extend = "extend"
+    replace = "replace"
+
+
+class Init(str, Enum):
+    quiet = "quiet"
+    normal = "normal"
+
+
+class Unfreeze(str, Enum):
+    all = "all"
+    gradual = "gradual"
+
+
+@app.command()
+def adapt(
+    source: Path = typer.Argument(..., help="The trained model to adapt (a model directory); it is not changed."),
+    train_file: Path = typer.Option(..., "--train", help="Target training corpus: may annotate only some types."),
+    out: Path = typer.Option(..., "--out", help="Directory for the adapted model, its log, curves and checkpoints."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Target dev corpus; its F1 (over the types the target data annotates) picks the best epoch."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
+    label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
+    labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types, add the target's (default); replace: a fresh head for the target's types only."),
+    init: Init = typer.Option(Init.quiet, "--init", help="New rows: quiet (the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
+    drop: list[str] = typer.Option([], "--drop", help="A source type the adapted model will not predict (repeatable)."),
+    scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the adapted model. Default: the source's."),
+    pseudo_label: bool = typer.Option(False, "--pseudo-label", help="Let the source tag the target data first and write in its confident entities of types the data does not annotate (--pseudo-label=T sets the threshold)."),
+    pseudo_threshold: float = typer.Option(DEFAULT_THRESHOLD, "--pseudo-threshold", help="Lowest confidence of a pseudo-label."),
+    partial: bool = typer.Option(False, "--partial", help="Read the target data's O as 'O or a type it does not annotate', not as O."),
+    distill: bool = typer.Option(False, "--distill", help="Keep the source's scores on its labels at O words (knowledge distillation; --distill=W sets the weight)."),
+    distill_weight: float = typer.Option(DISTILL_WEIGHT, "--distill-weight", help="Weight of the distillation term."),
+    temperature: float = typer.Option(2.0, "--temperature", help="Distillation temperature."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train; 0 applies the head operation and saves, untrained."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the head (default: training's)."),
+    head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Same as --lr."),
+    encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Learning rate of the encoder (default: a tenth of the head's)."),
+    freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs that train only the head (and CRF) before the encoder joins."),
+    unfreeze: Optional[Unfreeze] = typer.Option(None, "--unfreeze", help="After the frozen epochs: all layers at once, or gradual (top layers first)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sentences per batch."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same model."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    token_col: Optional[int] = TOKEN_COL,
+    tag_col: Optional[int] = TAG_COL,
+    max_tokens: int = MAX_TOKENS,
+    encoding: str = ENCODING,
+) -> None:
+    """Adapt a trained model to target data: new domain, new types, renamed, merged or
+    dropped types, another scheme. Prints the label plan before training.
+
+    Example: tagshift adapt models/news --train med.conll --dev med.dev.conll --pseudo-label --out models/med
+    """
+    with user_errors():
+        if head_lr is not None and lr is not None and head_lr != lr:
+            raise TagshiftError("--lr and --head-lr name the same rate; give one")
+        check_out(out, resume, overwrite)
+        source_tagger = Tagger.load(source)
+        read = {"token_col": token_col, "tag_col": tag_col, "max_tokens": max_tokens, "encoding": encoding}
+        train_corpus = _read(train_file, **read)
+        dev_corpus = _read(dev, **read) if dev else None
+        test_corpus = _read(test, **read) if test else None
+        options = AdaptConfig(
+            labels=labels.value if labels else None,
+            init=init.value,
+            scheme=scheme.value if scheme else None,
+            drop=list(drop),
+            pseudo_label=pseudo_threshold if pseudo_label else None,
+            partial=partial,
+            distill=distill_weight if distill else None,
+            temperature=temperature,
+        )
+        training = adapt_training(
+            source_tagger.backend, epochs=epochs, lr=lr or head_lr, encoder_lr=encoder_lr, freeze_epochs=freeze_epochs,
+            unfreeze=unfreeze.value if unfreeze else None, batch_size=batch_size, seed=seed,
+        )
+        prepared = prepare(source_tagger, train_corpus, options, training.seed,
+                           LabelMap.from_toml(label_map) if label_map else None, dev_corpus, progress)
+        typer.echo(prepared.render(), err=True)
+        typer.echo(
+            f"training: {training.epochs} epochs at most, head lr {training.head_lr or training.lr:g}, encoder lr "
+            f"{training.encoder_lr:g} (a tenth of the head's unless set: a trained encoder moves slowly)"
+            + (f", encoder frozen for {training.freeze_epochs} epochs then unfrozen ({training.unfreeze})" if training.freeze_epochs else ""),
+            err=True,
+        )
+        result = train_prepared(
+            prepared, dev_corpus, training, out, str(source), resume, progress,
+            shlex.join(["tagshift", *sys.argv[1:]]), test_corpus,
+        )
+        tagger = prepared.tagger
+        typer.echo(f"adapted {tagger.describe()}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
+        if result.best_dev is not None:
+            typer.echo(f"dev entity F1 (conlleval, types the target annotates): {100 * result.best_dev.micro.f1:.2f}", err=True)
+        if result.test is not None:
+            typer.echo(result.test.render())
+        typer.echo(f"saved to {out}; compare with the source: tagshift evaluate {out} TEST --baseline {source}", err=True)
 
 
 class InputFormat(str, Enum):
@@ -322,5 +436,25 @@ def info(
         typer.echo(describe_bundle(model, fields, lineage))
 
 
+# Options that take an optional value, written --option=VALUE; bare, they are flags.
+OPTIONAL_VALUES = {"--pseudo-label": "--pseudo-threshold", "--distill": "--distill-weight"}
+
+
+def expand_optional_values(argv: list[str]) -> list[str]:
+    """`--pseudo-label=0.8` -> `--pseudo-label --pseudo-threshold 0.8` (and so for --distill).
+
+    >>> expand_optional_values(["adapt", "m", "--pseudo-label=0.8", "--distill"])
+    ['adapt', 'm', '--pseudo-label', '--pseudo-threshold', '0.8', '--distill']
+    """
+    expanded = []
+    for arg in argv:
+        name, equals, value = arg.partition("=")
+        if equals and name in OPTIONAL_VALUES:
+            expanded += [name, OPTIONAL_VALUES[name], value]
+        else:
+            expanded.append(arg)
+    return expanded
+
+
 def main() -> None:
-    app()
+    app(args=expand_optional_values(sys.argv[1:]))

@@ -45,9 +45,9 @@ def check_fields(config: Any, positive: tuple[str, ...] = (), non_negative: tupl
         value = getattr(config, f.name)
         if not _fits(value, hints[f.name]):
             raise ValueError(f"{f.name} = {value!r} should be {_describe(hints[f.name])}")
-    for name in positive:
-        if getattr(config, name) <= 0:
+    for name in positive:  # None means "not set" and passes
+        if getattr(config, name) is not None and getattr(config, name) <= 0:
             raise ValueError(f"{name} = {getattr(config, name)!r} should be greater than 0")
     for name in non_negative:
-        if getattr(config, name) < 0:
+        if getattr(config, name) is not None and getattr(config, name) < 0:
             raise ValueError(f"{name} = {getattr(config, name)!r} should be 0 or more")

@@ -104,27 +104,31 @@ def make_job(config_file: str | Path | None, **options: Any) -> TrainJob:
     )
 
 
+def check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start where a run would lose work: an interrupted run not resumed, a model
+    not meant to be overwritten, or a resume with nothing to resume."""
+    checkpoint = out / CHECKPOINT
+    if resume and not (checkpoint / CONFIG).is_file():
+        finished = (out / CONFIG).is_file()
+        raise TagshiftError(f"{out}: {'training there has finished' if finished else 'no checkpoint'}; nothing to resume")
+    if not resume and checkpoint.exists():
+        raise TagshiftError(f"{out} holds an interrupted run: add --resume to continue it, or remove the directory")
+    if not resume and (out / CONFIG).is_file() and not overwrite:
+        raise TagshiftError(f"{out} already holds a model; choose another --out, or add --overwrite")
+
+
 def run_job(
     job: TrainJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
     **read_options: Any,
 ) -> tuple[Tagger, TrainResult]:
     """Build (or resume) and train the job's tagger; the bundle ends up in `job.out`."""
     options = job.train_config()
-    checkpoint = job.out / CHECKPOINT
-    if resume and not (checkpoint / CONFIG).is_file():
-        finished = (job.out / CONFIG).is_file()
-        raise TagshiftError(
-            f"{job.out}: {'training there has finished' if finished else 'no checkpoint'}; nothing to resume"
-        )
-    if not resume and checkpoint.exists():
-        raise TagshiftError(f"{job.out} holds an interrupted run: add --resume to continue it, or remove the directory")
-    if not resume and (job.out / CONFIG).is_file() and not overwrite:
-        raise TagshiftError(f"{job.out} already holds a model; choose another --out, or add --overwrite")
+    check_out(job.out, resume, overwrite)
     train = read_corpus(job.train, **read_options)
     dev = read_corpus(job.dev, **read_options) if job.dev else None
     test = read_corpus(job.test, **read_options) if job.test else None
     if resume:
-        tagger = load_bundle(checkpoint)
+        tagger = load_bundle(job.out / CHECKPOINT)
     elif job.backend == "bilstm-crf":
         tagger = bilstm_crf(job.model_config(), train, job.scheme, options.seed, extra=dev)
     else:

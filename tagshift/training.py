@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor
@@ -23,7 +23,7 @@ from torch import Tensor
 from tagshift.atomic import write_text_atomic
 from tagshift.bundle import WEIGHTS, load_weights, read_weights, save_bundle
 from tagshift.corpus import Corpus
-from tagshift.curves import plot_learning_curves
+from tagshift.charts import plot_learning_curves
 from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
 from tagshift.lineage import content_sha256, corpus_record, step_record
@@ -31,6 +31,9 @@ from tagshift.metrics import Scores, score_tags
 from tagshift.progress import progress_bar
 from tagshift.schemes import SCHEMES, convert_tags
 from tagshift.taggers.tagger import Tagger
+
+# A term added to a batch's loss: (sentence indices, emissions, mask) -> scalar.
+ExtraLoss = Callable[[list[int], Tensor, Tensor], Tensor]
 
 LOG = "train_log.jsonl"
 CURVES = "learning_curve.png"
@@ -57,13 +60,17 @@ class TrainConfig:
     patience: int = 5  # epochs without a better dev F1 before stopping; 0 = never stop early
     seed: int = 0
     eval_batch_size: int = 64
+    head_lr: float | None = None  # the head's (and CRF's) learning rate; None: lr
+    encoder_lr: float | None = None  # the encoder's; None: lr
+    freeze_epochs: int = 0  # epochs that train only the head before the encoder joins in
+    unfreeze: Literal["all", "gradual"] = "all"  # after them: every layer at once, or top layers first
 
     def __post_init__(self) -> None:
         try:
             check_fields(
                 self,
-                positive=("epochs", "batch_size", "lr", "accumulate", "eval_batch_size"),
-                non_negative=("momentum", "weight_decay", "clip", "patience"),
+                positive=("batch_size", "lr", "accumulate", "eval_batch_size", "head_lr", "encoder_lr"),
+                non_negative=("epochs", "momentum", "weight_decay", "clip", "patience", "freeze_epochs"),
             )
         except ValueError as err:
             raise TagshiftError(f"training option {err}") from None
@@ -128,14 +135,43 @@ def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generato
 
 
 def make_optimizer(tagger: Tagger, options: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in tagger.parameters() if p.requires_grad]
-    if not params:
-        raise TagshiftError("every parameter is frozen: nothing to train")
+    """One optimiser over two parameter groups: the encoder's and the head's, each at its own
+    learning rate. Frozen parameters stay in it: they get no gradient, so no update."""
+    groups = [
+        {"params": list(tagger.encoder.parameters()), "lr": options.encoder_lr or options.lr},
+        {"params": list(tagger.head.parameters()), "lr": options.head_lr or options.lr},
+    ]
+    groups = [g for g in groups if g["params"]]
     if options.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
+        return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
     if options.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
-    return torch.optim.Adam(params, lr=options.lr, weight_decay=options.weight_decay)
+        return torch.optim.AdamW(groups, lr=options.lr, weight_decay=options.weight_decay)
+    return torch.optim.Adam(groups, lr=options.lr, weight_decay=options.weight_decay)
+
+
+def trainable_layers(epoch: int, layers: int, options: TrainConfig) -> int:
+    """How many of the encoder's `layers` (counted from the top) train in `epoch` (from 1):
+    none during the first `freeze_epochs`; then all, or (gradual) a few more each epoch so
+    that the last epoch trains them all.
+
+    >>> [trainable_layers(e, 4, TrainConfig(epochs=5, freeze_epochs=1, unfreeze="gradual")) for e in range(1, 6)]
+    [0, 1, 2, 3, 4]
+    """
+    if epoch <= options.freeze_epochs:
+        return 0
+    if options.unfreeze == "all":
+        return layers
+    per_epoch = math.ceil(layers / max(1, options.epochs - options.freeze_epochs))
+    return min(layers, (epoch - options.freeze_epochs) * per_epoch)
+
+
+def set_trainable(tagger: Tagger, epoch: int, options: TrainConfig) -> None:
+    """Freeze or unfreeze encoder layers for `epoch` (the head always trains)."""
+    groups = tagger.encoder.layer_groups()
+    top = trainable_layers(epoch, len(groups), options)
+    for index, group in enumerate(groups):
+        for parameter in group:
+            parameter.requires_grad_(index >= len(groups) - top)
 
 
 def lr_factor(step: int, total: int, options: TrainConfig) -> float:
@@ -192,6 +228,10 @@ def fit(
     progress: bool = False,
     command: str | None = None,
     test: Corpus | None = None,
+    targets: list[Tensor] | None = None,
+    extra_loss: ExtraLoss | None = None,
+    step: dict[str, Any] | None = None,
+    dev_types: list[str] | None = None,
 ) -> TrainResult:
     """Train `tagger` in place and leave it holding its best-on-dev weights.
 
@@ -199,12 +239,20 @@ def fit(
     the end writes the model bundle (with its lineage, and the scores on `test` if given).
     `resume` continues from the checkpoint in `out`: the result is the one an uninterrupted
     run gives.
+
+    The transfer layer adds three things: `targets`, per training sentence the gold as label
+    indices (words,) or as allowed-tag sets (words, tags) for partial labels (default: the
+    corpus's tags); `extra_loss`, a term added to each batch's loss (distillation); and
+    `step`, the lineage record to write (default: a "train" step); and `dev_types`, the
+    types dev annotates, when it annotates only some: dev F1 then counts only those.
     """
     out = Path(out) if out is not None else None
     if resume and out is None:
         raise TagshiftError("resume needs the output directory that holds the checkpoint")
-    gold = model_tags(train, tagger.scheme)
-    gold_ids = [tagger.gold_indices([tags])[0] for tags in gold]  # also checks every tag is known
+    if targets is None:
+        targets = [tagger.gold_indices([tags])[0] for tags in model_tags(train, tagger.scheme)]  # checks every tag
+    if len(targets) != len(train):
+        raise TagshiftError(f"{len(targets)} training targets for {len(train)} sentences")
     sentences = [s.tokens for s in train.sentences]
     lengths = [len(s) for s in sentences]
     batches_per_epoch = math.ceil(len(sentences) / options.batch_size)
@@ -216,6 +264,8 @@ def fit(
     state = _State()
     best_weights = {k: v.clone() for k, v in tagger.network.state_dict().items()}
     fingerprint = _data_fingerprint(train, dev, options)
+    if step is not None:  # an adapt step's options and plan: resuming with others would mix runs
+        fingerprint["step"] = json.loads(json.dumps(step))
     if resume:
         state, best_weights = _restore(tagger, optimizer, out / CHECKPOINT, fingerprint)  # type: ignore[operator]
 
@@ -228,29 +278,35 @@ def fit(
         epoch_seed = options.seed * 100_003 + epoch
         torch.manual_seed(epoch_seed)
         batches = epoch_batches(lengths, options.batch_size, torch.Generator().manual_seed(epoch_seed))
+        set_trainable(tagger, epoch, options)
         tagger.network.train()
-        total_loss, step = 0.0, (epoch - 1) * steps_per_epoch
+        total_loss, optimizer_step = 0.0, (epoch - 1) * steps_per_epoch
         bar = progress_bar(batches, f"epoch {epoch}/{options.epochs}", enabled=progress, unit="batch")
         for number, indices in enumerate(bar, start=1):
             batch_gold = torch.nn.utils.rnn.pad_sequence(
-                [gold_ids[i] for i in indices], batch_first=True, padding_value=-100
-            )
-            loss = tagger.loss([sentences[i] for i in indices], batch_gold)
+                [targets[i] for i in indices], batch_first=True, padding_value=-100
+            ).to(tagger.device)
+            emissions, mask = tagger.emissions([sentences[i] for i in indices])
+            loss = tagger.head.loss(emissions, batch_gold, mask)
+            if extra_loss is not None:
+                loss = loss + extra_loss(indices, emissions, mask)
             (loss / options.accumulate).backward()
             total_loss += float(loss.detach())
             if number % options.accumulate == 0 or number == len(batches):
                 if options.clip:
                     torch.nn.utils.clip_grad_norm_(tagger.parameters(), options.clip)
-                factor = lr_factor(step, total_steps, options)
+                factor = lr_factor(optimizer_step, total_steps, options)
                 for group, base in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = base * factor
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                step += 1
+                optimizer_step += 1
             bar.set_postfix(loss=f"{total_loss / number:.3f}", refresh=False)
-        record: dict[str, Any] = {"epoch": epoch, "steps": step, "train_loss": total_loss / len(batches),
-                                  "lr": optimizer.param_groups[0]["lr"]}
+        record: dict[str, Any] = {"epoch": epoch, "steps": optimizer_step, "train_loss": total_loss / len(batches),
+                                  "lr": optimizer.param_groups[-1]["lr"]}
         dev_scores = evaluate_tagger(tagger, dev, options.eval_batch_size) if dev is not None else None
+        if dev_scores is not None and dev_types is not None:
+            dev_scores = dev_scores.restrict(dev_types)
         if dev_scores is not None:
             micro = dev_scores.micro
             record.update(dev_f1=micro.f1, dev_precision=micro.precision, dev_recall=micro.recall)
@@ -280,11 +336,12 @@ def fit(
     test_scores = evaluate_tagger(tagger, test, options.eval_batch_size) if test is not None else None
     result = TrainResult(state.history, state.best_epoch, best_dev, stopped_early, state.seconds, test_scores)
     if out is not None:
+        details = step or {"step": "train", "backend": tagger.backend}
         tagger.lineage.append(
             step_record(
-                "train",
+                details["step"],
                 command=command,
-                backend=tagger.backend,
+                **{k: v for k, v in details.items() if k != "step"},
                 data={
                     "train": corpus_record(train),
                     "dev": corpus_record(dev) if dev is not None else None,

@@ -114,6 +114,13 @@ class BiLSTMEncoder(nn.Module):
         )
         self.output_dim = 2 * config.hidden
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters from the bottom up (word and character representations, then the
+        word BiLSTM), for freezing and gradual unfreezing."""
+        inputs = [*self.word_embedding.parameters(), *self.char_encoder.parameters()]
+        inputs += list(self.casing.parameters()) if self.casing is not None else []
+        return [inputs, list(self.lstm.parameters())]
+
     def featurize(self, sentences: list[list[str]]) -> WordBatch:
         """Indices for a batch of tokenised sentences (each at least one token long)."""
         width = max(len(s) for s in sentences)

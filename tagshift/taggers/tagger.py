@@ -163,10 +163,15 @@ class Tagger:
                 gold[b, w] = index[tag]
         return gold.to(self.device)
 
+    def emissions(self, sentences: Sequence[list[str]]) -> tuple[Tensor, Tensor]:
+        """Tag scores (batch, words, tags) and the mask of real words (batch, words)."""
+        batch = self.featurize(sentences)
+        return self.network(batch), batch.mask
+
     def loss(self, sentences: Sequence[list[str]], gold: Tensor) -> Tensor:
         """Training loss of a batch; `gold` as `gold_indices` gives it, or a partial-label mask."""
-        batch = self.featurize(sentences)
-        return self.head.loss(self.network(batch), gold, batch.mask)
+        emissions, mask = self.emissions(sentences)
+        return self.head.loss(emissions, gold, mask)
 
     # --- prediction -----------------------------------------------------------------
 

@@ -142,6 +142,20 @@ class TransformerEncoder(nn.Module):
                 "or windows would leave words unread"
             )
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters from the bottom up, for freezing and gradual unfreezing: the embeddings
+        (and anything outside the layer stack), then each transformer layer; the casing
+        feature goes with the top layer, as it feeds the head."""
+        depth = getattr(self.model.config, "num_hidden_layers", None)
+        stack = next(
+            (m for m in self.model.modules() if isinstance(m, nn.ModuleList) and len(m) == depth), nn.ModuleList()
+        )
+        in_stack = {id(p) for p in stack.parameters()}
+        groups = [[p for p in self.model.parameters() if id(p) not in in_stack]]
+        groups += [list(layer.parameters()) for layer in stack]
+        groups[-1] += list(self.casing.parameters()) if self.casing is not None else []
+        return groups
+
     def _pieces(self, sentences: list[list[str]]) -> list[list[tuple[int, int]]]:
         """(piece id, word index) per sentence; a word the tokenizer drops becomes UNK."""
         encoded = self.tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)

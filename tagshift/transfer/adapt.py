@@ -1,0 +1,218 @@
+"""`tagshift adapt`: from a source model and target data to an adapted model.
+
+Data flows one way: the plan (label diff) -> head surgery -> the training targets
+(pseudo-labels, partial labels) and the distillation term -> `fit`. `prepare` does all but
+the training and returns what it did, so the CLI can print the plan before any epoch runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from tagshift.corpus import Corpus
+from tagshift.errors import TagshiftError
+from tagshift.fields import check_fields
+from tagshift.labelmap import LabelMap
+from tagshift.schemes import Span, chunks, split_tag
+from tagshift.taggers.tagger import Tagged, Tagger
+from tagshift.training import TrainConfig, TrainResult, fit, model_tags
+from tagshift.transfer.distill import DEFAULT_TEMPERATURE, Distillation, teacher_scores
+from tagshift.transfer.partial import partial_targets
+from tagshift.transfer.plan import LabelPlan, make_plan
+from tagshift.transfer.pseudo import PseudoLabelReport, pseudo_label
+from tagshift.transfer.surgery import SurgeryReport, adapt_head
+
+# Adapting starts from a trained model: its encoder learns at a tenth of training's rate
+# (the transfer paper's choice), the head (whose new rows start from nothing) at training's.
+ENCODER_LR_FACTOR = 0.1
+
+
+@dataclass
+class AdaptConfig:
+    """How to adapt; every field is a `tagshift adapt` option."""
+
+    labels: Literal["extend", "replace"] | None = None  # None: from the plan (extend)
+    init: Literal["quiet", "normal"] = "quiet"
+    scheme: str | None = None  # the adapted model's tag scheme; None: the source's
+    drop: list[str] = field(default_factory=list)
+    pseudo_label: float | None = None  # confidence threshold; None: no pseudo-labels
+    partial: bool = False
+    distill: float | None = None  # weight of the distillation term; None: none
+    temperature: float = DEFAULT_TEMPERATURE
+
+    def __post_init__(self) -> None:
+        try:
+            check_fields(self, positive=("temperature",), non_negative=("distill",))
+        except ValueError as err:
+            raise TagshiftError(f"adapt option {err}") from None
+        if self.pseudo_label is not None and not 0 <= self.pseudo_label <= 1:
+            raise TagshiftError(f"--pseudo-label threshold {self.pseudo_label} should lie in [0, 1]")
+
+
+def adapt_training(backend: str, **overrides: Any) -> TrainConfig:
+    """Training options for adapting: the backend's, with the encoder at a tenth of the
+    learning rate (`lr`, which the head keeps) unless `encoder_lr` says otherwise."""
+    options = TrainConfig.for_backend(backend, **overrides)
+    if options.encoder_lr is None:
+        options.encoder_lr = options.lr * ENCODER_LR_FACTOR
+    return options
+
+
+@dataclass
+class Prepared:
+    """Everything adapt does before training, and the reports of it."""
+
+    tagger: Tagger
+    plan: LabelPlan
+    surgery: SurgeryReport
+    train: Corpus  # the target training data, pseudo-labelled if asked
+    targets: list[Tensor]
+    distillation: Distillation | None
+    pseudo: PseudoLabelReport | None
+    changed: dict[str, int]  # what the untrained adapted model predicts differently from the source
+    options: AdaptConfig
+
+    def step(self, source: str) -> dict[str, Any]:
+        """The lineage record of this adapt step (training adds data, options and scores)."""
+        return {
+            "step": "adapt",
+            "backend": self.tagger.backend,
+            "source": source,
+            "adapt_options": asdict(self.options),
+            "plan": self.plan.to_json(),
+            "surgery": self.surgery.to_json(),
+            "changed_before_training": self.changed,
+            "pseudo_labels": self.pseudo.to_json() if self.pseudo else None,
+        }
+
+    def render(self) -> str:
+        lines = [self.plan.render(), self.surgery.render()]
+        lines.append(
+            f"before training, the adapted model differs from the source on {self.changed['entities']} entities "
+            f"in {self.changed['sentences']} of {len(self.train)} training sentences"
+        )
+        if self.pseudo:
+            lines.append(self.pseudo.render())
+        return "\n".join(lines)
+
+
+def _mapped(entities: list[Any], target_of: dict[str, str]) -> set[Span]:
+    return {Span(e.start, e.end, target_of[e.label]) for e in entities if e.label in target_of}
+
+
+def _changes(before: list[Tagged], after: list[Tagged], target_of: dict[str, str]) -> dict[str, int]:
+    """Entities (and sentences) where two taggers disagree, source types under their new names."""
+    entities = sentences = 0
+    for a, b in zip(before, after):
+        differ = len(_mapped(a.entities, target_of) ^ {Span(e.start, e.end, e.label) for e in b.entities})
+        entities += differ
+        sentences += bool(differ)
+    return {"entities": entities, "sentences": sentences}
+
+
+def prepare(
+    source: Tagger,
+    train: Corpus,
+    options: AdaptConfig,
+    seed: int = 0,
+    label_map: LabelMap | None = None,
+    dev: Corpus | None = None,
+    progress: bool = False,
+) -> Prepared:
+    """Plan, operate on the head, pseudo-label, and build the training targets."""
+    target_types = {span.label for corpus in (train, dev) if corpus for s in corpus.sentences for span in chunks(s.tags)}
+    plan = make_plan(source.labels, source.scheme, target_types, label_map, options.drop, options.labels, options.scheme)
+    tagger, surgery = adapt_head(source, plan, options.init, seed)
+
+    sentences = [s.tokens for s in train.sentences]
+    before = source.predict(sentences, 64, progress)
+    after = tagger.predict(sentences, 64, confidence=False)
+    changed = _changes(before, after, plan.target_of)
+
+    pseudo = None
+    if options.pseudo_label is not None:
+        fill = {old: new for old, new in plan.target_of.items() if new in plan.unannotated}
+        train, pseudo = pseudo_label(train, before, fill, options.pseudo_label, plan.scheme)
+    tags = model_tags(train, plan.scheme)
+    if options.partial:
+        targets = partial_targets(tags, plan.labels, plan.unannotated)
+    else:
+        targets = [tagger.gold_indices([t])[0].cpu() for t in tags]
+
+    distillation = None
+    if options.distill is not None:
+        # Source label -> the adapted model's label of the same tag; one-to-one only, so
+        # types merged into one and dropped ones sit out.
+        index = {label: i for i, label in enumerate(plan.labels)}
+        merged = {old for olds in plan.merged.values() for old in olds}
+        pairs = [
+            (i, index[renamed])
+            for i, label in enumerate(source.labels)
+            if (renamed := _renamed_tag(label, plan.target_of, plan.source_scheme, plan.scheme, merged)) in index
+        ]
+        if len(pairs) < 2:
+            raise TagshiftError("--distill needs at least one source type kept in the adapted model")
+        distillation = Distillation(
+            teacher=teacher_scores(source, sentences, [i for i, _ in pairs]),
+            student_columns=[j for _, j in pairs],
+            outside=[torch.tensor([t == "O" for t in sentence_tags]) for sentence_tags in tags],
+            weight=options.distill,
+            temperature=options.temperature,
+        )
+    return Prepared(tagger, plan, surgery, train, targets, distillation, pseudo, changed, options)
+
+
+def _renamed_tag(label: str, target_of: dict[str, str], source_scheme: str, scheme: str, merged: set[str]) -> str | None:
+    """The adapted model's name for a source tag, when the type maps one-to-one and the tag
+    exists in both schemes."""
+    if label == "O":
+        return "O"
+    prefix, entity_type = split_tag(label)
+    if entity_type not in target_of or entity_type in merged or source_scheme != scheme:
+        return None
+    return f"{prefix}-{target_of[entity_type]}"
+
+
+def adapt(
+    source: Tagger,
+    train: Corpus,
+    dev: Corpus | None,
+    options: AdaptConfig,
+    training: TrainConfig,
+    out: str | Path | None = None,
+    label_map: LabelMap | None = None,
+    source_name: str = "(in memory)",
+    resume: bool = False,
+    progress: bool = False,
+    command: str | None = None,
+    test: Corpus | None = None,
+) -> tuple[Prepared, TrainResult]:
+    """Prepare and train: the adapted tagger is `prepared.tagger`, saved to `out` if given."""
+    prepared = prepare(source, train, options, training.seed, label_map, dev, progress)
+    result = train_prepared(prepared, dev, training, out, source_name, resume, progress, command, test)
+    return prepared, result
+
+
+def train_prepared(
+    prepared: Prepared,
+    dev: Corpus | None,
+    training: TrainConfig,
+    out: str | Path | None = None,
+    source_name: str = "(in memory)",
+    resume: bool = False,
+    progress: bool = False,
+    command: str | None = None,
+    test: Corpus | None = None,
+) -> TrainResult:
+    """The training half of `adapt`. Dev F1 counts only the types the target data annotates:
+    old types it leaves O would otherwise count as errors and reward forgetting."""
+    return fit(
+        prepared.tagger, prepared.train, dev, training, out, resume=resume, progress=progress, command=command,
+        test=test, targets=prepared.targets, extra_loss=prepared.distillation, step=prepared.step(source_name),
+        dev_types=prepared.plan.target_types,
+    )

@@ -1,0 +1,156 @@
+"""Head surgery: give a trained tagger the labels of a plan, row by row.
+
+The output layer holds one row per label and the CRF one row and one column per label, so
+every label the plan keeps (under its own name or another) takes its source row bit for
+bit, a label merged from several takes their mean, a dropped label's row goes, and a new
+label's row is initialised:
+
+- `quiet`: a copy of the O row with its bias lowered by `QUIET_MARGIN`, and O's CRF
+  scores. On any input, a path through a new tag then scores less than the same path with
+  O in its place, so the adapted model, untrained, predicts exactly what the source did.
+- `normal`: drawn from N(mean, std) of the existing rows (weights, biases and CRF scores
+  separately), as in the transfer paper. Untrained, it changes some predictions.
+- `fresh` (the `replace` operation): the head's own initialisation, nothing copied.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tagshift.errors import TagshiftError
+from tagshift.taggers.heads import CRFHead, Head
+from tagshift.taggers.tagger import Network, Tagger, make_head
+from tagshift.transfer.plan import LabelPlan
+
+QUIET_MARGIN = 2.0  # how far below O a new tag starts: e^-2 of O's probability
+INITS = ("quiet", "normal")
+
+
+@dataclass
+class SurgeryReport:
+    """What the surgery kept, copied under another name, combined, added and dropped."""
+
+    init: str
+    copied: list[str] = field(default_factory=list)  # label kept its own source row
+    renamed: dict[str, str] = field(default_factory=dict)  # label -> the source label whose row it took
+    combined: dict[str, list[str]] = field(default_factory=dict)  # label -> source labels averaged
+    added: list[str] = field(default_factory=list)  # rows initialised
+    dropped: list[str] = field(default_factory=list)  # source labels with no row any more
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self) -> str:
+        lines = [f"head surgery: {len(self.copied)} rows copied bit for bit, {len(self.added)} added ({self.init})"]
+        if self.renamed:
+            lines.append("  copied under a new name: " + ", ".join(f"{a} <- {b}" for a, b in self.renamed.items()))
+        if self.combined:
+            lines.append("  averaged: " + ", ".join(f"{a} <- {'+'.join(b)}" for a, b in self.combined.items()))
+        if self.dropped:
+            lines.append(f"  dropped: {', '.join(self.dropped)}")
+        return "\n".join(lines)
+
+
+def _normal_like(values: Tensor, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    """Draws from N(mean, std) of `values`."""
+    mean, std = float(values.mean()), float(values.std()) if values.numel() > 1 else 0.0
+    return torch.randn(shape, generator=generator, dtype=values.dtype) * std + mean
+
+
+def rebuild_head(
+    head: Head,
+    source_labels: list[str],
+    labels: list[str],
+    scheme: str,
+    origin: dict[str, list[str]],
+    init: str,
+    generator: torch.Generator,
+) -> tuple[Head, SurgeryReport]:
+    """A head of the same kind for `labels`; `origin` names the source labels each row
+    comes from (see the module docstring for the rest)."""
+    if init not in (*INITS, "fresh"):
+        raise TagshiftError(f"--init {init}: choose one of {', '.join(INITS)}")
+    index = {label: i for i, label in enumerate(source_labels)}
+    missing = sorted({s for rows in origin.values() for s in rows} - set(index))
+    if missing:
+        raise TagshiftError(f"the plan copies rows of {', '.join(missing)}, which the source head does not have")
+    kind = "crf" if isinstance(head, CRFHead) else "softmax"
+    new = make_head(kind, head.linear.in_features, labels, scheme, head.dropout.p)
+    old_weight, old_bias = head.linear.weight.detach(), head.linear.bias.detach()
+    weight, bias = new.linear.weight.detach().clone(), new.linear.bias.detach().clone()
+    report = SurgeryReport(init)
+    stand_in: dict[int, list[int]] = {}  # new label -> source labels whose CRF scores it takes
+    for j, label in enumerate(labels):
+        rows = [index[s] for s in origin.get(label, [])]
+        if rows:
+            weight[j], bias[j] = old_weight[rows].mean(dim=0), old_bias[rows].mean()
+            stand_in[j] = rows
+            if len(rows) > 1:
+                report.combined[label] = origin[label]
+            elif origin[label][0] != label:
+                report.renamed[label] = origin[label][0]
+            else:
+                report.copied.append(label)
+            continue
+        report.added.append(label)
+        if init == "quiet":
+            o = index["O"]
+            weight[j], bias[j] = old_weight[o], old_bias[o] - QUIET_MARGIN
+            stand_in[j] = [o]
+        elif init == "normal":
+            weight[j] = _normal_like(old_weight, tuple(weight[j].shape), generator)
+            bias[j] = _normal_like(old_bias, (), generator)
+    kept = {s for rows in origin.values() for s in rows}
+    report.dropped = [label for label in source_labels if label not in kept]
+    with torch.no_grad():
+        new.linear.weight.copy_(weight)
+        new.linear.bias.copy_(bias)
+    if isinstance(head, CRFHead) and isinstance(new, CRFHead) and init != "fresh":
+        _rebuild_crf(head, new, stand_in, generator)
+    return new, report
+
+
+def _rebuild_crf(old: CRFHead, new: CRFHead, stand_in: dict[int, list[int]], generator: torch.Generator) -> None:
+    """Each new CRF entry is the mean of its stand-ins' entries (one stand-in: a bit-identical
+    copy); entries of labels without stand-ins are drawn from the old entries' statistics."""
+    old_crf, new_crf = old.crf, new.crf
+    transitions = old_crf.transitions.detach()
+    allowed_old = transitions[old_crf.allowed_transitions]
+    n = new_crf.num_tags
+    with torch.no_grad():
+        for vector, old_vector, allowed in (
+            (new_crf.start, old_crf.start.detach(), old_crf.allowed_start),
+            (new_crf.end, old_crf.end.detach(), old_crf.allowed_end),
+        ):
+            for j in range(n):
+                vector[j] = (
+                    old_vector[stand_in[j]].mean()
+                    if j in stand_in
+                    else _normal_like(old_vector[allowed], (), generator)
+                )
+        for i in range(n):
+            for j in range(n):
+                if i in stand_in and j in stand_in:
+                    new_crf.transitions[i, j] = transitions[stand_in[i]][:, stand_in[j]].mean()
+                else:
+                    new_crf.transitions[i, j] = _normal_like(allowed_old, (), generator)
+
+
+def adapt_head(source: Tagger, plan: LabelPlan, init: str = "quiet", seed: int = 0) -> tuple[Tagger, SurgeryReport]:
+    """A new tagger with `plan`'s labels: a copy of the source's encoder and a rebuilt head.
+    The source is left untouched (it may still teach or pseudo-label)."""
+    torch.manual_seed(seed)  # a fresh head's own initialisation
+    generator = torch.Generator().manual_seed(seed)
+    network = copy.deepcopy(source.network)
+    head, report = rebuild_head(
+        network.head, source.labels, plan.labels, plan.scheme, plan.origin,
+        "fresh" if plan.operation == "replace" else init, generator,
+    )
+    tagger = Tagger(source.backend, source.config, plan.labels, plan.scheme, Network(network.encoder, head),
+                    copy.deepcopy(source.lineage))
+    return tagger.to(source.device), report
