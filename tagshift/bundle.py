@@ -32,6 +32,7 @@ from tagshift.atomic import default_mode
 from tagshift.errors import TagshiftError
 from tagshift.lineage import file_sha256
 from tagshift.taggers.bilstm import BiLSTMConfig, BiLSTMEncoder
+from tagshift.taggers.heads import MappingHead
 from tagshift.taggers.tagger import Network, Tagger, make_head
 from tagshift.taggers.vocab import vocab_from_json, vocab_to_json
 
@@ -98,6 +99,13 @@ def read_weights(path: Path) -> dict[str, Tensor]:
 # --- saving ----------------------------------------------------------------------------
 
 
+def _mapping_fields(tagger: Tagger) -> dict[str, Any]:
+    """What rebuilds a mapping head (a checkpoint taken during `adapt --labels map`)."""
+    if not isinstance(tagger.head, MappingHead):
+        return {}
+    return {"inner_head": type(tagger.head.inner).__name__, "mapping_source_labels": tagger.head.source_labels}
+
+
 def _config(tagger: Tagger, weights_sha256: str) -> dict[str, Any]:
     tagshift = {
         "format_version": FORMAT_VERSION,
@@ -107,6 +115,7 @@ def _config(tagger: Tagger, weights_sha256: str) -> dict[str, Any]:
         "scheme": tagger.scheme,
         "head": type(tagger.head).__name__,
         "model": asdict(tagger.config),
+        **_mapping_fields(tagger),
         "weights_sha256": weights_sha256,
     }
     if tagger.backend != "transformer":
@@ -252,7 +261,8 @@ def load_bundle(path: str | Path) -> Tagger:
         )
     weights = read_weights(weights_file)
     backend, labels, scheme = fields["backend"], fields["labels"], fields["scheme"]
-    head_kind = "crf" if fields.get("head") == "CRFHead" else "softmax"
+    mapped = fields.get("head") == "MappingHead"  # a checkpoint of `adapt --labels map`
+    head_kind = "crf" if fields.get("inner_head" if mapped else "head") == "CRFHead" else "softmax"
     if backend == "bilstm-crf":
         config = _model_config(BiLSTMConfig, fields["model"], path)
         try:
@@ -267,6 +277,8 @@ def load_bundle(path: str | Path) -> Tagger:
         head = make_head(head_kind, encoder.output_dim, labels, scheme, dropout)
     else:
         raise BundleError(f"{path / CONFIG}: unknown backend '{backend}'")
+    if mapped:
+        head = MappingHead(head, fields.get("mapping_source_labels") or [])
     try:
         tagger = Tagger(backend, config, labels, scheme, Network(encoder, head), read_lineage(path))
     except TagshiftError as err:

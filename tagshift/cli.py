@@ -274,6 +274,7 @@ def train(
 
 class LabelOperation(str, Enum):
     extend = "extend"
+    map = "map"
     replace = "replace"
 
 
@@ -295,7 +296,7 @@ def adapt(
     dev: Optional[Path] = typer.Option(None, "--dev", help="Target dev corpus; its F1 (over the types the target data annotates) picks the best epoch."),
     test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
     label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
-    labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types, add the target's (default); replace: a fresh head for the target's types only."),
+    labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows (default); map: the same through a mapping layer over the source's label scores (default when --map merges types); replace: a fresh head for the target's types only."),
     init: Init = typer.Option(Init.quiet, "--init", help="New rows: quiet (the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
     drop: list[str] = typer.Option([], "--drop", help="A source type the adapted model will not predict (repeatable)."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the adapted model. Default: the source's."),

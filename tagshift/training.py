@@ -332,6 +332,7 @@ def fit(
 
     tagger.network.load_state_dict(best_weights)
     tagger.network.eval()
+    tagger.fold_head()  # the saved model is a plain head, whatever trained
     best_dev = Scores.from_json(state.best_dev) if state.best_dev is not None else None
     test_scores = evaluate_tagger(tagger, test, options.eval_batch_size) if test is not None else None
     result = TrainResult(state.history, state.best_epoch, best_dev, stopped_early, state.seconds, test_scores)

@@ -95,4 +95,44 @@ class CRFHead(LinearHead):
         return Decoded(self.crf.viterbi(emissions, mask), marginals)
 
 
+class MappingHead(nn.Module):
+    """A head for new labels read through the source's: the source's output layer gives its
+    label scores, a linear `mapping` turns them into the target labels' scores (plus a
+    `direct` path from the features, zero at first, so labels without a source counterpart
+    can learn from the features too), and the target head (`inner`, CRF or softmax)
+    takes it from there. Folding multiplies it out into a plain head of the `inner` kind.
+    """
+
+    def __init__(self, inner: SoftmaxHead | CRFHead, source_labels: list[str]):
+        super().__init__()
+        hidden = inner.linear.in_features
+        self.inner = inner
+        self.source_labels = list(source_labels)
+        self.source = nn.Linear(hidden, len(source_labels))  # (hidden -> source labels)
+        self.mapping = nn.Linear(len(source_labels), inner.num_tags)  # source labels -> target labels
+        self.direct = nn.Linear(hidden, inner.num_tags, bias=False)
+        nn.init.zeros_(self.direct.weight)
+
+    @property
+    def num_tags(self) -> int:
+        return self.inner.num_tags
+
+    def forward(self, features: Tensor) -> Tensor:
+        features = self.inner.dropout(features)
+        return self.mapping(self.source(features)) + self.direct(features)  # (batch, words, tags)
+
+    def loss(self, emissions: Tensor, gold: Tensor, mask: Tensor) -> Tensor:
+        return self.inner.loss(emissions, gold, mask)
+
+    def decode(self, emissions: Tensor, mask: Tensor, probabilities: bool = True) -> Decoded:
+        return self.inner.decode(emissions, mask, probabilities)
+
+    def fold(self) -> SoftmaxHead | CRFHead:
+        """The same function as a plain head: one linear layer (M W + D, M b + c)."""
+        with torch.no_grad():
+            self.inner.linear.weight.copy_(self.mapping.weight @ self.source.weight + self.direct.weight)
+            self.inner.linear.bias.copy_(self.mapping.weight @ self.source.bias + self.mapping.bias)
+        return self.inner
+
+
 Head = SoftmaxHead | CRFHead

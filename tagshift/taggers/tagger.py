@@ -19,7 +19,7 @@ from tagshift.crf import scheme_constraints
 from tagshift.errors import SchemeError, TagshiftError
 from tagshift.schemes import SCHEMES, Span, chunks, get_scheme, split_tag
 from tagshift.taggers.bilstm import BiLSTMConfig, BiLSTMEncoder
-from tagshift.taggers.heads import CRFHead, IGNORE, SoftmaxHead
+from tagshift.taggers.heads import CRFHead, IGNORE, MappingHead, SoftmaxHead
 
 if TYPE_CHECKING:
     from tagshift.corpus import Corpus
@@ -128,8 +128,13 @@ class Tagger:
         return self.network.encoder
 
     @property
-    def head(self) -> CRFHead | SoftmaxHead:
+    def head(self) -> CRFHead | SoftmaxHead | MappingHead:
         return self.network.head
+
+    def fold_head(self) -> None:
+        """Turn a mapping head into the plain head it equals (the same predictions)."""
+        if isinstance(self.head, MappingHead):
+            self.network.head = self.head.fold()
 
     @property
     def types(self) -> list[str]:

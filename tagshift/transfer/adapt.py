@@ -36,7 +36,7 @@ ENCODER_LR_FACTOR = 0.1
 class AdaptConfig:
     """How to adapt; every field is a `tagshift adapt` option."""
 
-    labels: Literal["extend", "replace"] | None = None  # None: from the plan (extend)
+    labels: Literal["extend", "map", "replace"] | None = None  # None: from the plan
     init: Literal["quiet", "normal"] = "quiet"
     scheme: str | None = None  # the adapted model's tag scheme; None: the source's
     drop: list[str] = field(default_factory=list)
@@ -139,12 +139,19 @@ def prepare(
         fill = {old: new for old, new in plan.target_of.items() if new in plan.unannotated}
         train, pseudo = pseudo_label(train, before, fill, options.pseudo_label, plan.scheme)
     tags = model_tags(train, plan.scheme)
-    if options.partial:
+    # Distillation teaches the old types at gold-O words from the teacher's scores, so there
+    # the hard O gives way to partial labels (as in ExtendNER): both at once would fight.
+    if options.partial or options.distill is not None:
         targets = partial_targets(tags, plan.labels, plan.unannotated)
     else:
         targets = [tagger.gold_indices([t])[0].cpu() for t in tags]
 
     distillation = None
+    if options.distill is not None and plan.scheme != plan.source_scheme:
+        raise TagshiftError(
+            f"--distill compares the source's and the adapted model's scores tag by tag, so both must use one "
+            f"scheme: drop --scheme (the source tags in {plan.source_scheme}), or drop --distill"
+        )
     if options.distill is not None:
         # Source label -> the adapted model's label of the same tag; one-to-one only, so
         # types merged into one and dropped ones sit out.
@@ -153,7 +160,7 @@ def prepare(
         pairs = [
             (i, index[renamed])
             for i, label in enumerate(source.labels)
-            if (renamed := _renamed_tag(label, plan.target_of, plan.source_scheme, plan.scheme, merged)) in index
+            if (renamed := _renamed_tag(label, plan.target_of, merged)) in index
         ]
         if len(pairs) < 2:
             raise TagshiftError("--distill needs at least one source type kept in the adapted model")
@@ -167,13 +174,12 @@ def prepare(
     return Prepared(tagger, plan, surgery, train, targets, distillation, pseudo, changed, options)
 
 
-def _renamed_tag(label: str, target_of: dict[str, str], source_scheme: str, scheme: str, merged: set[str]) -> str | None:
-    """The adapted model's name for a source tag, when the type maps one-to-one and the tag
-    exists in both schemes."""
+def _renamed_tag(label: str, target_of: dict[str, str], merged: set[str]) -> str | None:
+    """The adapted model's name for a source tag, when its type maps one-to-one."""
     if label == "O":
         return "O"
     prefix, entity_type = split_tag(label)
-    if entity_type not in target_of or entity_type in merged or source_scheme != scheme:
+    if entity_type not in target_of or entity_type in merged:
         return None
     return f"{prefix}-{target_of[entity_type]}"
 

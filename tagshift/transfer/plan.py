@@ -8,15 +8,14 @@ where each of its output rows comes from. Adapt prints the plan; surgery execute
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
 from tagshift.schemes import get_scheme, split_tag
 from tagshift.taggers.tagger import check_model_scheme, label_set
 
-Operation = Literal["extend", "replace"]
-OPERATIONS = ("extend", "replace")
+OPERATIONS = ("extend", "map", "replace")
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,9 @@ class LabelPlan:
         if self.merged:
             lines.append("  merged: " + ", ".join(f"{'+'.join(olds)} -> {new}" for new, olds in sorted(self.merged.items())))
         lines.append(f"  new: {names(self.new)}")
-        lines.append(f"  dropped: {names(self.dropped)}")
+        relearned = [t for t in self.dropped if t in self.target_types]
+        lines.append(f"  dropped: {names(self.dropped)}"
+                     + (f" ({', '.join(relearned)} annotated in the target data: learned afresh)" if relearned else ""))
         if self.operation == "replace":
             lines.append("  every row of the head is fresh; the encoder is the source's")
         if self.unannotated:
@@ -86,10 +87,18 @@ def _counterpart(label: str, source_labels: set[str], source_scheme: str, scheme
         return label
     prefix, entity_type = split_tag(label)
     ours, theirs = get_scheme(scheme), get_scheme(source_scheme)
-    stand_in = {ours.single: theirs.begin, ours.last: theirs.inside, ours.begin: theirs.begin,
-                ours.inside: theirs.inside, ours.begin_after_same: theirs.begin}.get(prefix)
-    candidate = f"{stand_in}-{entity_type}" if stand_in else None
-    return candidate if candidate in source_labels else None
+    # Each role of our prefix, and the source's prefixes for it, best first.
+    roles = {
+        ours.single: (theirs.single, theirs.begin),
+        ours.last: (theirs.last, theirs.inside),
+        ours.begin: (theirs.begin, theirs.single),
+        ours.inside: (theirs.inside,),
+        ours.begin_after_same: (theirs.begin_after_same, theirs.begin),
+    }
+    for stand_in in roles.get(prefix, ()):
+        if stand_in and f"{stand_in}-{entity_type}" in source_labels:
+            return f"{stand_in}-{entity_type}"
+    return None
 
 
 def make_plan(
@@ -103,11 +112,13 @@ def make_plan(
 ) -> LabelPlan:
     """Compare the source's labels with the target data's types and plan the adapted model.
 
-    `label_map` renames, merges or drops source types; `drop` drops more. The default
-    operation is `extend` (keep every source type the map does not drop, add the new ones);
-    `replace` gives the target types only, with a fresh head.
+    `label_map` renames, merges or drops source types; `drop` drops more. `extend` keeps
+    every source type the map does not drop and adds the new ones, copying rows; `map` does
+    the same through a mapping layer over the source's label scores; `replace` gives the
+    target types only, with a fresh head. The default is `map` when the label map merges
+    types (one row cannot hold two), else `extend`.
     """
-    operation = operation or "extend"
+    operation = operation or ("map" if label_map is not None and label_map.merge else "extend")
     if operation not in OPERATIONS:
         raise TagshiftError(f"--labels {operation}: choose one of {', '.join(OPERATIONS)}")
     scheme = scheme or source_scheme

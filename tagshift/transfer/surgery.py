@@ -11,6 +11,9 @@ label's row is initialised:
 - `normal`: drawn from N(mean, std) of the existing rows (weights, biases and CRF scores
   separately), as in the transfer paper. Untrained, it changes some predictions.
 - `fresh` (the `replace` operation): the head's own initialisation, nothing copied.
+
+The `map` operation keeps the source's output layer whole and applies the same rules to a
+mapping layer from its label scores to the new labels (see `MappingHead`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 from torch import Tensor
 
 from tagshift.errors import TagshiftError
-from tagshift.taggers.heads import CRFHead, Head
+from tagshift.taggers.heads import CRFHead, Head, MappingHead
 from tagshift.taggers.tagger import Network, Tagger, make_head
 from tagshift.transfer.plan import LabelPlan
 
@@ -70,9 +73,16 @@ def rebuild_head(
     origin: dict[str, list[str]],
     init: str,
     generator: torch.Generator,
-) -> tuple[Head, SurgeryReport]:
+    mapping: bool = False,
+) -> tuple[Head | MappingHead, SurgeryReport]:
     """A head of the same kind for `labels`; `origin` names the source labels each row
-    comes from (see the module docstring for the rest)."""
+    comes from (see the module docstring for the rest).
+
+    With `mapping`, the source's output layer stays as it is and the rows are those of a
+    mapping from its label scores to the new labels': the same rules applied to the
+    identity (a kept label's row picks its source label's score; a merged label's averages
+    its sources'), in a `MappingHead`.
+    """
     if init not in (*INITS, "fresh"):
         raise TagshiftError(f"--init {init}: choose one of {', '.join(INITS)}")
     index = {label: i for i, label in enumerate(source_labels)}
@@ -82,7 +92,15 @@ def rebuild_head(
     kind = "crf" if isinstance(head, CRFHead) else "softmax"
     new = make_head(kind, head.linear.in_features, labels, scheme, head.dropout.p)
     old_weight, old_bias = head.linear.weight.detach(), head.linear.bias.detach()
-    weight, bias = new.linear.weight.detach().clone(), new.linear.bias.detach().clone()
+    layer = new.linear
+    if mapping:
+        old_weight, old_bias = torch.eye(len(source_labels)), torch.zeros(len(source_labels))
+        new = MappingHead(new, source_labels)
+        with torch.no_grad():
+            new.source.weight.copy_(head.linear.weight)
+            new.source.bias.copy_(head.linear.bias)
+        layer = new.mapping
+    weight, bias = layer.weight.detach().clone(), layer.bias.detach().clone()
     report = SurgeryReport(init)
     stand_in: dict[int, list[int]] = {}  # new label -> source labels whose CRF scores it takes
     for j, label in enumerate(labels):
@@ -108,37 +126,52 @@ def rebuild_head(
     kept = {s for rows in origin.values() for s in rows}
     report.dropped = [label for label in source_labels if label not in kept]
     with torch.no_grad():
-        new.linear.weight.copy_(weight)
-        new.linear.bias.copy_(bias)
-    if isinstance(head, CRFHead) and isinstance(new, CRFHead) and init != "fresh":
-        _rebuild_crf(head, new, stand_in, generator)
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    inner = new.inner if isinstance(new, MappingHead) else new
+    if isinstance(head, CRFHead) and isinstance(inner, CRFHead) and init != "fresh":
+        _rebuild_crf(head, inner, stand_in, generator)
     return new, report
 
 
 def _rebuild_crf(old: CRFHead, new: CRFHead, stand_in: dict[int, list[int]], generator: torch.Generator) -> None:
     """Each new CRF entry is the mean of its stand-ins' entries (one stand-in: a bit-identical
-    copy); entries of labels without stand-ins are drawn from the old entries' statistics."""
+    copy); entries of labels without stand-ins are drawn from the old allowed entries'
+    statistics."""
     old_crf, new_crf = old.crf, new.crf
-    transitions = old_crf.transitions.detach()
-    allowed_old = transitions[old_crf.allowed_transitions]
+    transitions, allowed = old_crf.transitions.detach(), old_crf.allowed_transitions
     n = new_crf.num_tags
+
+    def taken(values: Tensor, allowed_there: Tensor, everything_allowed: Tensor, allowed_now: bool) -> Tensor:
+        """The mean of the stand-ins' entries that the old scheme allowed (forbidden ones were
+        never trained). When the new scheme allows a step the old one forbade everywhere,
+        the mean of all the old allowed entries; a step forbidden in both is copied as is."""
+        if allowed_there.any():
+            return values[allowed_there].mean()
+        return everything_allowed.mean() if allowed_now else values.mean()
+
     with torch.no_grad():
-        for vector, old_vector, allowed in (
-            (new_crf.start, old_crf.start.detach(), old_crf.allowed_start),
-            (new_crf.end, old_crf.end.detach(), old_crf.allowed_end),
+        for vector, old_vector, old_allowed, new_allowed in (
+            (new_crf.start, old_crf.start.detach(), old_crf.allowed_start, new_crf.allowed_start),
+            (new_crf.end, old_crf.end.detach(), old_crf.allowed_end, new_crf.allowed_end),
         ):
             for j in range(n):
-                vector[j] = (
-                    old_vector[stand_in[j]].mean()
-                    if j in stand_in
-                    else _normal_like(old_vector[allowed], (), generator)
-                )
+                if j in stand_in:
+                    vector[j] = taken(
+                        old_vector[stand_in[j]], old_allowed[stand_in[j]], old_vector[old_allowed], bool(new_allowed[j])
+                    )
+                else:
+                    vector[j] = _normal_like(old_vector[old_allowed], (), generator)
         for i in range(n):
             for j in range(n):
                 if i in stand_in and j in stand_in:
-                    new_crf.transitions[i, j] = transitions[stand_in[i]][:, stand_in[j]].mean()
+                    rows, columns = stand_in[i], stand_in[j]
+                    new_crf.transitions[i, j] = taken(
+                        transitions[rows][:, columns], allowed[rows][:, columns], transitions[allowed],
+                        bool(new_crf.allowed_transitions[i, j]),
+                    )
                 else:
-                    new_crf.transitions[i, j] = _normal_like(allowed_old, (), generator)
+                    new_crf.transitions[i, j] = _normal_like(transitions[allowed], (), generator)
 
 
 def adapt_head(source: Tagger, plan: LabelPlan, init: str = "quiet", seed: int = 0) -> tuple[Tagger, SurgeryReport]:
@@ -149,8 +182,9 @@ def adapt_head(source: Tagger, plan: LabelPlan, init: str = "quiet", seed: int =
     network = copy.deepcopy(source.network)
     head, report = rebuild_head(
         network.head, source.labels, plan.labels, plan.scheme, plan.origin,
-        "fresh" if plan.operation == "replace" else init, generator,
+        "fresh" if plan.operation == "replace" else init, generator, mapping=plan.operation == "map",
     )
     tagger = Tagger(source.backend, source.config, plan.labels, plan.scheme, Network(network.encoder, head),
                     copy.deepcopy(source.lineage))
+    tagger.network.eval()  # as a loaded model is: training switches it to train mode itself
     return tagger.to(source.device), report

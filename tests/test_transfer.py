@@ -1,0 +1,312 @@
+"""The transfer layer: label plans, head surgery, pseudo-labels, partial labels, distillation,
+freezing. Each guards a failure users meet in other tools: spaCy fills new label rows with
+zeros and forgets, Hugging Face re-initialises the whole head on a label change, Flair
+crashes when labels are added."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tagshift.corpus import Corpus, Sentence
+from tagshift.labelmap import LabelMap
+from tagshift.taggers.build import bilstm_crf, transformer
+from tagshift.taggers.heads import CRFHead
+from tagshift.taggers.tagger import Entity, Tagged, label_set, make_head
+from tagshift.taggers.transformer import TransformerConfig
+from tagshift.training import TrainConfig, model_tags
+from tagshift.transfer import AdaptConfig, adapt_head, make_plan, prepare, rebuild_head
+from tagshift.transfer.distill import kl_term
+from tagshift.transfer.partial import partial_targets
+from tagshift.transfer.pseudo import pseudo_label
+from tests.test_bundle_training import tiny_bilstm, wiki  # noqa: F401  (module fixture)
+
+SOURCE_TYPES = ["LOC", "MISC", "ORG", "PER"]
+
+
+# --- the plan ----------------------------------------------------------------------------
+
+
+def test_plan_sorts_source_and_target_types_into_kept_new_dropped_and_unannotated():
+    source = label_set(SOURCE_TYPES, "iob2")  # 9 labels
+    plan = make_plan(source, "iob2", {"PER", "LOC", "DRUG", "DOSE"}, drop=["MISC"])
+    assert plan.kept == ["LOC", "ORG", "PER"]
+    assert plan.new == ["DOSE", "DRUG"]
+    assert plan.dropped == ["MISC"]
+    assert plan.unannotated == ["ORG"]
+    assert plan.labels == label_set(["DOSE", "DRUG", "LOC", "ORG", "PER"], "iob2")
+    assert plan.origin["B-PER"] == ["B-PER"] and "B-DRUG" not in plan.origin and plan.origin["O"] == ["O"]
+    assert "label plan: extend (11 labels in iob2)" in plan.render()
+
+
+def test_plan_follows_a_label_map_rename_and_merge():
+    label_map = LabelMap.from_dict({"rename": {"PER": "person"}, "merge": {"place": ["LOC", "MISC"]}})
+    plan = make_plan(label_set(SOURCE_TYPES, "iob2"), "iob2", {"person"}, label_map)
+    assert plan.renamed == {"PER": "person"}
+    assert plan.merged == {"place": ["LOC", "MISC"]}
+    assert plan.origin["I-person"] == ["I-PER"] and plan.origin["B-place"] == ["B-LOC", "B-MISC"]
+    assert plan.target_of == {"LOC": "place", "MISC": "place", "ORG": "ORG", "PER": "person"}
+    assert plan.unannotated == ["ORG", "place"]
+
+
+def test_replace_keeps_only_the_target_types_and_copies_no_row():
+    plan = make_plan(label_set(SOURCE_TYPES, "iob2"), "iob2", {"PER", "DRUG"}, operation="replace")
+    assert plan.types == ["DRUG", "PER"] and plan.origin == {}
+    assert plan.dropped == ["LOC", "MISC", "ORG"]
+
+
+def test_a_scheme_change_starts_single_and_last_tags_from_begin_and_inside_rows():
+    plan = make_plan(label_set(["PER"], "iob2"), "iob2", {"PER"}, scheme="iobes")
+    assert plan.origin == {"O": ["O"], "B-PER": ["B-PER"], "I-PER": ["I-PER"], "E-PER": ["I-PER"], "S-PER": ["B-PER"]}
+
+
+# --- head surgery ------------------------------------------------------------------------
+
+
+def random_head(kind: str, labels: list[str], scheme: str, seed: int, hidden: int = 6):
+    torch.manual_seed(seed)
+    head = make_head(kind, hidden, labels, scheme)
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.normal_(0, 2)
+    return head.eval()
+
+
+def extend(head, source: list[str], scheme: str, new_types: list[str], init: str = "quiet"):
+    types = sorted({label.split("-", 1)[1] for label in source if label != "O"})
+    plan = make_plan(source, scheme, set(new_types) | set(types))
+    return plan, rebuild_head(head, source, plan.labels, scheme, plan.origin, init, torch.Generator().manual_seed(0))
+
+
+@given(
+    scheme=st.sampled_from(["iob2", "iobes", "bilou", "io"]),
+    kind=st.sampled_from(["crf", "softmax"]),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=40, deadline=None)
+def test_quiet_extension_never_changes_a_decoded_path(scheme, kind, seed):
+    """Whatever the weights and inputs, the extended head, untrained, decodes what the source did."""
+    source_labels = label_set(["LOC", "PER"], scheme)
+    head = random_head(kind, source_labels, scheme, seed)
+    plan, (extended, report) = extend(head, source_labels, scheme, ["DRUG", "DOSE"])
+    extended.eval()
+    features = torch.randn(5, 7, 6, generator=torch.Generator().manual_seed(seed))
+    mask = torch.arange(7).unsqueeze(0) < torch.tensor([7, 5, 3, 1, 6]).unsqueeze(1)
+    before = head.decode(head(features), mask, probabilities=False).paths
+    after = extended.decode(extended(features), mask, probabilities=False).paths
+    assert [[plan.labels[i] for i in p] for p in after] == [[source_labels[i] for i in p] for p in before]
+    assert len(report.added) == len(plan.labels) - len(source_labels)
+
+
+def test_extension_copies_every_old_row_and_transition_bit_for_bit():
+    source_labels = label_set(SOURCE_TYPES, "iobes")
+    head = random_head("crf", source_labels, "iobes", 1)
+    plan, (extended, report) = extend(head, source_labels, "iobes", ["DRUG"], init="normal")
+    old = [plan.labels.index(label) for label in source_labels]
+    assert torch.equal(extended.linear.weight[old], head.linear.weight)
+    assert torch.equal(extended.linear.bias[old], head.linear.bias)
+    assert torch.equal(extended.crf.transitions[old][:, old], head.crf.transitions)
+    assert torch.equal(extended.crf.start[old], head.crf.start)
+    assert torch.equal(extended.crf.end[old], head.crf.end)
+    assert torch.equal(extended.crf.allowed_transitions[old][:, old], head.crf.allowed_transitions)
+    assert report.copied == source_labels and len(report.added) == 4
+
+
+def test_normal_rows_are_drawn_from_the_statistics_of_the_old_rows():
+    source_labels = label_set([f"T{i}" for i in range(30)], "iobes")
+    head = random_head("crf", source_labels, "iobes", 2, hidden=64)
+    plan, (extended, report) = extend(head, source_labels, "iobes", [f"N{i}" for i in range(30)], init="normal")
+    new = [plan.labels.index(label) for label in report.added]
+    drawn, old = extended.linear.weight[new], head.linear.weight
+    drawn, old = drawn.detach(), old.detach()
+    assert abs(float(drawn.mean() - old.mean())) < 0.1 and abs(float(drawn.std() / old.std()) - 1) < 0.1
+
+
+def test_dropping_a_type_removes_its_rows_and_keeps_the_rest():
+    source_labels = label_set(SOURCE_TYPES, "iob2")
+    head = random_head("crf", source_labels, "iob2", 3)
+    plan = make_plan(source_labels, "iob2", {"PER"}, drop=["MISC"])
+    extended, report = rebuild_head(head, source_labels, plan.labels, "iob2", plan.origin, "quiet", torch.Generator())
+    assert report.dropped == ["B-MISC", "I-MISC"] and extended.num_tags == 7
+    kept = [source_labels.index(label) for label in plan.labels]
+    assert torch.equal(extended.crf.transitions, head.crf.transitions[kept][:, kept])
+
+
+def test_quiet_extension_of_real_taggers_predicts_exactly_what_the_source_did(wiki):  # noqa: F811
+    sentences = [s.tokens for s in wiki["held_out"].sentences]
+    bilstm = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    bilstm.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    for source in (bilstm, transformer(TransformerConfig(head="crf"), wiki["train150"], seed=0)):
+        plan = make_plan(source.labels, source.scheme, {"DRUG", "PER"})
+        adapted, _ = adapt_head(source, plan, "quiet")
+        assert [t.tags for t in adapted.predict(sentences)] == [t.tags for t in source.predict(sentences)]
+        # the source is untouched: its encoder was copied, not shared
+        assert adapted.encoder is not source.encoder
+
+
+def test_a_rename_map_reproduces_the_source_under_the_new_names(wiki):  # noqa: F811
+    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    source.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    label_map = LabelMap.from_dict({"rename": {"PER": "person", "LOC": "location"}})
+    plan = make_plan(source.labels, source.scheme, {"person"}, label_map)
+    adapted, report = adapt_head(source, plan, "quiet")
+    assert report.renamed["S-person"] == "S-PER" and not report.added
+    names = {"PER": "person", "LOC": "location"}
+    sentences = [s.tokens for s in wiki["held_out"].sentences]
+    for a, b in zip(adapted.predict(sentences), source.predict(sentences)):
+        assert [(e.start, e.end, e.label) for e in a.entities] == [
+            (e.start, e.end, names.get(e.label, e.label)) for e in b.entities
+        ]
+
+
+# --- pseudo-labels -------------------------------------------------------------------------
+
+
+def test_pseudo_labelling_fills_exactly_the_confident_unannotated_entities_over_gold_o():
+    tokens = ["Aspirin", "helps", "John", "in", "Paris", "and", "Acme", "Corp", "too"]
+    gold = ["B-DRUG", "O", "O", "O", "O", "O", "O", "O", "O"]
+    corpus = Corpus([Sentence(tokens, gold)], None)
+    predicted = [Tagged(tokens, [], [
+        Entity(0, 1, "MISC", 0.99),   # overlaps the gold DRUG: left alone
+        Entity(2, 3, "PER", 0.95),    # confident, over O: written in
+        Entity(4, 5, "LOC", 0.50),    # below the threshold: left out
+        Entity(6, 8, "ORG", 0.91),    # confident, two tokens: written in
+        Entity(8, 9, "DRUG", 0.99),   # a type the target annotates: not in `fill`
+    ])]
+    fill = {"PER": "PER", "LOC": "LOC", "ORG": "company", "MISC": "MISC"}
+    labelled, report = pseudo_label(corpus, predicted, fill, threshold=0.9, scheme="iob2")
+    assert labelled.sentences[0].tags == ["B-DRUG", "O", "B-PER", "O", "O", "O", "B-company", "I-company", "O"]
+    assert report.entities == {"PER": 1, "company": 1} and report.tokens == {"PER": 1, "company": 2}
+    assert report.below_threshold == {"LOC": 1} and report.overlapping_gold == {"MISC": 1}
+    assert report.sentences == 1
+
+
+# --- partial labels and distillation -------------------------------------------------------
+
+
+def test_partial_labels_give_the_full_label_loss_when_nothing_is_missing(wiki):  # noqa: F811
+    sentences = wiki["train150"].sentences[:8]
+    for source in (
+        bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0),
+        transformer(TransformerConfig(), wiki["train150"], seed=0),
+    ):
+        source.network.eval()
+        tags = model_tags(Corpus(sentences, None), source.scheme)
+        gold = torch.nn.utils.rnn.pad_sequence([source.gold_indices([t])[0] for t in tags], batch_first=True, padding_value=-100)
+        masks = torch.nn.utils.rnn.pad_sequence(partial_targets(tags, source.labels, []), batch_first=True)
+        tokens = [s.tokens for s in sentences]
+        assert torch.allclose(source.loss(tokens, gold), source.loss(tokens, masks))
+        # with a type unannotated, its tags become possible at O words: the loss can only drop
+        partial = torch.nn.utils.rnn.pad_sequence(partial_targets(tags, source.labels, ["MISC"]), batch_first=True)
+        assert source.loss(tokens, partial) <= source.loss(tokens, gold) + 1e-6
+
+
+def test_distillation_is_zero_when_the_student_is_the_teacher(wiki):  # noqa: F811
+    scores = torch.randn(2, 5, 9)
+    positions = torch.ones(2, 5, dtype=torch.bool)
+    assert float(kl_term(scores, scores, positions, 2.0)) == 0.0
+    assert float(kl_term(scores + torch.randn(2, 5, 9), scores, positions, 2.0)) > 0.0
+    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    source.network.eval()
+    target = wiki["train150"]
+    prepared = prepare(source, target, AdaptConfig(distill=1.0), seed=0)
+    student = prepared.tagger
+    student.network.eval()
+    indices = list(range(6))
+    emissions, mask = student.emissions([target.sentences[i].tokens for i in indices])
+    assert float(prepared.distillation(indices, emissions, mask)) < 1e-10
+
+
+# --- schedules -------------------------------------------------------------------------------
+
+
+def test_frozen_epochs_leave_the_encoder_untouched_and_train_the_head(wiki):  # noqa: F811
+    tagger = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    encoder = {k: v.clone() for k, v in tagger.encoder.state_dict().items()}
+    head = {k: v.clone() for k, v in tagger.head.state_dict().items()}
+    tagger.train(wiki["dev40"], None, TrainConfig(epochs=1, lr=1e-2, freeze_epochs=1))
+    assert all(torch.equal(v, tagger.encoder.state_dict()[k]) for k, v in encoder.items())
+    assert not all(torch.equal(v, tagger.head.state_dict()[k]) for k, v in head.items())
+
+
+def test_gradual_unfreezing_trains_top_layers_first(wiki):  # noqa: F811
+    from tagshift.training import set_trainable
+
+    tagger = transformer(TransformerConfig(), wiki["train150"], seed=0)
+    options = TrainConfig(epochs=8, freeze_epochs=1, unfreeze="gradual")
+    groups = tagger.encoder.layer_groups()
+    assert len(groups) == 7  # embeddings + 6 layers
+    set_trainable(tagger, 2, options)
+    trainable = [all(p.requires_grad for p in group) for group in groups]
+    assert trainable == [False] * 6 + [True]
+    set_trainable(tagger, 8, options)
+    assert all(p.requires_grad for p in tagger.encoder.parameters())
+
+
+def test_the_encoder_and_the_head_learn_at_their_own_rates(wiki):  # noqa: F811
+    from tagshift.training import make_optimizer
+
+    tagger = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    optimizer = make_optimizer(tagger, TrainConfig(lr=1e-3, encoder_lr=1e-4))
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-3]
+    assert isinstance(tagger.head, CRFHead)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(tagger.parameters()))
+
+
+# --- the mapping head --------------------------------------------------------------------
+
+
+def test_a_mapping_head_reproduces_the_source_under_a_rename_and_folds_into_a_plain_head(wiki, tmp_path):  # noqa: F811
+    from tagshift.bundle import load_bundle, save_bundle
+    from tagshift.taggers.heads import MappingHead
+
+    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    source.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    label_map = LabelMap.from_dict({"rename": {"PER": "person"}})
+    plan = make_plan(source.labels, source.scheme, {"person", "DRUG"}, label_map, operation="map")
+    adapted, report = adapt_head(source, plan, "quiet")
+    assert isinstance(adapted.head, MappingHead) and len(report.added) == 4
+    sentences = [s.tokens for s in wiki["held_out"].sentences]
+    expected = [
+        [(e.start, e.end, {"PER": "person"}.get(e.label, e.label)) for e in t.entities] for t in source.predict(sentences)
+    ]
+    assert [[(e.start, e.end, e.label) for e in t.entities] for t in adapted.predict(sentences)] == expected
+    # a checkpoint holds the mapping head as it is; the trained model is saved folded
+    save_bundle(adapted, tmp_path / "checkpoint")
+    assert isinstance(load_bundle(tmp_path / "checkpoint").head, MappingHead)
+    with torch.no_grad():  # as if trained: the direct path and the mapping move
+        adapted.head.direct.weight.normal_(0, 0.1)
+        adapted.head.mapping.weight.add_(0.05 * torch.randn_like(adapted.head.mapping.weight))
+    unfolded, _ = adapted.emissions(sentences[:8])
+    adapted.fold_head()
+    folded, _ = adapted.emissions(sentences[:8])
+    assert isinstance(adapted.head, CRFHead) and torch.allclose(folded, unfolded, atol=1e-5)
+
+
+def test_a_map_that_merges_types_defaults_to_the_mapping_head(wiki):  # noqa: F811
+    label_map = LabelMap.from_dict({"merge": {"NAME": ["PER", "ORG"]}})
+    plan = make_plan(label_set(SOURCE_TYPES, "iob2"), "iob2", {"NAME"}, label_map)
+    assert plan.operation == "map" and plan.origin["B-NAME"] == ["B-ORG", "B-PER"]
+    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    adapted, report = adapt_head(source, make_plan(source.labels, source.scheme, {"NAME"}, label_map), "quiet")
+    assert report.combined["S-NAME"] == ["S-ORG", "S-PER"]
+    mapping = adapted.head.mapping.weight
+    row = adapted.labels.index("S-NAME")
+    assert sorted(mapping[row].nonzero().flatten().tolist()) == sorted(source.labels.index(x) for x in ("S-ORG", "S-PER"))
+    assert torch.allclose(mapping[row].sum(), torch.tensor(1.0))
+
+
+def test_adapt_with_a_mapping_head_trains_and_saves_a_plain_head(wiki, tmp_path):  # noqa: F811
+    from tagshift.taggers.tagger import Tagger
+    from tagshift.transfer import adapt, adapt_training
+
+    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    source.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    prepared, result = adapt(
+        source, wiki["train200"], wiki["dev40"], AdaptConfig(labels="map"), adapt_training("bilstm-crf", epochs=1),
+        out=tmp_path / "adapted",
+    )
+    assert isinstance(prepared.tagger.head, CRFHead)
+    saved = Tagger.load(tmp_path / "adapted")
+    assert isinstance(saved.head, CRFHead) and saved.labels == prepared.plan.labels

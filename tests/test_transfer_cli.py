@@ -1,0 +1,630 @@
+"""`tagshift adapt` end to end, and `tagshift evaluate --baseline` on what it makes.
+
+A tiny BiLSTM-CRF trained on wikigold in IOB2 (4 types, 9 labels) is the source. It is
+adapted to wikigold re-annotated with two extra types (6 types, 13 labels), to a CrossNER
+politics slice that annotates two other types only (5 labels), and to wikigold with PER
+renamed. `--epochs 0` (surgery only) shows what the head operation alone does: with quiet
+new rows and renames, the untrained model predicts exactly what the source did.
+
+The source and the adapted models most tests read are made once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import tagshift.training
+from tagshift.cli import app, expand_optional_values
+from tagshift.corpus import Corpus, read_corpus, write_corpus
+from tagshift.schemes import SCHEMES, Span, chunks, encode
+from tagshift.taggers.build import bilstm_crf
+from tagshift.taggers.tagger import Tagger
+from tagshift.training import TrainConfig
+from tests.conftest import REPO, CliResult
+from tests.test_bundle_training import POLITICS, WIKIGOLD, read_log, tiny_bilstm, write_slice
+
+SOURCE_TYPES = ["LOC", "MISC", "ORG", "PER"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def invoke(*args: str | Path) -> CliResult:
+    """`tagshift ARGS...` in-process, as the function-scoped `cli` fixture runs it (module
+    fixtures cannot use that one)."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def adapt(source: Path, train: Path, out: Path, *options: str | Path) -> CliResult:
+    """`tagshift adapt` with the options every run here gives; fails the test on an error."""
+    result = invoke("adapt", source, "--train", train, "--out", out, "--no-progress", "--seed", "0", *options)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def assert_one_line_error(result: CliResult, *fragments: str) -> str:
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def relabel(corpus: Corpus, path: Path, rename) -> Path:
+    """`corpus` re-annotated in IOB2: `rename(span, n)` gives each entity's new type (None
+    drops it); n counts the earlier entities of the span's type."""
+    seen: Counter[str] = Counter()
+    sentences = []
+    for sentence in corpus.sentences:
+        spans = []
+        for span in chunks(sentence.tags):
+            label = rename(span, seen[span.label])
+            seen[span.label] += 1
+            if label is not None:
+                spans.append(Span(span.start, span.end, label))
+        sentences.append(sentence.with_tags(encode(spans, len(sentence), SCHEMES["iob2"])))
+    write_corpus(Corpus(sentences, None, [], corpus.layout), path, "conll")
+    return path
+
+
+def six_types(span: Span, n: int) -> str:
+    """Every other LOC becomes CITY, every other ORG becomes TEAM."""
+    return {"LOC": "CITY", "ORG": "TEAM"}.get(span.label, span.label) if n % 2 else span.label
+
+
+def types_in(path: Path) -> set[str]:
+    return {span.label for s in read_corpus(path).sentences for span in chunks(s.tags)}
+
+
+def lineage(model: Path) -> list[dict]:
+    return json.loads((model / "lineage.json").read_text(encoding="utf-8"))
+
+
+def entities(tagged) -> list[list[tuple[int, int, str]]]:
+    return [[(e.start, e.end, e.label) for e in t.entities] for t in tagged]
+
+
+def write_map(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- data and models, once per module -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("transfer_data")
+    wiki = read_corpus(WIKIGOLD)
+    politics = read_corpus(POLITICS)
+    write_slice(wiki, 0, 150, folder / "source_train.conll")
+    keep_two = {"politician": "politician", "country": "country"}
+    paths = {
+        "source_train": folder / "source_train.conll",
+        "six_train": relabel(write_slice(wiki, 150, 230, folder / "w150.conll"), folder / "six_train.conll", six_types),
+        "six_test": relabel(write_slice(wiki, 480, 540, folder / "w480.conll"), folder / "six_test.conll", six_types),
+        "two_train": relabel(
+            write_slice(politics, 0, 60, folder / "p0.conll"), folder / "two_train.conll",
+            lambda span, n: keep_two.get(span.label),
+        ),
+        "two_dev": relabel(
+            write_slice(politics, 60, 90, folder / "p60.conll"), folder / "two_dev.conll",
+            lambda span, n: keep_two.get(span.label),
+        ),
+        "renamed": relabel(
+            write_slice(wiki, 230, 290, folder / "w230.conll"), folder / "renamed.conll",
+            lambda span, n: "person" if span.label == "PER" else span.label,
+        ),
+        "small": relabel(write_slice(wiki, 290, 330, folder / "w290.conll"), folder / "small.conll", six_types),
+    }
+    # The data these tests are about: 13 labels (6 types) and 5 labels (2 types) in IOB2.
+    assert types_in(paths["six_train"]) == {"CITY", "LOC", "MISC", "ORG", "PER", "TEAM"}
+    assert types_in(paths["six_test"]) == {"CITY", "LOC", "MISC", "ORG", "PER", "TEAM"}
+    assert types_in(paths["two_train"]) == {"country", "politician"}
+    assert types_in(paths["renamed"]) == {"LOC", "MISC", "ORG", "person"}
+    return paths
+
+
+@pytest.fixture(scope="module")
+def held_out() -> list[list[str]]:
+    """Sentences no model here trains on, to compare predictions."""
+    return [s.tokens for s in read_corpus(WIKIGOLD).sentences[500:570]]
+
+
+@pytest.fixture(scope="module")
+def source(files, tmp_path_factory) -> Path:
+    """The source model: tiny BiLSTM-CRF, IOB2, 4 types (9 labels), one epoch on 150 sentences."""
+    out = tmp_path_factory.mktemp("source") / "model"
+    corpus = read_corpus(files["source_train"])
+    tagger = bilstm_crf(tiny_bilstm(), corpus, "iob2")
+    tagger.train(corpus, None, TrainConfig(epochs=1, lr=3e-2), out=out)
+    assert tagger.types == SOURCE_TYPES and len(tagger.labels) == 9
+    return out
+
+
+@pytest.fixture(scope="module")
+def source_tagger(source) -> Tagger:
+    return Tagger.load(source)
+
+
+@pytest.fixture(scope="module")
+def iobes_source(files, tmp_path_factory) -> tuple[Path, Tagger]:
+    """The same source in the BiLSTM's default scheme, IOBES (17 labels)."""
+    out = tmp_path_factory.mktemp("iobes_source") / "model"
+    corpus = read_corpus(files["source_train"])
+    tagger = bilstm_crf(tiny_bilstm(), corpus)
+    tagger.train(corpus, None, TrainConfig(epochs=1, lr=3e-2), out=out)
+    assert tagger.scheme == "iobes" and len(tagger.labels) == 17
+    return out, Tagger.load(out)
+
+
+@pytest.fixture(scope="module")
+def six(source, files, tmp_path_factory) -> tuple[CliResult, Path]:
+    """The source adapted to the six-type data: one epoch, scored on a test file."""
+    out = tmp_path_factory.mktemp("six") / "model"
+    return adapt(source, files["six_train"], out, "--epochs", "1", "--test", files["six_test"]), out
+
+
+@pytest.fixture(scope="module")
+def six_untrained(source, files, tmp_path_factory) -> tuple[CliResult, Path]:
+    """The head surgery alone (quiet new rows), saved untrained."""
+    out = tmp_path_factory.mktemp("six_untrained") / "model"
+    return adapt(source, files["six_train"], out, "--epochs", "0"), out
+
+
+# --- the plan, on data with more and with other types -------------------------------------
+
+
+def test_adapt_to_six_types_prints_the_plan_and_saves(six, source, files):
+    result, out = six
+    err = result.stderr
+    assert "label plan: extend (13 labels in iob2)" in err
+    assert "source types (4): LOC, MISC, ORG, PER" in err
+    assert "target data annotates (6): CITY, LOC, MISC, ORG, PER, TEAM" in err
+    assert "  kept: LOC, MISC, ORG, PER" in err
+    assert "  new: CITY, TEAM" in err
+    assert "  dropped: none" in err
+    assert "not annotated in the target data" not in err  # every type of the model is annotated
+    assert "head surgery: 9 rows copied bit for bit, 4 added (quiet)" in err
+    assert "before training, the adapted model differs from the source on" in err
+    assert "training: 1 epochs at most" in err
+    assert f"saved to {out}" in err
+    # the plan comes before any training
+    assert err.index("label plan") < err.index("head surgery") < err.index("training:") < err.index("saved to")
+    assert "micro" in result.stdout  # --test scores
+
+    adapted = Tagger.load(out)
+    assert adapted.scheme == "iob2"
+    assert len(adapted.labels) == 13
+    assert adapted.types == ["CITY", "LOC", "MISC", "ORG", "PER", "TEAM"]
+
+
+def test_adapt_lineage_is_the_sources_then_an_adapt_step(six, source):
+    _, out = six
+    steps = lineage(out)
+    source_steps = lineage(source)
+    assert steps[: len(source_steps)] == source_steps
+    assert len(steps) == len(source_steps) + 1
+    step = steps[-1]
+    assert step["step"] == "adapt"
+    for key in ("source", "plan", "surgery", "adapt_options", "pseudo_labels", "changed_before_training", "scores"):
+        assert key in step, key
+    assert step["source"] == str(source)
+    assert step["plan"]["new"] == ["CITY", "TEAM"]
+    assert step["plan"]["kept"] == SOURCE_TYPES
+    assert step["plan"]["operation"] == "extend"
+    assert len(step["plan"]["labels"]) == 13
+    assert step["surgery"]["init"] == "quiet"
+    assert sorted(step["surgery"]["added"]) == ["B-CITY", "B-TEAM", "I-CITY", "I-TEAM"]
+    assert step["adapt_options"]["init"] == "quiet"
+    assert step["pseudo_labels"] is None
+    assert step["scores"]["test"] is not None  # --test was given
+    assert step["epochs_run"] == 1
+
+
+def test_adapt_to_two_other_types_keeps_the_source_types_unannotated(source, files, tmp_path):
+    out = tmp_path / "model"
+    result = adapt(source, files["two_train"], out, "--epochs", "1", "--dev", files["two_dev"])
+    err = result.stderr
+    assert "label plan: extend (13 labels in iob2)" in err  # 4 source types + 2 new
+    assert "target data annotates (2): country, politician" in err
+    assert "  kept: LOC, MISC, ORG, PER" in err
+    assert "  new: country, politician" in err
+    assert "not annotated in the target data: LOC, MISC, ORG, PER" in err
+    assert "dev entity F1" in err
+    adapted = Tagger.load(out)
+    assert adapted.types == ["LOC", "MISC", "ORG", "PER", "country", "politician"]
+    assert lineage(out)[-1]["plan"]["unannotated"] == SOURCE_TYPES
+
+
+def test_labels_replace_gives_only_the_target_types(source, files, tmp_path):
+    out = tmp_path / "model"
+    result = adapt(source, files["two_train"], out, "--labels", "replace", "--epochs", "1")
+    err = result.stderr
+    assert "label plan: replace (5 labels in iob2)" in err
+    assert "  kept: none" in err
+    assert "  dropped: LOC, MISC, ORG, PER" in err
+    assert "every row of the head is fresh" in err
+    assert "not annotated in the target data" not in err
+    adapted = Tagger.load(out)
+    assert adapted.types == ["country", "politician"]
+    assert adapted.labels == ["O", "B-country", "I-country", "B-politician", "I-politician"]
+    assert lineage(out)[-1]["plan"]["operation"] == "replace"
+
+
+def test_iob2_source_to_iobes_predicts_what_the_source_did(source, source_tagger, files, held_out, tmp_path):
+    """IOBES S-X starts from IOB2 B-X and E-X from I-X: untrained, the same entities."""
+    out = tmp_path / "model"
+    result = adapt(source, files["six_train"], out, "--scheme", "iobes", "--epochs", "0")
+    assert "label plan: extend (25 labels in iobes, converted from the source's iob2)" in result.stderr
+    assert "S-PER <- B-PER" in result.stderr and "E-PER <- I-PER" in result.stderr
+    assert "differs from the source on 0 entities in 0 of 80" in result.stderr
+    adapted = Tagger.load(out)
+    assert adapted.scheme == "iobes" and len(adapted.labels) == 25
+    assert entities(adapted.predict(held_out)) == entities(source_tagger.predict(held_out))
+
+
+def test_iobes_source_to_bilou_predicts_what_the_source_did(iobes_source, files, held_out, tmp_path):
+    """BILOU is IOBES with other letters (U = S, L = E): the converted head can be exact."""
+    source_path, source_tagger = iobes_source
+    out = tmp_path / "model"
+    result = adapt(source_path, files["six_train"], out, "--scheme", "bilou", "--epochs", "0")
+    assert "label plan: extend (25 labels in bilou, converted from the source's iobes)" in result.stderr
+    adapted = Tagger.load(out)
+    for prefix_source, prefix_target in (("S", "U"), ("E", "L"), ("B", "B"), ("I", "I")):
+        for entity_type in SOURCE_TYPES:
+            i = source_tagger.labels.index(f"{prefix_source}-{entity_type}")
+            j = adapted.labels.index(f"{prefix_target}-{entity_type}")
+            assert torch.equal(adapted.head.linear.weight[j], source_tagger.head.linear.weight[i])
+    assert "differs from the source on 0 entities in 0 of 80" in result.stderr
+    assert entities(adapted.predict(held_out)) == entities(source_tagger.predict(held_out))
+
+
+# --- surgery only: --epochs 0 ---------------------------------------------------------------
+
+
+def test_epochs_0_quiet_predicts_what_the_source_did(six_untrained, source_tagger, held_out, files):
+    result, out = six_untrained
+    assert (
+        "before training, the adapted model differs from the source on 0 entities in 0 of 80 training sentences"
+        in result.stderr
+    )
+    assert "0 epochs" in result.stderr
+    adapted = Tagger.load(out)
+    assert len(adapted.labels) == 13
+    before = source_tagger.predict(held_out)
+    after = adapted.predict(held_out)
+    assert any(t.entities for t in before), "the source finds no entity: nothing is compared"
+    assert [t.tags for t in after] == [t.tags for t in before]
+    assert entities(after) == entities(before)
+    step = lineage(out)[-1]
+    assert step["changed_before_training"] == {"entities": 0, "sentences": 0}
+    assert step["epochs_run"] == 0
+
+
+def test_epochs_0_copies_kept_rows_bit_for_bit(six_untrained, source_tagger):
+    _, out = six_untrained
+    adapted = Tagger.load(out)
+    old, new = source_tagger.head, adapted.head
+    for i, label in enumerate(source_tagger.labels):
+        j = adapted.labels.index(label)
+        assert torch.equal(new.linear.weight[j], old.linear.weight[i]), label
+        assert torch.equal(new.linear.bias[j], old.linear.bias[i]), label
+    # the encoder is the source's
+    old_state, new_state = source_tagger.network.encoder.state_dict(), adapted.network.encoder.state_dict()
+    assert old_state.keys() == new_state.keys()
+    assert all(torch.equal(old_state[k], new_state[k]) for k in old_state)
+
+
+def test_info_shows_the_adapt_step(six_untrained, source):
+    _, out = six_untrained
+    result = invoke("info", out)
+    assert result.exit_code == 0, result.stderr
+    steps = len(lineage(source))
+    assert f"step {steps + 1}: adapt" in result.stdout
+    assert "types (6): CITY, LOC, MISC, ORG, PER, TEAM" in result.stdout
+    as_json = json.loads(invoke("info", out, "--json").stdout)
+    assert as_json["lineage"][-1]["step"] == "adapt"
+
+
+def test_init_normal_reports_what_changed(source, files, tmp_path):
+    out = tmp_path / "model"
+    result = adapt(source, files["six_train"], out, "--init", "normal", "--epochs", "0")
+    assert "head surgery: 9 rows copied bit for bit, 4 added (normal)" in result.stderr
+    assert "before training, the adapted model differs from the source on" in result.stderr
+    step = lineage(out)[-1]
+    assert step["adapt_options"]["init"] == "normal"
+    assert set(step["changed_before_training"]) == {"entities", "sentences"}
+
+
+def test_rename_by_map_predicts_what_the_source_did(source, source_tagger, files, held_out, tmp_path):
+    label_map = write_map(tmp_path / "map.toml", '[rename]\nPER = "person"\n')
+    out = tmp_path / "model"
+    result = adapt(source, files["renamed"], out, "--map", label_map, "--epochs", "0")
+    err = result.stderr
+    assert "label plan: extend (9 labels in iob2)" in err
+    assert "  kept: LOC, MISC, ORG" in err
+    assert "  renamed: PER -> person" in err
+    assert "  new: none" in err
+    assert "head surgery: 7 rows copied bit for bit, 0 added (quiet)" in err
+    assert "B-person <- B-PER" in err and "I-person <- I-PER" in err
+    assert "differs from the source on 0 entities in 0 of" in err
+
+    adapted = Tagger.load(out)
+    assert adapted.types == ["LOC", "MISC", "ORG", "person"]
+    # each row is a bit-identical copy of the source row of the same tag, renamed
+    name = {label: label.replace("-PER", "-person") for label in source_tagger.labels}
+    for i, label in enumerate(source_tagger.labels):
+        j = adapted.labels.index(name[label])
+        assert torch.equal(adapted.head.linear.weight[j], source_tagger.head.linear.weight[i]), label
+        assert torch.equal(adapted.head.linear.bias[j], source_tagger.head.linear.bias[i]), label
+    order = [adapted.labels.index(name[label]) for label in source_tagger.labels]
+    old_crf, new_crf = source_tagger.head.crf, adapted.head.crf
+    assert torch.equal(new_crf.transitions[order][:, order], old_crf.transitions)
+    assert torch.equal(new_crf.start[order], old_crf.start)
+    assert torch.equal(new_crf.end[order], old_crf.end)
+
+    before, after = source_tagger.predict(held_out), adapted.predict(held_out)
+    assert [[name[t] for t in b.tags] for b in before] == [a.tags for a in after]
+    renamed_before = [
+        [(s, e, "person" if label == "PER" else label) for s, e, label in sentence] for sentence in entities(before)
+    ]
+    assert entities(after) == renamed_before
+    confidences = lambda tagged: [e.confidence for t in tagged for e in t.entities]  # noqa: E731
+    assert confidences(after) == pytest.approx(confidences(before), abs=1e-5)
+
+
+@pytest.mark.parametrize("how", ["option", "map"])
+def test_drop_removes_the_type(how, source, files, tmp_path):
+    out = tmp_path / "model"
+    if how == "option":
+        options = ["--drop", "MISC"]
+    else:
+        options = ["--map", write_map(tmp_path / "map.toml", '[drop]\nlabels = ["MISC"]\n')]
+    result = adapt(source, files["two_train"], out, *options, "--epochs", "0")
+    err = result.stderr
+    assert "label plan: extend (11 labels in iob2)" in err
+    assert "  kept: LOC, ORG, PER" in err
+    assert "  dropped: MISC" in err
+    assert "  dropped: B-MISC, I-MISC" in err  # the surgery's report
+    adapted = Tagger.load(out)
+    assert "MISC" not in adapted.types
+    assert not any(label.endswith("-MISC") for label in adapted.labels)
+    assert adapted.types == ["LOC", "ORG", "PER", "country", "politician"]
+    assert lineage(out)[-1]["plan"]["dropped"] == ["MISC"]
+
+
+@pytest.mark.parametrize("option", ["--partial", "--distill"])
+def test_partial_and_distill_train(option, source, files, tmp_path):
+    out = tmp_path / "model"
+    adapt(source, files["two_train"], out, option, "--epochs", "1")
+    options = lineage(out)[-1]["adapt_options"]
+    if option == "--partial":
+        assert options["partial"] is True
+    else:
+        assert options["distill"] == 1.0
+    assert Tagger.load(out).types == ["LOC", "MISC", "ORG", "PER", "country", "politician"]
+
+
+def test_distill_with_another_scheme_works_or_says_why(cli, source, files, tmp_path):
+    out = tmp_path / "model"
+    result = cli("adapt", source, "--train", files["six_train"], "--out", out, "--scheme", "iobes", "--distill",
+                 "--epochs", "1", "--no-progress")
+    assert result.exit_code == 0 or "scheme" in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_pseudo_labels_write_the_sources_entities_of_unannotated_types(source, files, tmp_path):
+    out = tmp_path / "model"
+    result = adapt(source, files["two_train"], out, "--pseudo-label", "--pseudo-threshold", "0", "--epochs", "0")
+    assert "pseudo-labels (confidence >= 0.0): " in result.stderr
+    report = lineage(out)[-1]["pseudo_labels"]
+    assert report["threshold"] == 0.0
+    assert sum(report["entities"].values()) > 0 and report["sentences"] > 0
+    assert set(report["entities"]) <= set(SOURCE_TYPES)  # only types the target data leaves unannotated
+    assert report["below_threshold"] == {}
+
+
+# --- errors: one line, exit code 1 ----------------------------------------------------------
+
+
+def test_unknown_drop_type_is_one_line(cli, source, files, tmp_path):
+    out = tmp_path / "model"
+    result = cli("adapt", source, "--train", files["two_train"], "--out", out, "--drop", "FOO", "--no-progress")
+    assert_one_line_error(result, "--drop FOO", "not a type of the source model", "LOC, MISC, ORG, PER")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "table", ['[rename]\nFOO = "bar"\n', '[drop]\nlabels = ["FOO"]\n', '[merge]\nX = ["PER", "FOO"]\n']
+)
+def test_map_naming_a_type_the_source_lacks_is_one_line(table, cli, source, files, tmp_path):
+    label_map = write_map(tmp_path / "map.toml", table)
+    out = tmp_path / "model"
+    result = cli("adapt", source, "--train", files["two_train"], "--out", out, "--map", label_map, "--no-progress")
+    line = assert_one_line_error(result, "'FOO'", "source model")
+    assert f"{label_map}:2" in line  # the line of the map that names it
+    assert not out.exists()
+
+
+def test_out_holding_a_model_needs_overwrite(cli, six_untrained, source, files):
+    _, out = six_untrained
+    weights = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = cli("adapt", source, "--train", files["six_train"], "--out", out, "--epochs", "0", "--no-progress")
+    assert_one_line_error(result, "already holds a model", "--overwrite")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == weights  # untouched
+
+
+def test_overwrite_replaces_the_model(cli, source, files, tmp_path):
+    out = tmp_path / "model"
+    adapt(source, files["two_train"], out, "--epochs", "0")
+    assert "MISC" in Tagger.load(out).types
+    adapt(source, files["two_train"], out, "--epochs", "0", "--drop", "MISC", "--overwrite")
+    assert "MISC" not in Tagger.load(out).types
+
+
+def test_resume_with_nothing_to_resume(cli, source, files, tmp_path):
+    out = tmp_path / "model"
+    result = cli("adapt", source, "--train", files["two_train"], "--out", out, "--resume", "--no-progress")
+    assert_one_line_error(result, "no checkpoint", "nothing to resume")
+
+
+def test_resume_after_a_finished_adapt(cli, six, source, files):
+    _, out = six
+    result = cli(
+        "adapt", source, "--train", files["six_train"], "--out", out, "--epochs", "1", "--resume", "--no-progress"
+    )
+    assert_one_line_error(result, "training there has finished", "nothing to resume")
+
+
+def test_plot_without_baseline_is_one_line(cli, six, files, tmp_path):
+    _, out = six
+    plot = tmp_path / "chart.png"
+    result = cli("evaluate", out, files["six_test"], "--plot", plot)
+    assert_one_line_error(result, "--plot", "--baseline")
+    assert not plot.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--pseudo-label", "--pseudo-threshold", "1.5"], "should lie in [0, 1]"),
+        (["--lr", "0.01", "--head-lr", "0.02"], "--lr and --head-lr"),
+    ],
+)
+def test_bad_options_are_one_line(options, fragment, cli, source, files, tmp_path):
+    out = tmp_path / "model"
+    result = cli("adapt", source, "--train", files["two_train"], "--out", out, "--no-progress", *options)
+    assert_one_line_error(result, fragment)
+    assert not out.exists()
+
+
+# --- resume -----------------------------------------------------------------------------------
+
+
+def test_interrupted_adapt_resumes_to_the_uninterrupted_result(cli, source, files, tmp_path, monkeypatch):
+    args = [
+        "adapt", source, "--train", files["small"], "--epochs", "2", "--batch-size", "8", "--seed", "0", "--no-progress"
+    ]
+    whole = tmp_path / "whole"
+    assert cli(*args, "--out", whole).exit_code == 0
+
+    real = tagshift.training._checkpoint
+
+    def interrupt_after_first_epoch(*a, **k):
+        real(*a, **k)
+        raise KeyboardInterrupt
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(tagshift.training, "_checkpoint", interrupt_after_first_epoch)
+    interrupted = cli(*args, "--out", out)
+    monkeypatch.undo()
+    assert interrupted.exit_code != 0
+    assert (out / tagshift.training.CHECKPOINT).is_dir()
+    assert not (out / "config.json").exists()  # no model yet, only the checkpoint
+    assert len(read_log(out)) == 1
+
+    again = cli(*args, "--out", out)  # without --resume: refused, the checkpoint kept
+    assert_one_line_error(again, "interrupted run", "--resume")
+
+    resumed = cli(*args, "--out", out, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    a, b = Tagger.load(whole).network.state_dict(), Tagger.load(out).network.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert lineage(out)[-1]["epochs_run"] == 2
+    assert not (out / tagshift.training.CHECKPOINT).exists()
+    assert [r["epoch"] for r in read_log(out)] == [1, 2]
+    assert [r["train_loss"] for r in read_log(out)] == [r["train_loss"] for r in read_log(whole)]
+
+
+# --- evaluate --baseline ----------------------------------------------------------------------
+
+
+def test_evaluate_against_the_source_groups_old_and_new(cli, six, source, files):
+    _, out = six
+    result = cli("evaluate", out, files["six_test"], "--baseline", source, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data["groups"]) == {"old", "new", "all"}
+    for row in data["groups"].values():
+        for key in ("baseline_micro_f1", "system_micro_f1", "delta_micro_f1",
+                    "baseline_macro_f1", "system_macro_f1", "delta_macro_f1"):
+            assert key in row
+            assert -1.0 <= row[key] <= 1.0
+    per_type = data["per_type"]
+    assert {t for t, row in per_type.items() if row["group"] == "old"} == set(SOURCE_TYPES)
+    assert {t for t, row in per_type.items() if row["group"] == "new"} == {"CITY", "TEAM"}
+    for t in ("CITY", "TEAM"):  # the source cannot predict them
+        assert per_type[t]["baseline_f1"] == 0.0
+
+    table = cli("evaluate", out, files["six_test"], "--baseline", source)
+    assert table.exit_code == 0, table.stderr
+    for name in ("old micro", "new micro", "all micro"):
+        assert name in table.stdout
+
+
+def test_evaluate_plot_writes_a_png(cli, six, source, files, tmp_path):
+    _, out = six
+    plot = tmp_path / "chart.png"
+    result = cli("evaluate", out, files["six_test"], "--baseline", source, "--plot", plot)
+    assert result.exit_code == 0, result.stderr
+    assert plot.read_bytes()[:8] == PNG_SIGNATURE
+
+
+# --- --pseudo-label=T and --distill=W -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["adapt", "m", "--pseudo-label=0.8"], ["adapt", "m", "--pseudo-label", "--pseudo-threshold", "0.8"]),
+        (["adapt", "m", "--distill=0.5"], ["adapt", "m", "--distill", "--distill-weight", "0.5"]),
+        (["adapt", "m", "--pseudo-label", "--distill"], ["adapt", "m", "--pseudo-label", "--distill"]),
+        (  # other options written --option=value are left to the parser
+            ["adapt", "m", "--epochs=2", "--pseudo-threshold=0.3"],
+            ["adapt", "m", "--epochs=2", "--pseudo-threshold=0.3"],
+        ),
+        (
+            ["adapt", "m", "--distill=2", "--pseudo-label=0.7", "--out", "x"],
+            ["adapt", "m", "--distill", "--distill-weight", "2",
+             "--pseudo-label", "--pseudo-threshold", "0.7", "--out", "x"],
+        ),
+    ],
+)
+def test_expand_optional_values(argv, expected):
+    assert expand_optional_values(argv) == expected
+
+
+def test_console_script_with_pseudo_label_threshold(source, files, tmp_path):
+    script = REPO / ".venv" / "bin" / "tagshift"
+    if not script.is_file():
+        script = Path(sys.executable).parent / "tagshift"
+    out = tmp_path / "model"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [str(script), "adapt", str(source), "--train", str(files["two_train"]), "--out", str(out),
+         "--epochs", "1", "--pseudo-label=0.5", "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pseudo-labels (confidence >= 0.5)" in done.stderr
+    assert f"saved to {out}" in done.stderr
+    step = lineage(out)[-1]
+    assert step["adapt_options"]["pseudo_label"] == 0.5
+    assert step["pseudo_labels"]["threshold"] == 0.5
+    assert "--pseudo-label=0.5" in step["command"]
