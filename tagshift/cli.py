@@ -33,6 +33,7 @@ from tagshift.training import CURVES, LOG
 from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
 from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD
+from tagshift.transfer.suggest import DEFAULT_MIN_SHARE, suggest_map
 
 app = typer.Typer(
     help="Transfer learning for named entity recognition: corpora, tag schemes, label maps, taggers, scores.",
@@ -370,6 +371,45 @@ def adapt(
         if result.test is not None:
             typer.echo(result.test.render())
         typer.echo(f"saved to {out}; compare with the source: tagshift evaluate {out} TEST --baseline {source}", err=True)
+
+
+labels_app = typer.Typer(help="Label sets of models and corpora.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("suggest")
+def labels_suggest(
+    source: Path = typer.Argument(..., help="The trained model (a model directory)."),
+    target: Path = typer.Argument(..., help="A labelled target corpus, in its own types."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the proposed map (TOML) here; default: standard output."),
+    min_share: float = typer.Option(DEFAULT_MIN_SHARE, "--min-share", help="Share of a source type's predictions that must land on one target type."),
+    as_json: bool = typer.Option(False, "--json", help="Print the proposal and all the evidence as JSON instead."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
+    token_col: Optional[int] = TOKEN_COL,
+    tag_col: Optional[int] = TAG_COL,
+    max_tokens: int = MAX_TOKENS,
+    encoding: str = ENCODING,
+) -> None:
+    """Propose a source -> target type map from the source's predictions on TARGET, with
+    the evidence, in the label-map format that 'adapt --map' reads.
+
+    Example: tagshift labels suggest models/news politics.conll --out politics.map.toml
+    """
+    with user_errors():
+        if not 0 < min_share <= 1:
+            raise TagshiftError(f"--min-share {min_share} should lie in (0, 1]")
+        tagger = Tagger.load(source)
+        corpus = _read(target, token_col, tag_col, max_tokens, encoding)
+        suggestion = suggest_map(tagger, corpus, min_share, batch_size)
+        if as_json:
+            typer.echo(json.dumps(suggestion.to_json(), indent=2))
+            return
+        text = suggestion.to_toml(shlex.join(["tagshift", *sys.argv[1:]]) if out else "")
+        if out is None:
+            typer.echo(text, nl=False)
+            return
+        write_text_atomic(out, text)
+        typer.echo(f"wrote {out}: {len(suggestion.mapping)} of {len(suggestion.evidence.predicted)} predicted types mapped", err=True)
 
 
 class InputFormat(str, Enum):

@@ -310,3 +310,38 @@ def test_adapt_with_a_mapping_head_trains_and_saves_a_plain_head(wiki, tmp_path)
     assert isinstance(prepared.tagger.head, CRFHead)
     saved = Tagger.load(tmp_path / "adapted")
     assert isinstance(saved.head, CRFHead) and saved.labels == prepared.plan.labels
+
+
+# --- labels suggest --------------------------------------------------------------------------
+
+
+def test_a_suggested_map_renames_merges_and_explains_itself(tmp_path):
+    from tagshift.transfer.suggest import Evidence, Suggestion
+
+    evidence = Evidence()
+    evidence.predicted.update({"PER": 10, "LOC": 8, "GPE": 4, "MISC": 5})
+    evidence.overlap.update({("PER", "person"): 9, ("LOC", "place"): 6, ("GPE", "place"): 3, ("MISC", "event"): 1})
+    evidence.exact.update({("PER", "person"): 8, ("LOC", "place"): 6, ("GPE", "place"): 2})
+    mapping = {"PER": "person", "LOC": "place", "GPE": "place"}
+    text = Suggestion(mapping, evidence, 0.3).to_toml("made by a test")
+    (tmp_path / "map.toml").write_text(text)
+    label_map = LabelMap.from_toml(tmp_path / "map.toml")
+    assert label_map.rename == {"PER": "person"} and label_map.merge == {"place": ("GPE", "LOC")}
+    assert "# PER: 10 predicted; person: 9 overlapping (8 exact)" in text
+    assert "# MISC: 5 predicted; event: 1 overlapping (0 exact)" in text  # left out, with its evidence
+
+
+def test_labels_suggest_finds_a_renamed_type_from_a_real_models_predictions(wiki):  # noqa: F811
+    from tagshift.schemes import SCHEMES, Span, chunks, encode
+    from tagshift.transfer.suggest import suggest_map
+
+    source = bilstm_crf(tiny_bilstm(), wiki["train200"], seed=0)
+    source.train(wiki["train200"], None, TrainConfig(epochs=4, lr=2e-2))
+    renamed = {"PER": "person", "LOC": "place"}
+    target = wiki["train200"].with_sentences([
+        s.with_tags(encode([Span(x.start, x.end, renamed.get(x.label, x.label)) for x in chunks(s.tags)], len(s), SCHEMES["iob2"]))
+        for s in wiki["train200"].sentences
+    ])
+    suggestion = suggest_map(source, target)
+    assert suggestion.mapping["PER"] == "person" and suggestion.mapping["LOC"] == "place"
+    assert suggestion.evidence.exact["PER", "person"] > 0

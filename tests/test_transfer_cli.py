@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 import tagshift.training
 from tagshift.cli import app, expand_optional_values
 from tagshift.corpus import Corpus, read_corpus, write_corpus
+from tagshift.labelmap import LabelMap
 from tagshift.schemes import SCHEMES, Span, chunks, encode
 from tagshift.taggers.build import bilstm_crf
 from tagshift.taggers.tagger import Tagger
@@ -628,3 +629,26 @@ def test_console_script_with_pseudo_label_threshold(source, files, tmp_path):
     assert step["adapt_options"]["pseudo_label"] == 0.5
     assert step["pseudo_labels"]["threshold"] == 0.5
     assert "--pseudo-label=0.5" in step["command"]
+
+
+# --- labels suggest ---------------------------------------------------------------------------
+
+
+def test_labels_suggest_writes_a_map_that_adapt_reads(source, files, tmp_path):
+    proposal = tmp_path / "proposal.toml"
+    result = invoke("labels", "suggest", source, files["renamed"], "--out", proposal)
+    assert result.exit_code == 0, result.stderr
+    assert f"wrote {proposal}" in result.stderr
+    text = proposal.read_text()
+    assert "Check it, edit it, and pass it to `tagshift adapt --map`" in text
+    LabelMap.from_toml(proposal)  # valid map syntax, whatever the weak source proposes
+    shown = invoke("labels", "suggest", source, files["renamed"], "--json")
+    data = json.loads(shown.stdout)
+    assert set(data) == {"mapping", "min_share", "evidence"} and "predicted" in data["evidence"]
+    adapted = adapt(source, files["renamed"], tmp_path / "model", "--map", proposal, "--epochs", "0")
+    assert "label plan:" in adapted.stderr
+
+
+def test_labels_suggest_rejects_a_share_outside_0_1(source, files):
+    result = invoke("labels", "suggest", source, files["renamed"], "--min-share", "1.5")
+    assert_one_line_error(result, "--min-share 1.5")

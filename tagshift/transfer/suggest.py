@@ -1,0 +1,133 @@
+"""`tagshift labels suggest`: propose a source -> target type map from what the source
+predicts on the target corpus.
+
+Every entity the source predicts is set against the gold entities it touches: the same
+span counts as an exact match, any shared token as an overlap. A source type whose
+predictions mostly land on one target type is proposed to become it (a rename; several
+source types on one target type, a merge). The proposal is written in the label-map TOML
+that `adapt --map` and `convert --map` read, with the evidence as comments, for the user
+to check and edit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tagshift.corpus import Corpus
+from tagshift.schemes import chunks
+from tagshift.taggers.tagger import Tagger
+
+DEFAULT_MIN_SHARE = 0.3  # smallest share of a source type's predictions on one target type
+
+
+@dataclass
+class Evidence:
+    """How the source's predicted types meet the target's gold types."""
+
+    predicted: Counter[str] = field(default_factory=Counter)  # source type -> predicted entities
+    gold: Counter[str] = field(default_factory=Counter)  # target type -> gold entities
+    exact: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, target) -> same span
+    overlap: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, target) -> sharing tokens
+
+    def matches(self, source_type: str) -> list[tuple[str, int, int]]:
+        """(target type, exact, overlapping) for one source type, most matches first."""
+        targets = {t for s, t in self.overlap if s == source_type}
+        rows = [(t, self.exact[source_type, t], self.overlap[source_type, t]) for t in targets]
+        return sorted(rows, key=lambda row: (-row[2], -row[1], row[0]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "predicted": dict(self.predicted),
+            "gold": dict(self.gold),
+            "matches": {s: [{"target": t, "exact": e, "overlapping": o} for t, e, o in self.matches(s)]
+                        for s in sorted(self.predicted)},
+        }
+
+
+@dataclass
+class Suggestion:
+    """A proposed map (source type -> target type) and the evidence behind it."""
+
+    mapping: dict[str, str]
+    evidence: Evidence
+    min_share: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mapping": self.mapping, "min_share": self.min_share, "evidence": self.evidence.to_json()}
+
+    def _why(self, source_type: str) -> str:
+        rows = self.evidence.matches(source_type)
+        total = self.evidence.predicted[source_type]
+        parts = [f"{t}: {o} overlapping ({e} exact)" for t, e, o in rows[:3]]
+        return f"{source_type}: {total} predicted; " + ("; ".join(parts) or "none on a gold entity")
+
+    def to_toml(self, header: str = "") -> str:
+        """The proposal as a label map, each rule with its evidence in a comment."""
+        lines = [f"# {line}" for line in header.splitlines()] if header else []
+        lines += [
+            "# Proposed by `tagshift labels suggest`: the source model's predictions on the target corpus,",
+            "# set against its gold entities (counts: predicted entities sharing tokens with a gold",
+            f"# entity of that type; exact = the same span). A rule needs {self.min_share:.0%} of a type's predictions.",
+            "# Check it, edit it, and pass it to `tagshift adapt --map`.",
+        ]
+        by_target: dict[str, list[str]] = {}
+        for source_type, target_type in sorted(self.mapping.items()):
+            by_target.setdefault(target_type, []).append(source_type)
+        renames = {olds[0]: new for new, olds in by_target.items() if len(olds) == 1 and olds[0] != new}
+        merges = {new: olds for new, olds in by_target.items() if len(olds) > 1}
+        if renames:
+            lines += ["", "[rename]"]
+            for old, new in sorted(renames.items()):
+                lines += [f"# {self._why(old)}", f'{_key(old)} = "{new}"']
+        if merges:
+            lines += ["", "[merge]"]
+            for new, olds in sorted(merges.items()):
+                lines += [f"# {self._why(old)}" for old in olds]
+                lines.append(f"{_key(new)} = [{', '.join(chr(34) + o + chr(34) for o in olds)}]")
+        unmatched = sorted(set(self.evidence.predicted) - set(self.mapping))
+        kept = sorted(s for s, t in self.mapping.items() if s == t)
+        if kept:
+            lines += ["", f"# kept as they are (already the target's names): {', '.join(kept)}"]
+        if unmatched:
+            lines += ["", "# no target type takes enough of these (left out of the map: the adapted model keeps them;",
+                      "# add them to [drop] to drop them):"]
+            lines += [f"# {self._why(s)}" for s in unmatched]
+        return "\n".join(lines) + "\n"
+
+
+def _key(name: str) -> str:
+    """A TOML key: bare when it can be, quoted otherwise."""
+    return name if name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'
+
+
+def gather_evidence(source: Tagger, corpus: Corpus, batch_size: int = 64, progress: bool = False) -> Evidence:
+    evidence = Evidence()
+    predicted = source.predict([s.tokens for s in corpus.sentences], batch_size, progress, confidence=False)
+    for sentence, tagged in zip(corpus.sentences, predicted):
+        gold = chunks(sentence.tags)
+        evidence.gold.update(span.label for span in gold)
+        for entity in tagged.entities:
+            evidence.predicted[entity.label] += 1
+            touched = {g.label for g in gold if g.start < entity.end and entity.start < g.end}
+            for target_type in touched:
+                evidence.overlap[entity.label, target_type] += 1
+            for g in gold:
+                if (g.start, g.end) == (entity.start, entity.end):
+                    evidence.exact[entity.label, g.label] += 1
+    return evidence
+
+
+def suggest_map(
+    source: Tagger, corpus: Corpus, min_share: float = DEFAULT_MIN_SHARE, batch_size: int = 64, progress: bool = False
+) -> Suggestion:
+    """For each source type, the target type most of its predictions overlap, if that is at
+    least `min_share` of them."""
+    evidence = gather_evidence(source, corpus, batch_size, progress)
+    mapping = {}
+    for source_type, total in evidence.predicted.items():
+        rows = evidence.matches(source_type)
+        if rows and rows[0][2] >= min_share * total:
+            mapping[source_type] = rows[0][0]
+    return Suggestion(mapping, evidence, min_share)
