@@ -41,8 +41,8 @@ rm -rf "$out/source" "$out/adapted" "$out/adapted-naive"
 step "Train the source: a BiLSTM-CRF on 32 WikiGold documents (dev: the other 8)" \
   tagshift train --backend bilstm-crf --train "$out/wiki.train.conll" --dev "$out/wiki.dev.conll" \
   --epochs 12 --seed 0 --out "$out/source" --no-progress
-step "How the source's types meet the target's (a proposed map, with the evidence)" \
-  tagshift labels suggest "$out/source" "$out/politics.conll"
+step "How the source's types meet CrossNER's own (a proposed map, with the evidence)" \
+  tagshift labels suggest "$out/source" "$politics"
 step "Adapt: extend the head with the new types; the source pseudo-labels its own types" \
   tagshift adapt "$out/source" --train "$out/politics.train.new-only.conll" \
   --dev "$out/politics.dev.new-only.conll" --pseudo-label --partial --epochs 15 --seed 0 \

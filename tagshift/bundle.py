@@ -342,6 +342,16 @@ def describe_bundle(path: str | Path, fields: dict[str, Any], lineage: list[dict
         lines.append(f"step {number}: {step.get('step')} on {step.get('date')} by tagshift {step.get('tagshift')}")
         if step.get("command"):
             lines.append(f"  command: {step['command']}")
+        plan = step.get("plan")
+        if isinstance(plan, dict):  # an adapt step
+            lines.append(
+                f"  from {step.get('source')}: {plan.get('operation')}; kept {', '.join(plan.get('kept') or []) or 'none'}; "
+                f"new {', '.join(plan.get('new') or []) or 'none'}; dropped {', '.join(plan.get('dropped') or []) or 'none'}"
+            )
+            pseudo = step.get("pseudo_labels")
+            if isinstance(pseudo, dict):
+                lines.append(f"  pseudo-labels: {sum(pseudo.get('entities', {}).values())} entities "
+                             f"(confidence >= {pseudo.get('threshold')})")
         for role, record in (step.get("data") or {}).items():
             if record:
                 digest = f", sha256 {record['sha256'][:12]}" if record.get("sha256") else ""

@@ -123,11 +123,14 @@ def suggest_map(
     source: Tagger, corpus: Corpus, min_share: float = DEFAULT_MIN_SHARE, batch_size: int = 64, progress: bool = False
 ) -> Suggestion:
     """For each source type, the target type most of its predictions overlap, if that is at
-    least `min_share` of them."""
+    least `min_share` of them. A source type whose name the target also uses keeps it: the
+    same name is taken to mean the same type, whatever the source's errors suggest."""
     evidence = gather_evidence(source, corpus, batch_size, progress)
     mapping = {}
     for source_type, total in evidence.predicted.items():
         rows = evidence.matches(source_type)
-        if rows and rows[0][2] >= min_share * total:
+        if source_type in evidence.gold:
+            mapping[source_type] = source_type
+        elif rows and rows[0][2] >= min_share * total:
             mapping[source_type] = rows[0][0]
     return Suggestion(mapping, evidence, min_share)
