@@ -1,0 +1,23 @@
+"""The benchmark scripts stay runnable: each one's --quick mode (tiny slices, one epoch) runs
+end to end and writes its table. Scores are not checked here; the full runs are benchmarks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize("script", ["conll.py", "paper_tasks.py"])
+def test_quick_mode_runs_and_writes_its_table(script, shared_data):
+    name = script.removesuffix(".py")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), "--quick", "--threads", "1"],
+        capture_output=True, text=True, timeout=900, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (REPO / "bench" / "results" / f"{name}-quick.md").read_text()
+    assert table.count("|") > 20 and "±" in table
