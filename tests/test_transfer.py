@@ -345,3 +345,21 @@ def test_labels_suggest_finds_a_renamed_type_from_a_real_models_predictions(wiki
     suggestion = suggest_map(source, target)
     assert suggestion.mapping["PER"] == "person" and suggestion.mapping["LOC"] == "place"
     assert suggestion.evidence.exact["PER", "person"] > 0
+
+
+def test_a_transformer_adapts_with_every_option_and_stays_a_plain_hf_model(wiki, tmp_path):  # noqa: F811
+    from transformers import AutoModelForTokenClassification
+
+    from tagshift.transfer import adapt, adapt_training
+
+    source = transformer(TransformerConfig(), wiki["train150"], seed=0)
+    target = Corpus([  # annotates MISC only
+        s.with_tags(["O" if not t.endswith("MISC") else t for t in s.tags]) for s in wiki["train150"].sentences[:40]
+    ], None)
+    options = AdaptConfig(pseudo_label=0.0, partial=True, distill=1.0)
+    training = adapt_training("transformer", epochs=1, batch_size=8, freeze_epochs=0, unfreeze="gradual")
+    prepared, result = adapt(source, target, None, options, training, out=tmp_path / "adapted")
+    assert prepared.plan.unannotated == ["LOC", "ORG", "PER"] and prepared.pseudo is not None
+    assert training.encoder_lr == training.lr / 10
+    hf = AutoModelForTokenClassification.from_pretrained(tmp_path / "adapted")
+    assert [hf.config.id2label[i] for i in range(len(prepared.plan.labels))] == prepared.plan.labels
