@@ -70,6 +70,12 @@ TOKEN_COL = typer.Option(None, "--token-col", help="Token column (0-based; negat
 TAG_COL = typer.Option(None, "--tag-col", help="Tag column (0-based; negative counts from the end). Detected if not given.")
 MAX_TOKENS = typer.Option(MAX_SENTENCE_TOKENS, "--max-tokens", help="Longest sentence accepted, in tokens.")
 ENCODING = typer.Option("utf-8", "--encoding", help="Text encoding of the input files.")
+# Options `train` and `adapt` share.
+TRAIN_BATCH_SIZE = typer.Option(None, "--batch-size", help="Sentences per batch.")
+SEED = typer.Option(None, "--seed", help="Random seed: the same seed gives the same model.")
+RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace a model already in --out.")
+PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
 
 
 def _read(path: Path, token_col: Optional[int], tag_col: Optional[int], max_tokens: int, encoding: str) -> Corpus:
@@ -228,11 +234,11 @@ def train(
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme the model predicts in (default: iobes for the BiLSTM, iob2 for transformers)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sentences per batch."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same model."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    batch_size: Optional[int] = TRAIN_BATCH_SIZE,
+    seed: Optional[int] = SEED,
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
+    progress: bool = PROGRESS,
     token_col: Optional[int] = TOKEN_COL,
     tag_col: Optional[int] = TAG_COL,
     max_tokens: int = MAX_TOKENS,
@@ -313,11 +319,11 @@ def adapt(
     encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Learning rate of the encoder (default: a tenth of the head's)."),
     freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs that train only the head (and CRF) before the encoder joins."),
     unfreeze: Optional[Unfreeze] = typer.Option(None, "--unfreeze", help="After the frozen epochs: all layers at once, or gradual (top layers first)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sentences per batch."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same model."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    batch_size: Optional[int] = TRAIN_BATCH_SIZE,
+    seed: Optional[int] = SEED,
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
+    progress: bool = PROGRESS,
     token_col: Optional[int] = TOKEN_COL,
     tag_col: Optional[int] = TAG_COL,
     max_tokens: int = MAX_TOKENS,
