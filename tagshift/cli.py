@@ -91,8 +91,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: one per core). Use 1 per job when several jobs share the cores: oversubscribed, torch slows down many times over."),
 ) -> None:
     """Transfer learning for named entity recognition."""
+    if threads is not None:
+        if threads < 1:
+            raise typer.BadParameter(f"--threads {threads}: give 1 or more")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @app.command()

@@ -558,3 +558,14 @@ def test_transformer_bundle_really_loads_in_transformers(transformer_model):
     assert not report["missing_keys"] and not report["unexpected_keys"] and not report["mismatched_keys"]
     labels = json.loads((transformer_model.out / "config.json").read_text())["tagshift"]["labels"]
     assert [loaded.config.id2label[i] for i in range(len(labels))] == labels
+
+
+def test_threads_option_sets_torchs_threads(cli, tmp_path):
+    import torch
+
+    try:
+        result = cli("--threads", "2", "stats", DATA / "wikigold" / "wikigold.slice.conll")
+        assert result.exit_code == 0 and torch.get_num_threads() == 2
+        assert cli("--threads", "0", "stats", DATA / "wikigold" / "wikigold.slice.conll").exit_code == 2
+    finally:
+        torch.set_num_threads(1)
