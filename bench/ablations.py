@@ -23,6 +23,7 @@ VARIANTS = {
     "bilstm-crf, character BiLSTM": ("bilstm-crf", {}),
     "bilstm-crf, character CNN": ("bilstm-crf", {"char_encoder": "cnn"}),
     "bilstm-crf, character BiLSTM + casing": ("bilstm-crf", {"casing_dim": 8}),
+    "bilstm-crf, character BiLSTM, frozen vectors": ("bilstm-crf", {"freeze_vectors": True}),
     "transformer (uncased MiniLM)": ("transformer", {}),
     "transformer + casing": ("transformer", {"casing_dim": 16}),
 }

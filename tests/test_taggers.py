@@ -654,3 +654,18 @@ def test_a_spacy_package_without_vectors_says_so():
 def test_an_unknown_spacy_package_is_a_clear_error():
     with pytest.raises(TagshiftError, match="cannot be loaded"):
         load_vectors("spacy:no_such_package_xyz")
+
+
+def test_frozen_vectors_stay_as_loaded_through_training():
+    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.taggers.build import bilstm_crf
+    from tagshift.training import TrainConfig
+    from tests.conftest import DATA
+
+    train = Corpus(read_corpus(DATA / "wikigold" / "wikigold.slice.conll").sentences[:40], None)
+    config = BiLSTMConfig(word_dim=20, char_dim=8, char_hidden=8, hidden=16, freeze_vectors=True)
+    tagger = bilstm_crf(config, train)
+    before = tagger.encoder.word_embedding.weight.detach().clone()
+    tagger.train(train, None, TrainConfig(epochs=1, lr=1e-2))
+    assert torch.equal(tagger.encoder.word_embedding.weight, before)
+    assert all(p is not tagger.encoder.word_embedding.weight for g in tagger.encoder.layer_groups() for p in g)

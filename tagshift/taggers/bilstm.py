@@ -33,6 +33,7 @@ class BiLSTMConfig:
     word_dropout: float = 0.05  # share of training words replaced by UNK, to learn UNK
     min_count: int = 2  # rarer training words are UNK unless they have a pretrained vector
     vectors: str | None = None  # text file, spacy:PACKAGE or hf:NAME_OR_PATH
+    freeze_vectors: bool = False  # keep the word embeddings as loaded: unseen test words stay in their space
     max_vectors: int = 50_000  # most frequent words of the vectors added to the vocabulary
     head: Literal["crf", "softmax"] = "crf"
 
@@ -99,6 +100,7 @@ class BiLSTMEncoder(nn.Module):
         self.word_embedding = nn.Embedding(len(words), word_dim, padding_idx=0)
         if embeddings is not None:
             self.word_embedding.weight.data.copy_(embeddings)
+        self.word_embedding.weight.requires_grad_(not config.freeze_vectors)
         char_model = CharLSTM if config.char_encoder == "lstm" else CharCNN
         self.char_encoder = char_model(len(chars), config.char_dim, config.char_hidden)
         self.casing = nn.Embedding(len(SHAPES), config.casing_dim, padding_idx=0) if config.casing_dim else None
@@ -116,8 +118,9 @@ class BiLSTMEncoder(nn.Module):
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from the bottom up (word and character representations, then the
-        word BiLSTM), for freezing and gradual unfreezing."""
-        inputs = [*self.word_embedding.parameters(), *self.char_encoder.parameters()]
+        word BiLSTM), for freezing and gradual unfreezing; frozen vectors stay out."""
+        inputs = [] if self.config.freeze_vectors else list(self.word_embedding.parameters())
+        inputs += list(self.char_encoder.parameters())
         inputs += list(self.casing.parameters()) if self.casing is not None else []
         return [inputs, list(self.lstm.parameters())]
 
