@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from tagshift.errors import TagshiftError
+
 
 def default_mode(directory: bool = False) -> int:
     """The permissions a plain `open` or `mkdir` would give under the current umask
@@ -30,3 +32,13 @@ def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise, before any work is done, if `path` cannot be written as a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise TagshiftError(f"{path} is a directory; give a file name")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise TagshiftError(f"{path}: {parent} is a file, not a directory")

@@ -344,9 +344,12 @@ def describe_bundle(path: str | Path, fields: dict[str, Any], lineage: list[dict
             lines.append(f"  command: {step['command']}")
         plan = step.get("plan")
         if isinstance(plan, dict):  # an adapt step
+            moved = [f"{a} -> {b}" for a, b in (plan.get("renamed") or {}).items()]
+            moved += [f"{'+'.join(olds)} -> {new}" for new, olds in (plan.get("merged") or {}).items()]
             lines.append(
                 f"  from {step.get('source')}: {plan.get('operation')}; kept {', '.join(plan.get('kept') or []) or 'none'}; "
-                f"new {', '.join(plan.get('new') or []) or 'none'}; dropped {', '.join(plan.get('dropped') or []) or 'none'}"
+                + (f"renamed or merged {', '.join(moved)}; " if moved else "")
+                + f"new {', '.join(plan.get('new') or []) or 'none'}; dropped {', '.join(plan.get('dropped') or []) or 'none'}"
             )
             pseudo = step.get("pseudo_labels")
             if isinstance(pseudo, dict):

@@ -25,6 +25,7 @@ def _pyplot() -> Any:
 
 def _save(figure: Any, path: Path) -> None:
     plt = _pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:

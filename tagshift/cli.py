@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 import typer
 
 from tagshift import __version__
-from tagshift.atomic import write_text_atomic
+from tagshift.atomic import check_writable, write_text_atomic
 from tagshift.charts import plot_comparison
 from tagshift.bundle import bundle_size, describe_bundle, read_config, read_lineage
 from tagshift.convert import convert_corpus, find_repairs, refuse_repairs
@@ -33,6 +33,7 @@ from tagshift.training import CURVES, LOG
 from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
 from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD
+from tagshift.transfer.report import compare_models
 from tagshift.transfer.suggest import DEFAULT_MIN_SHARE, suggest_map
 
 app = typer.Typer(
@@ -204,18 +205,21 @@ def evaluate(
                 predicted = _read(source, token_col, tag_col, max_tokens, encoding)
             return evaluate_corpora(gold_corpus, predicted, mode.value, scheme_name)
 
-        system = score(gold if model_mode else pred)
-        if baseline is None:
-            if plot is not None:
+        if plot is not None:
+            if baseline is None:
                 raise TagshiftError("--plot draws a comparison: give --baseline too")
-            typer.echo(json.dumps(system.to_json(), indent=2) if as_json else system.render())
-            return
+            check_writable(plot)
         groups = _parse_groups(group)
-        if not groups and baseline.is_dir():  # the forgetting report: the source's types, then the rest
-            old = Tagger.load(baseline).types
-            new = sorted((set(system.per_type) | set(Tagger.load(gold).types if model_mode else [])) - set(old))
-            groups = {"old": old, "new": new}
-        comparison = compare(system, score(baseline), groups)
+        if model_mode and baseline is not None and baseline.is_dir() and not groups:
+            # the forgetting report: the source's types (under the adapted model's names), then the rest
+            comparison = compare_models(Tagger.load(gold), Tagger.load(baseline), gold_corpus, mode.value,
+                                        scheme_name, batch_size)
+        else:
+            system = score(gold if model_mode else pred)
+            if baseline is None:
+                typer.echo(json.dumps(system.to_json(), indent=2) if as_json else system.render())
+                return
+            comparison = compare(system, score(baseline), groups)
         typer.echo(json.dumps(comparison.to_json(), indent=2) if as_json else comparison.render())
         if plot is not None:
             plot_comparison(comparison, plot, f"{gold if model_mode else pred} vs {baseline}")
@@ -344,6 +348,10 @@ def adapt(
     with user_errors():
         if head_lr is not None and lr is not None and head_lr != lr:
             raise TagshiftError("--lr and --head-lr name the same rate; give one")
+        if not 0 <= pseudo_threshold <= 1:
+            raise TagshiftError(f"--pseudo-threshold {pseudo_threshold} should lie in [0, 1]")
+        if out.resolve() == source.resolve():
+            raise TagshiftError(f"--out {out} is the source model; adapt writes a new model: choose another directory")
         check_out(out, resume, overwrite)
         source_tagger = Tagger.load(source)
         read = {"token_col": token_col, "tag_col": tag_col, "max_tokens": max_tokens, "encoding": encoding}

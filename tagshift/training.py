@@ -240,7 +240,7 @@ def fit(
     `resume` continues from the checkpoint in `out`: the result is the one an uninterrupted
     run gives.
 
-    The transfer layer adds three things: `targets`, per training sentence the gold as label
+    The transfer layer adds four things: `targets`, per training sentence the gold as label
     indices (words,) or as allowed-tag sets (words, tags) for partial labels (default: the
     corpus's tags); `extra_loss`, a term added to each batch's loss (distillation); and
     `step`, the lineage record to write (default: a "train" step); and `dev_types`, the
@@ -264,8 +264,8 @@ def fit(
     state = _State()
     best_weights = {k: v.clone() for k, v in tagger.network.state_dict().items()}
     fingerprint = _data_fingerprint(train, dev, options)
-    if step is not None:  # an adapt step's options and plan: resuming with others would mix runs
-        fingerprint["step"] = json.loads(json.dumps(step))
+    if step is not None:  # an adapt step's source, options and plan: resuming with others would mix runs
+        fingerprint["step"] = json.loads(json.dumps({k: v for k, v in step.items() if k != "source"}))
     if resume:
         state, best_weights = _restore(tagger, optimizer, out / CHECKPOINT, fingerprint)  # type: ignore[operator]
 
@@ -337,17 +337,19 @@ def fit(
     test_scores = evaluate_tagger(tagger, test, options.eval_batch_size) if test is not None else None
     result = TrainResult(state.history, state.best_epoch, best_dev, stopped_early, state.seconds, test_scores)
     if out is not None:
-        details = step or {"step": "train", "backend": tagger.backend}
+        details = dict(step or {"step": "train", "backend": tagger.backend})
+        data = {
+            "train": corpus_record(train),
+            "dev": corpus_record(dev) if dev is not None else None,
+            "test": corpus_record(test) if test is not None else None,
+            **details.pop("data", {}),  # adapt records the file it read, not the pseudo-labelled copy
+        }
         tagger.lineage.append(
             step_record(
-                details["step"],
+                details.pop("step"),
                 command=command,
-                **{k: v for k, v in details.items() if k != "step"},
-                data={
-                    "train": corpus_record(train),
-                    "dev": corpus_record(dev) if dev is not None else None,
-                    "test": corpus_record(test) if test is not None else None,
-                },
+                **details,
+                data=data,
                 options=asdict(options),
                 best_epoch=state.best_epoch,
                 epochs_run=state.epoch,
@@ -388,7 +390,9 @@ def _restore(
         raise TagshiftError(f"{path}: no checkpoint to resume from; start without --resume")
     trainer = json.loads((path / STATE).read_text(encoding="utf-8"))
     if trainer["fingerprint"] != fingerprint:
-        changed = [k for k in fingerprint if trainer["fingerprint"].get(k) != fingerprint[k]]
+        before = trainer["fingerprint"]
+        changed = [k for k in fingerprint if k != "step" and before.get(k) != fingerprint[k]]
+        changed += [f"adapt {k}" for k in (fingerprint.get("step") or {}) if (before.get("step") or {}).get(k) != fingerprint["step"][k]]
         raise TagshiftError(
             f"{path}: the checkpoint was made with other {' and '.join(changed)}; resume with the same "
             "data and options, or start afresh without --resume"

@@ -284,12 +284,13 @@ def test_a_mapping_head_reproduces_the_source_under_a_rename_and_folds_into_a_pl
     assert isinstance(adapted.head, CRFHead) and torch.allclose(folded, unfolded, atol=1e-5)
 
 
-def test_a_map_that_merges_types_defaults_to_the_mapping_head(wiki):  # noqa: F811
+def test_a_merged_type_averages_its_sources_in_the_mapping_head(wiki):  # noqa: F811
     label_map = LabelMap.from_dict({"merge": {"NAME": ["PER", "ORG"]}})
     plan = make_plan(label_set(SOURCE_TYPES, "iob2"), "iob2", {"NAME"}, label_map)
-    assert plan.operation == "map" and plan.origin["B-NAME"] == ["B-ORG", "B-PER"]
+    assert plan.operation == "extend" and plan.origin["B-NAME"] == ["B-ORG", "B-PER"]
     source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
-    adapted, report = adapt_head(source, make_plan(source.labels, source.scheme, {"NAME"}, label_map), "quiet")
+    plan = make_plan(source.labels, source.scheme, {"NAME"}, label_map, operation="map")
+    adapted, report = adapt_head(source, plan, "quiet")
     assert report.combined["S-NAME"] == ["S-ORG", "S-PER"]
     mapping = adapted.head.mapping.weight
     row = adapted.labels.index("S-NAME")
@@ -363,3 +364,15 @@ def test_a_transformer_adapts_with_every_option_and_stays_a_plain_hf_model(wiki,
     assert training.encoder_lr == training.lr / 10
     hf = AutoModelForTokenClassification.from_pretrained(tmp_path / "adapted")
     assert [hf.config.id2label[i] for i in range(len(prepared.plan.labels))] == prepared.plan.labels
+
+
+def test_a_suggested_map_with_awkward_type_names_reads_back(tmp_path):
+    from tagshift.transfer.suggest import Evidence, Suggestion
+
+    evidence = Evidence()
+    evidence.predicted.update({"PER": 3, "ORG": 2, "LOC": 2})
+    evidence.overlap.update({("PER", "Persönlich"): 3, ("ORG", "Persönlich"): 2, ("LOC", 'lo"c\\x'): 2})
+    text = Suggestion({"PER": "Persönlich", "ORG": "Persönlich", "LOC": 'lo"c\\x'}, evidence, 0.3).to_toml()
+    (tmp_path / "map.toml").write_text(text, encoding="utf-8")
+    label_map = LabelMap.from_toml(tmp_path / "map.toml")
+    assert label_map.merge == {"Persönlich": ("ORG", "PER")} and label_map.rename == {"LOC": 'lo"c\\x'}

@@ -652,3 +652,76 @@ def test_labels_suggest_writes_a_map_that_adapt_reads(source, files, tmp_path):
 def test_labels_suggest_rejects_a_share_outside_0_1(source, files):
     result = invoke("labels", "suggest", source, files["renamed"], "--min-share", "1.5")
     assert_one_line_error(result, "--min-share 1.5")
+
+
+# --- what a review found --------------------------------------------------------------------
+
+
+def test_the_plan_follows_the_training_data_not_dev(source, files, tmp_path):
+    """Dev annotating every type must not switch pseudo-labels off for the types train leaves O."""
+    result = adapt(source, files["two_train"], tmp_path / "model", "--dev", files["six_test"],
+                   "--pseudo-label", "--pseudo-threshold", "0", "--epochs", "1")
+    assert "target data annotates (2): country, politician" in result.stderr
+    assert "not annotated in the target data: LOC, MISC, ORG, PER" in result.stderr
+    assert sum(lineage(tmp_path / "model")[-1]["pseudo_labels"]["entities"].values()) > 0
+
+
+def test_a_dev_set_without_entities_of_the_models_types_is_refused(source, files, tmp_path):
+    empty = tmp_path / "empty.conll"
+    empty.write_text("a\tO\nb\tO\n")
+    result = invoke("adapt", source, "--train", files["two_train"], "--dev", empty, "--out", tmp_path / "m", "--no-progress")
+    assert_one_line_error(result, "cannot choose an epoch")
+
+
+def test_adapt_refuses_to_write_over_its_source(source, files):
+    result = invoke("adapt", source, "--train", files["two_train"], "--out", source, "--overwrite", "--no-progress")
+    assert_one_line_error(result, "is the source model")
+
+
+def test_lineage_records_the_training_file_as_read_even_with_pseudo_labels(source, files, tmp_path):
+    import hashlib
+
+    adapt(source, files["two_train"], tmp_path / "model", "--pseudo-label", "--pseudo-threshold", "0", "--epochs", "0")
+    step = lineage(tmp_path / "model")[-1]
+    assert step["data"]["train"]["sha256"] == hashlib.sha256(files["two_train"].read_bytes()).hexdigest()
+    assert "train_pseudo_labelled_content_sha256" in step["data"]
+    assert step["source_weights_sha256"]
+
+
+def test_options_with_nothing_to_act_on_are_said(source, files, tmp_path):
+    result = adapt(source, files["six_train"], tmp_path / "model", "--labels", "replace", "--partial", "--epochs", "0")
+    assert "note: --pseudo-label and --partial have nothing to do" in result.stderr
+    assert "  kept: none" in result.stderr
+
+
+def test_a_mapping_head_checkpoint_can_be_adapted_again(source, files, tmp_path):
+    from tagshift.bundle import save_bundle
+    from tagshift.labelmap import LabelMap as Map
+    from tagshift.transfer import adapt_head, make_plan
+
+    tagger = Tagger.load(source)
+    plan = make_plan(tagger.labels, tagger.scheme, {"person"}, Map(rename={"PER": "person"}), operation="map")
+    mapped, _ = adapt_head(tagger, plan)
+    save_bundle(mapped, tmp_path / "checkpoint")
+    result = adapt(tmp_path / "checkpoint", files["two_train"], tmp_path / "again", "--epochs", "0")
+    assert "label plan: extend" in result.stderr
+
+
+def test_the_forgetting_report_compares_a_renamed_type_under_its_new_name(source, files, tmp_path):
+    label_map = write_map(tmp_path / "map.toml", '[rename]\nPER = "person"\n')
+    adapt(source, files["renamed"], tmp_path / "model", "--map", label_map, "--epochs", "0")
+    result = invoke("evaluate", tmp_path / "model", files["renamed"], "--baseline", source, "--json")
+    data = json.loads(result.stdout)
+    person = data["per_type"]["person"]
+    assert person["group"] == "old" and "PER" not in data["per_type"]
+    # untrained, the adapted model is the source under new names: no change anywhere
+    assert person["baseline_f1"] == person["system_f1"] and data["groups"]["all"]["delta_micro_f1"] == 0
+
+
+def test_plot_paths_are_checked_before_any_work(source, files, tmp_path):
+    result = invoke("evaluate", source, files["six_test"], "--baseline", source, "--plot", tmp_path)
+    assert_one_line_error(result, "is a directory")
+    assert result.stdout == ""
+    nested = tmp_path / "new" / "dir" / "chart.png"
+    assert invoke("evaluate", source, files["six_test"], "--baseline", source, "--plot", nested).exit_code == 0
+    assert nested.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

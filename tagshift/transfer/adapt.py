@@ -7,6 +7,7 @@ the training and returns what it did, so the CLI can print the plan before any e
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,8 @@ from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
 from tagshift.labelmap import LabelMap
-from tagshift.schemes import Span, chunks, split_tag
+from tagshift.lineage import content_sha256, corpus_record
+from tagshift.schemes import Span, chunks, get_scheme, split_tag
 from tagshift.taggers.tagger import Tagged, Tagger
 from tagshift.training import TrainConfig, TrainResult, fit, model_tags
 from tagshift.transfer.distill import DEFAULT_TEMPERATURE, Distillation, teacher_scores
@@ -70,24 +72,32 @@ class Prepared:
     tagger: Tagger
     plan: LabelPlan
     surgery: SurgeryReport
-    train: Corpus  # the target training data, pseudo-labelled if asked
+    original: Corpus  # the target training data as read
+    train: Corpus  # the same, pseudo-labelled if asked
     targets: list[Tensor]
     distillation: Distillation | None
     pseudo: PseudoLabelReport | None
     changed: dict[str, int]  # what the untrained adapted model predicts differently from the source
     options: AdaptConfig
+    source_sha256: str  # of the source's weights: resuming against another source is refused
+    notes: list[str] = field(default_factory=list)  # options that do nothing here, and why
 
     def step(self, source: str) -> dict[str, Any]:
-        """The lineage record of this adapt step (training adds data, options and scores)."""
+        """The lineage record of this adapt step (training adds options and scores)."""
+        data = {"train": corpus_record(self.original)}
+        if self.pseudo is not None:
+            data["train_pseudo_labelled_content_sha256"] = content_sha256(self.train)
         return {
             "step": "adapt",
             "backend": self.tagger.backend,
             "source": source,
+            "source_weights_sha256": self.source_sha256,
             "adapt_options": asdict(self.options),
             "plan": self.plan.to_json(),
             "surgery": self.surgery.to_json(),
             "changed_before_training": self.changed,
             "pseudo_labels": self.pseudo.to_json() if self.pseudo else None,
+            "data": data,
         }
 
     def render(self) -> str:
@@ -98,6 +108,7 @@ class Prepared:
         )
         if self.pseudo:
             lines.append(self.pseudo.render())
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -124,21 +135,26 @@ def prepare(
     dev: Corpus | None = None,
     progress: bool = False,
 ) -> Prepared:
-    """Plan, operate on the head, pseudo-label, and build the training targets."""
-    target_types = {span.label for corpus in (train, dev) if corpus for s in corpus.sentences for span in chunks(s.tags)}
+    """Plan, operate on the head, pseudo-label, and build the training targets. The plan
+    follows what the training data annotates; dev only picks the epoch."""
+    target_types = annotated_types(train)
     plan = make_plan(source.labels, source.scheme, target_types, label_map, options.drop, options.labels, options.scheme)
+    if dev is not None:
+        dev_types(dev, plan)  # refused now, not after the source has tagged everything
+    pairs = _distill_pairs(source, plan) if options.distill is not None else []
     tagger, surgery = adapt_head(source, plan, options.init, seed)
 
     sentences = [s.tokens for s in train.sentences]
-    before = source.predict(sentences, 64, progress)
+    before = source.predict(sentences, 64, progress, confidence=options.pseudo_label is not None)
     after = tagger.predict(sentences, 64, confidence=False)
     changed = _changes(before, after, plan.target_of)
 
     pseudo = None
+    adapted = train
     if options.pseudo_label is not None:
         fill = {old: new for old, new in plan.target_of.items() if new in plan.unannotated}
-        train, pseudo = pseudo_label(train, before, fill, options.pseudo_label, plan.scheme)
-    tags = model_tags(train, plan.scheme)
+        adapted, pseudo = pseudo_label(train, before, fill, options.pseudo_label, plan.scheme)
+    tags = model_tags(adapted, plan.scheme)
     # Distillation teaches the old types at gold-O words from the teacher's scores, so there
     # the hard O gives way to partial labels (as in ExtendNER): both at once would fight.
     if options.partial or options.distill is not None:
@@ -147,23 +163,7 @@ def prepare(
         targets = [tagger.gold_indices([t])[0].cpu() for t in tags]
 
     distillation = None
-    if options.distill is not None and plan.scheme != plan.source_scheme:
-        raise TagshiftError(
-            f"--distill compares the source's and the adapted model's scores tag by tag, so both must use one "
-            f"scheme: drop --scheme (the source tags in {plan.source_scheme}), or drop --distill"
-        )
     if options.distill is not None:
-        # Source label -> the adapted model's label of the same tag; one-to-one only, so
-        # types merged into one and dropped ones sit out.
-        index = {label: i for i, label in enumerate(plan.labels)}
-        merged = {old for olds in plan.merged.values() for old in olds}
-        pairs = [
-            (i, index[renamed])
-            for i, label in enumerate(source.labels)
-            if (renamed := _renamed_tag(label, plan.target_of, merged)) in index
-        ]
-        if len(pairs) < 2:
-            raise TagshiftError("--distill needs at least one source type kept in the adapted model")
         distillation = Distillation(
             teacher=teacher_scores(source, sentences, [i for i, _ in pairs]),
             student_columns=[j for _, j in pairs],
@@ -171,7 +171,56 @@ def prepare(
             weight=options.distill,
             temperature=options.temperature,
         )
-    return Prepared(tagger, plan, surgery, train, targets, distillation, pseudo, changed, options)
+    return Prepared(tagger, plan, surgery, train, adapted, targets, distillation, pseudo, changed, options,
+                    weights_sha256(source), _notes(plan, options))
+
+
+def annotated_types(corpus: Corpus) -> set[str]:
+    return {span.label for s in corpus.sentences for span in chunks(s.tags)}
+
+
+def weights_sha256(tagger: Tagger) -> str:
+    """A digest of a tagger's weights, names and values."""
+    digest = hashlib.sha256()
+    for name, tensor in tagger.network.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _notes(plan: LabelPlan, options: AdaptConfig) -> list[str]:
+    """What the user asked for that has nothing to act on here."""
+    notes = []
+    if not plan.unannotated and (options.pseudo_label is not None or options.partial):
+        notes.append("--pseudo-label and --partial have nothing to do: the target data annotates every type of the adapted model")
+    if plan.operation == "replace" and options.init != "quiet":
+        notes.append("--init applies to added rows of extend and map; replace starts every row fresh")
+    if plan.scheme != plan.source_scheme and not set(get_scheme(plan.source_scheme).prefixes) <= set(get_scheme(plan.scheme).prefixes):
+        notes.append(
+            f"{plan.scheme} has fewer prefixes than the source's {plan.source_scheme}: each row starts from one source "
+            "row, so the untrained model's predictions change"
+        )
+    return notes
+
+
+def _distill_pairs(source: Tagger, plan: LabelPlan) -> list[tuple[int, int]]:
+    """(source label, adapted label) index pairs the distillation compares: one-to-one types
+    only, so types merged into one and dropped ones sit out. Checked before any tagging."""
+    if plan.scheme != plan.source_scheme:
+        raise TagshiftError(
+            f"--distill compares the source's and the adapted model's scores tag by tag, so both must use one "
+            f"scheme: drop --scheme (the source tags in {plan.source_scheme}), or drop --distill"
+        )
+    index = {label: i for i, label in enumerate(plan.labels)}
+    merged = {old for olds in plan.merged.values() for old in olds}
+    pairs = [
+        (i, index[renamed])
+        for i, label in enumerate(source.labels)
+        if (renamed := _renamed_tag(label, plan.target_of, merged)) in index
+    ]
+    if len(pairs) < 2:
+        raise TagshiftError("--distill needs at least one source type kept one-to-one in the adapted model")
+    return pairs
 
 
 def _renamed_tag(label: str, target_of: dict[str, str], merged: set[str]) -> str | None:
@@ -215,10 +264,21 @@ def train_prepared(
     command: str | None = None,
     test: Corpus | None = None,
 ) -> TrainResult:
-    """The training half of `adapt`. Dev F1 counts only the types the target data annotates:
-    old types it leaves O would otherwise count as errors and reward forgetting."""
+    """The training half of `adapt`. Dev F1 counts only the types dev annotates: types it
+    leaves O would otherwise count as errors, and reward forgetting them."""
     return fit(
         prepared.tagger, prepared.train, dev, training, out, resume=resume, progress=progress, command=command,
         test=test, targets=prepared.targets, extra_loss=prepared.distillation, step=prepared.step(source_name),
-        dev_types=prepared.plan.target_types,
+        dev_types=dev_types(dev, prepared.plan) if dev is not None else None,
     )
+
+
+def dev_types(dev: Corpus, plan: LabelPlan) -> list[str]:
+    """The adapted model's types that dev annotates; none is an error."""
+    types = sorted(annotated_types(dev) & set(plan.types))
+    if not types:
+        raise TagshiftError(
+            f"{dev.path or 'the dev set'}: no entities of the adapted model's types ({', '.join(plan.types)}), "
+            "so it cannot choose an epoch; give a dev set that annotates some of them, or none"
+        )
+    return types

@@ -112,13 +112,13 @@ def make_plan(
 ) -> LabelPlan:
     """Compare the source's labels with the target data's types and plan the adapted model.
 
-    `label_map` renames, merges or drops source types; `drop` drops more. `extend` keeps
-    every source type the map does not drop and adds the new ones, copying rows; `map` does
-    the same through a mapping layer over the source's label scores; `replace` gives the
-    target types only, with a fresh head. The default is `map` when the label map merges
-    types (one row cannot hold two), else `extend`.
+    `label_map` renames, merges or drops source types; `drop` drops more. `extend` (the
+    default) keeps every source type the map does not drop and adds the new ones, copying
+    rows (a merged type's row is the mean of its sources'); `map` starts from the same
+    function but keeps the source's output layer and learns a mapping layer over its label
+    scores; `replace` gives the target types only, with a fresh head.
     """
-    operation = operation or ("map" if label_map is not None and label_map.merge else "extend")
+    operation = operation or "extend"
     if operation not in OPERATIONS:
         raise TagshiftError(f"--labels {operation}: choose one of {', '.join(OPERATIONS)}")
     scheme = scheme or source_scheme
@@ -171,7 +171,7 @@ def make_plan(
         operation=operation,
         source_types=source_types,
         target_types=target_types,
-        kept=[t for t in source_types if mapped(t) == t and t in model_types],
+        kept=[] if operation == "replace" else [t for t in source_types if mapped(t) == t and t in model_types],
         renamed=renamed,
         merged=merged,
         dropped=dropped,

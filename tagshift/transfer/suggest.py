@@ -11,6 +11,8 @@ to check and edit.
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,12 +82,12 @@ class Suggestion:
         if renames:
             lines += ["", "[rename]"]
             for old, new in sorted(renames.items()):
-                lines += [f"# {self._why(old)}", f'{_key(old)} = "{new}"']
+                lines += [f"# {self._why(old)}", f"{_key(old)} = {_string(new)}"]
         if merges:
             lines += ["", "[merge]"]
             for new, olds in sorted(merges.items()):
                 lines += [f"# {self._why(old)}" for old in olds]
-                lines.append(f"{_key(new)} = [{', '.join(chr(34) + o + chr(34) for o in olds)}]")
+                lines.append(f"{_key(new)} = [{', '.join(_string(o) for o in olds)}]")
         unmatched = sorted(set(self.evidence.predicted) - set(self.mapping))
         kept = sorted(s for s, t in self.mapping.items() if s == t)
         if kept:
@@ -97,9 +99,14 @@ class Suggestion:
         return "\n".join(lines) + "\n"
 
 
+def _string(name: str) -> str:
+    """A TOML basic string (JSON's escaping is TOML's)."""
+    return json.dumps(name, ensure_ascii=False)
+
+
 def _key(name: str) -> str:
-    """A TOML key: bare when it can be, quoted otherwise."""
-    return name if name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'
+    """A TOML key: bare when TOML allows it (ASCII letters, digits, - and _), quoted otherwise."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _string(name)
 
 
 def gather_evidence(source: Tagger, corpus: Corpus, batch_size: int = 64, progress: bool = False) -> Evidence:

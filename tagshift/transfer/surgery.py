@@ -177,13 +177,16 @@ def _rebuild_crf(old: CRFHead, new: CRFHead, stand_in: dict[int, list[int]], gen
 def adapt_head(source: Tagger, plan: LabelPlan, init: str = "quiet", seed: int = 0) -> tuple[Tagger, SurgeryReport]:
     """A new tagger with `plan`'s labels: a copy of the source's encoder and a rebuilt head.
     The source is left untouched (it may still teach or pseudo-label)."""
-    torch.manual_seed(seed)  # a fresh head's own initialisation
     generator = torch.Generator().manual_seed(seed)
     network = copy.deepcopy(source.network)
-    head, report = rebuild_head(
-        network.head, source.labels, plan.labels, plan.scheme, plan.origin,
-        "fresh" if plan.operation == "replace" else init, generator, mapping=plan.operation == "map",
-    )
+    if isinstance(network.head, MappingHead):  # a checkpoint of an adapt --labels map run
+        network.head = network.head.fold()
+    with torch.random.fork_rng():  # a fresh head's own initialisation, without touching the caller's RNG
+        torch.manual_seed(seed)
+        head, report = rebuild_head(
+            network.head, source.labels, plan.labels, plan.scheme, plan.origin,
+            "fresh" if plan.operation == "replace" else init, generator, mapping=plan.operation == "map",
+        )
     tagger = Tagger(source.backend, source.config, plan.labels, plan.scheme, Network(network.encoder, head),
                     copy.deepcopy(source.lineage))
     tagger.network.eval()  # as a loaded model is: training switches it to train mode itself
