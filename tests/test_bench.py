@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("script", ["conll.py", "paper_tasks.py", "ablations.py", "incremental.py", "crossner.py"])
+@pytest.mark.parametrize("script", ["conll.py", "paper_tasks.py", "ablations.py", "incremental.py", "crossner.py", "mit_movie.py"])
 def test_quick_mode_runs_and_writes_its_table(script, shared_data):
     name = script.removesuffix(".py")
     result = subprocess.run(
