@@ -324,6 +324,7 @@ def adapt(
     distill: bool = typer.Option(False, "--distill", help="Keep the source's scores on its labels at O words (knowledge distillation; --distill=W sets the weight)."),
     distill_weight: float = typer.Option(DISTILL_WEIGHT, "--distill-weight", help="Weight of the distillation term."),
     temperature: float = typer.Option(2.0, "--temperature", help="Distillation temperature."),
+    extend_vocab: bool = typer.Option(True, "--extend-vocab/--keep-vocab", help="BiLSTM-CRF: add the target's frequent words and new characters as embedding rows (starting as UNK's under --init quiet, from the word vectors under normal)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train; 0 applies the head operation and saves, untrained."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the head (default: training's)."),
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Same as --lr."),
@@ -367,6 +368,7 @@ def adapt(
             partial=partial,
             distill=distill_weight if distill else None,
             temperature=temperature,
+            extend_vocab=extend_vocab,
         )
         training = adapt_training(
             source_tagger.backend, epochs=epochs, lr=lr or head_lr, encoder_lr=encoder_lr, freeze_epochs=freeze_epochs,

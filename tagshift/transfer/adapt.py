@@ -28,6 +28,7 @@ from tagshift.transfer.partial import partial_targets
 from tagshift.transfer.plan import LabelPlan, make_plan
 from tagshift.transfer.pseudo import PseudoLabelReport, pseudo_label
 from tagshift.transfer.surgery import SurgeryReport, adapt_head
+from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
 # Adapting starts from a trained model: its encoder learns at a tenth of training's rate
 # (the transfer paper's choice), the head (whose new rows start from nothing) at training's.
@@ -46,6 +47,7 @@ class AdaptConfig:
     partial: bool = False
     distill: float | None = None  # weight of the distillation term; None: none
     temperature: float = DEFAULT_TEMPERATURE
+    extend_vocab: bool = True  # BiLSTM-CRF: add the target's words and characters
 
     def __post_init__(self) -> None:
         try:
@@ -80,6 +82,7 @@ class Prepared:
     changed: dict[str, int]  # what the untrained adapted model predicts differently from the source
     options: AdaptConfig
     source_sha256: str  # of the source's weights: resuming against another source is refused
+    vocabulary: VocabularyReport | None = None
     notes: list[str] = field(default_factory=list)  # options that do nothing here, and why
 
     def step(self, source: str) -> dict[str, Any]:
@@ -96,12 +99,15 @@ class Prepared:
             "plan": self.plan.to_json(),
             "surgery": self.surgery.to_json(),
             "changed_before_training": self.changed,
+            "vocabulary": self.vocabulary.to_json() if self.vocabulary else None,
             "pseudo_labels": self.pseudo.to_json() if self.pseudo else None,
             "data": data,
         }
 
     def render(self) -> str:
         lines = [self.plan.render(), self.surgery.render()]
+        if self.vocabulary is not None:
+            lines.append(self.vocabulary.render())
         lines.append(
             f"before training, the adapted model differs from the source on {self.changed['entities']} entities "
             f"in {self.changed['sentences']} of {len(self.train)} training sentences"
@@ -143,6 +149,7 @@ def prepare(
         dev_types(dev, plan)  # refused now, not after the source has tagged everything
     pairs = _distill_pairs(source, plan) if options.distill is not None else []
     tagger, surgery = adapt_head(source, plan, options.init, seed)
+    vocabulary = extend_vocabulary(tagger, train, options.init, seed) if options.extend_vocab else None
 
     sentences = [s.tokens for s in train.sentences]
     before = source.predict(sentences, 64, progress, confidence=options.pseudo_label is not None)
@@ -172,7 +179,7 @@ def prepare(
             temperature=options.temperature,
         )
     return Prepared(tagger, plan, surgery, train, adapted, targets, distillation, pseudo, changed, options,
-                    weights_sha256(source), _notes(plan, options))
+                    weights_sha256(source), vocabulary, _notes(plan, options))
 
 
 def annotated_types(corpus: Corpus) -> set[str]:
