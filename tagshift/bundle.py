@@ -356,7 +356,7 @@ def describe_bundle(path: str | Path, fields: dict[str, Any], lineage: list[dict
                 lines.append(f"  pseudo-labels: {sum(pseudo.get('entities', {}).values())} entities "
                              f"(confidence >= {pseudo.get('threshold')})")
         for role, record in (step.get("data") or {}).items():
-            if record:
+            if isinstance(record, dict):
                 digest = f", sha256 {record['sha256'][:12]}" if record.get("sha256") else ""
                 lines.append(f"  {role}: {record.get('path')} ({record.get('sentences')} sentences{digest})")
         for split, scores in (step.get("scores") or {}).items():

@@ -691,7 +691,8 @@ def test_lineage_records_the_training_file_as_read_even_with_pseudo_labels(sourc
     adapt(source, files["two_train"], tmp_path / "model", "--pseudo-label", "--pseudo-threshold", "0", "--epochs", "0")
     step = lineage(tmp_path / "model")[-1]
     assert step["data"]["train"]["sha256"] == hashlib.sha256(files["two_train"].read_bytes()).hexdigest()
-    assert "train_pseudo_labelled_content_sha256" in step["data"]
+    assert "pseudo_labelled_content_sha256" in step["data"]["train"]
+    assert invoke("info", tmp_path / "model").exit_code == 0
     assert step["source_weights_sha256"]
 
 

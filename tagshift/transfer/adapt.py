@@ -88,8 +88,8 @@ class Prepared:
     def step(self, source: str) -> dict[str, Any]:
         """The lineage record of this adapt step (training adds options and scores)."""
         data = {"train": corpus_record(self.original)}
-        if self.pseudo is not None:
-            data["train_pseudo_labelled_content_sha256"] = content_sha256(self.train)
+        if self.pseudo is not None:  # what training saw: the file's sentences with pseudo-labels
+            data["train"]["pseudo_labelled_content_sha256"] = content_sha256(self.train)
         return {
             "step": "adapt",
             "backend": self.tagger.backend,
