@@ -20,7 +20,7 @@ from tagshift.bundle import bundle_size, describe_bundle, read_config, read_line
 from tagshift.convert import convert_corpus, find_repairs, refuse_repairs
 from tagshift.corpus import Corpus, output_format, read_corpus, write_corpus
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
-from tagshift.jobs import check_out, make_job, run_job
+from tagshift.jobs import check_out, make_adapt_job, make_job, run_job
 from tagshift.predict import format_predictions, read_input
 from tagshift.errors import TagshiftError
 from tagshift.evaluate import evaluate_corpora
@@ -30,7 +30,7 @@ from tagshift.schemes import SCHEMES
 from tagshift.stats import corpus_stats
 from tagshift.taggers import DEFAULT_ENCODER, Tagger
 from tagshift.training import CURVES, LOG
-from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+from tagshift.transfer import adapt_config, adapt_training, prepare, train_prepared
 from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD
 from tagshift.transfer.report import compare_models
@@ -308,23 +308,24 @@ class Unfreeze(str, Enum):
 
 @app.command()
 def adapt(
-    source: Path = typer.Argument(..., help="The trained model to adapt (a model directory); it is not changed."),
-    train_file: Path = typer.Option(..., "--train", help="Target training corpus: may annotate only some types."),
-    out: Path = typer.Option(..., "--out", help="Directory for the adapted model, its log, curves and checkpoints."),
+    source: Optional[Path] = typer.Argument(None, help="The trained model to adapt (a model directory); it is not changed."),
+    train_file: Optional[Path] = typer.Option(None, "--train", help="Target training corpus: may annotate only some types."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the adapted model, its log, curves and checkpoints."),
     dev: Optional[Path] = typer.Option(None, "--dev", help="Target dev corpus; its F1 over the types it annotates picks the best epoch (it may annotate more types than --train)."),
     test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with source, train, dev, test, out, map, an [adapt] table (these options) and a [training] table; options given here win."),
     label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
     labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows (default); map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only."),
-    init: Init = typer.Option(Init.quiet, "--init", help="New rows: quiet (the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
+    init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
     drop: list[str] = typer.Option([], "--drop", help="A source type the adapted model will not predict (repeatable)."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the adapted model. Default: the source's."),
-    pseudo_label: bool = typer.Option(False, "--pseudo-label", help="Let the source tag the target data first and write in its confident entities of types the data does not annotate (--pseudo-label=T sets the threshold)."),
-    pseudo_threshold: float = typer.Option(DEFAULT_THRESHOLD, "--pseudo-threshold", help="Lowest confidence of a pseudo-label."),
+    pseudo_label: bool = typer.Option(False, "--pseudo-label", help=f"Let the source tag the target data first and write in its confident entities of types the data does not annotate (--pseudo-label=T sets the threshold; default {DEFAULT_THRESHOLD})."),
+    pseudo_threshold: Optional[float] = typer.Option(None, "--pseudo-threshold", help="Lowest confidence of a pseudo-label (implies --pseudo-label)."),
     partial: bool = typer.Option(False, "--partial", help="Read the target data's O as 'O or a type it does not annotate', not as O."),
-    distill: bool = typer.Option(False, "--distill", help="Keep the source's scores on its labels at O words (knowledge distillation; --distill=W sets the weight)."),
-    distill_weight: float = typer.Option(DISTILL_WEIGHT, "--distill-weight", help="Weight of the distillation term."),
-    temperature: float = typer.Option(2.0, "--temperature", help="Distillation temperature."),
-    extend_vocab: bool = typer.Option(True, "--extend-vocab/--keep-vocab", help="BiLSTM-CRF: add the target's frequent words and new characters as embedding rows (starting as UNK's under --init quiet, from the word vectors under normal)."),
+    distill: bool = typer.Option(False, "--distill", help=f"Keep the source's scores on its labels at O words (knowledge distillation; --distill=W sets the weight; default {DISTILL_WEIGHT})."),
+    distill_weight: Optional[float] = typer.Option(None, "--distill-weight", help="Weight of the distillation term (implies --distill)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Distillation temperature (default 2)."),
+    extend_vocab: Optional[bool] = typer.Option(None, "--extend-vocab/--keep-vocab", help="BiLSTM-CRF: add the target's frequent words and new characters as embedding rows (default; starting as UNK's under --init quiet, from the word vectors under normal)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train; 0 applies the head operation and saves, untrained."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the head (default: training's)."),
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Same as --lr."),
@@ -349,33 +350,29 @@ def adapt(
     with user_errors():
         if head_lr is not None and lr is not None and head_lr != lr:
             raise TagshiftError("--lr and --head-lr name the same rate; give one")
-        if not 0 <= pseudo_threshold <= 1:
-            raise TagshiftError(f"--pseudo-threshold {pseudo_threshold} should lie in [0, 1]")
-        if out.resolve() == source.resolve():
-            raise TagshiftError(f"--out {out} is the source model; adapt writes a new model: choose another directory")
-        check_out(out, resume, overwrite)
-        source_tagger = Tagger.load(source)
+        threshold = pseudo_threshold if pseudo_threshold is not None else DEFAULT_THRESHOLD if pseudo_label else None
+        weight = distill_weight if distill_weight is not None else DISTILL_WEIGHT if distill else None
+        job = make_adapt_job(
+            config, source=source, train=train_file, out=out, dev=dev, test=test, map=label_map,
+            adapt={"labels": labels.value if labels else None, "init": init.value if init else None,
+                   "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
+                   "pseudo_label": threshold, "partial": partial or None, "distill": weight,
+                   "temperature": temperature, "extend_vocab": extend_vocab},
+            training={"epochs": epochs, "lr": lr or head_lr, "encoder_lr": encoder_lr, "freeze_epochs": freeze_epochs,
+                      "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed},
+        )
+        if job.out.resolve() == job.source.resolve():
+            raise TagshiftError(f"--out {job.out} is the source model; adapt writes a new model: choose another directory")
+        options = adapt_config(job.adapt)
+        check_out(job.out, resume, overwrite)
+        source_tagger = Tagger.load(job.source)
         read = {"token_col": token_col, "tag_col": tag_col, "max_tokens": max_tokens, "encoding": encoding}
-        train_corpus = _read(train_file, **read)
-        dev_corpus = _read(dev, **read) if dev else None
-        test_corpus = _read(test, **read) if test else None
-        options = AdaptConfig(
-            labels=labels.value if labels else None,
-            init=init.value,
-            scheme=scheme.value if scheme else None,
-            drop=list(drop),
-            pseudo_label=pseudo_threshold if pseudo_label else None,
-            partial=partial,
-            distill=distill_weight if distill else None,
-            temperature=temperature,
-            extend_vocab=extend_vocab,
-        )
-        training = adapt_training(
-            source_tagger.backend, epochs=epochs, lr=lr or head_lr, encoder_lr=encoder_lr, freeze_epochs=freeze_epochs,
-            unfreeze=unfreeze.value if unfreeze else None, batch_size=batch_size, seed=seed,
-        )
+        train_corpus = _read(job.train, **read)
+        dev_corpus = _read(job.dev, **read) if job.dev else None
+        test_corpus = _read(job.test, **read) if job.test else None
+        training = adapt_training(source_tagger.backend, **job.training)
         prepared = prepare(source_tagger, train_corpus, options, training.seed,
-                           LabelMap.from_toml(label_map) if label_map else None, dev_corpus, progress)
+                           LabelMap.from_toml(job.map) if job.map else None, dev_corpus, progress)
         typer.echo(prepared.render(), err=True)
         typer.echo(
             f"training: {training.epochs} epochs at most, head lr {training.head_lr or training.lr:g}, encoder lr "
@@ -384,7 +381,7 @@ def adapt(
             err=True,
         )
         result = train_prepared(
-            prepared, dev_corpus, training, out, str(source), resume, progress,
+            prepared, dev_corpus, training, job.out, str(job.source), resume, progress,
             shlex.join(["tagshift", *sys.argv[1:]]), test_corpus,
         )
         tagger = prepared.tagger
@@ -393,7 +390,7 @@ def adapt(
             typer.echo(f"dev entity F1 (conlleval, types the target annotates): {100 * result.best_dev.micro.f1:.2f}", err=True)
         if result.test is not None:
             typer.echo(result.test.render())
-        typer.echo(f"saved to {out}; compare with the source: tagshift evaluate {out} TEST --baseline {source}", err=True)
+        typer.echo(f"saved to {job.out}; compare with the source: tagshift evaluate {job.out} TEST --baseline {job.source}", err=True)
 
 
 labels_app = typer.Typer(help="Label sets of models and corpora.", no_args_is_help=True)

@@ -1,5 +1,6 @@
 """What `tagshift train` does, from files to a saved bundle: a typed job (from a TOML file
-and command-line options, options winning), a new or resumed tagger, training, scores."""
+and command-line options, options winning), a new or resumed tagger, training, scores; and
+the job of `tagshift adapt`, read the same way."""
 
 from __future__ import annotations
 
@@ -58,8 +59,14 @@ class TrainJob:
         return TrainConfig.for_backend(self.backend, **self.training)
 
 
-def read_job_file(path: str | Path) -> dict[str, Any]:
-    """The TOML form of a job: top-level keys, [model] and [training] tables."""
+def read_job_file(
+    path: str | Path,
+    keys: tuple[str, ...] = _JOB_KEYS,
+    tables: tuple[str, ...] = ("model", "training"),
+    paths: tuple[str, ...] = ("train", "dev", "test", "out"),
+) -> dict[str, Any]:
+    """The TOML form of a job: top-level string `keys` (the `paths` among them relative to
+    the file) and option `tables`."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -67,28 +74,69 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
         raise TagshiftError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as err:
         raise TagshiftError(f"{path}: not valid TOML ({err})") from None
-    unknown = sorted(set(data) - set(_JOB_KEYS) - {"model", "training"})
+    unknown = sorted(set(data) - set(keys) - set(tables))
     if unknown:
-        raise TagshiftError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_JOB_KEYS)}, [model], [training]"
-        )
-    base = path.parent  # relative paths in the file are relative to it
-    for key in ("train", "dev", "test", "out", "backend", "scheme"):
+        known = ", ".join([*keys, *(f"[{t}]" for t in tables)])
+        raise TagshiftError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {known}")
+    for key in keys:
         if key in data and not isinstance(data[key], str):
             raise TagshiftError(f"{path}: '{key}' should be a string, not {data[key]!r}")
-    for key in ("train", "dev", "test", "out"):
+    for table in tables:
+        if table in data and not isinstance(data[table], dict):
+            raise TagshiftError(f"{path}: '{table}' should be a table ([{table}]), not {data[table]!r}")
+    for key in paths:
         if key in data:
-            data[key] = base / data[key]
+            data[key] = path.parent / data[key]
     return data
+
+
+def merged_options(config_file: str | Path | None, tables: tuple[str, ...], read: Any, **options: Any) -> dict[str, Any]:
+    """The config file's values (read by `read`) overridden by the non-None `options`; the
+    `tables` merge key by key."""
+    data = read(config_file) if config_file else {}
+    for key in tables:
+        data[key] = {**data.get(key, {}), **{k: v for k, v in options.pop(key, {}).items() if v is not None}}
+    data.update({k: v for k, v in options.items() if v is not None})
+    return data
+
+
+@dataclass
+class AdaptJob:
+    """Everything one `tagshift adapt` run needs; `adapt` holds AdaptConfig fields and
+    `training` TrainConfig fields."""
+
+    source: Path
+    train: Path
+    out: Path
+    dev: Path | None = None
+    test: Path | None = None
+    map: Path | None = None
+    adapt: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+_ADAPT_KEYS = ("source", "train", "dev", "test", "out", "map")
+
+
+def make_adapt_job(config_file: str | Path | None, **options: Any) -> AdaptJob:
+    """An adapt job from the config file (top-level source, train, dev, test, out, map;
+    [adapt] and [training] tables) overridden by the non-None `options`."""
+    def read(path: str | Path) -> dict[str, Any]:
+        return read_job_file(path, _ADAPT_KEYS, ("adapt", "training"), ("source", "train", "dev", "test", "out", "map"))
+
+    data = merged_options(config_file, ("adapt", "training"), read, **options)
+    missing = [k for k in ("source", "train", "out") if k not in data]
+    if missing:
+        raise TagshiftError(f"missing {', '.join(missing)} (give them as options or in --config)")
+    optional = {k: Path(data[k]) if data.get(k) else None for k in ("dev", "test", "map")}
+    return AdaptJob(Path(data["source"]), Path(data["train"]), Path(data["out"]), **optional,
+                    adapt=data["adapt"], training=data["training"])
 
 
 def make_job(config_file: str | Path | None, **options: Any) -> TrainJob:
     """A job from the config file (if any) overridden by the non-None `options`; `model`
     and `training` options merge key by key."""
-    data = read_job_file(config_file) if config_file else {}
-    for key in ("model", "training"):
-        data[key] = {**data.get(key, {}), **{k: v for k, v in options.pop(key, {}).items() if v is not None}}
-    data.update({k: v for k, v in options.items() if v is not None})
+    data = merged_options(config_file, ("model", "training"), read_job_file, **options)
     missing = [k for k in ("backend", "train", "out") if k not in data]
     if missing:
         raise TagshiftError(f"missing {', '.join('--' + m for m in missing)} (give them as options or in --config)")

@@ -733,3 +733,25 @@ def test_plot_paths_are_checked_before_any_work(source, files, tmp_path):
     nested = tmp_path / "new" / "dir" / "chart.png"
     assert invoke("evaluate", source, files["six_test"], "--baseline", source, "--plot", nested).exit_code == 0
     assert nested.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_adapt_reads_a_config_file_and_options_win(source, files, tmp_path):
+    config = tmp_path / "adapt.toml"
+    config.write_text(
+        f'source = "{source}"\ntrain = "{files["two_train"]}"\nout = "model"\n'
+        '[adapt]\npseudo_label = 0.0\npartial = true\ninit = "normal"\n[training]\nepochs = 0\nseed = 3\n'
+    )
+    result = invoke("adapt", "--config", config, "--init", "quiet", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    step = lineage(tmp_path / "model")[-1]  # `out` is relative to the file
+    assert step["adapt_options"]["pseudo_label"] == 0.0 and step["adapt_options"]["partial"] is True
+    assert step["adapt_options"]["init"] == "quiet"  # the option beat the file
+    assert step["options"]["seed"] == 3 and step["options"]["epochs"] == 0
+
+
+def test_adapt_config_errors_name_the_key(source, files, tmp_path):
+    config = tmp_path / "adapt.toml"
+    config.write_text(f'source = "{source}"\ntrain = "{files["two_train"]}"\nout = "m"\n[adapt]\npseudo = 0.5\n')
+    assert_one_line_error(invoke("adapt", "--config", config), "unknown adapt option(s): pseudo")
+    config.write_text(f'source = "{source}"\nout = "m"\n')
+    assert_one_line_error(invoke("adapt", "--config", config), "missing train")

@@ -8,7 +8,7 @@ the training and returns what it did, so the CLI can print the plan before any e
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +56,18 @@ class AdaptConfig:
             raise TagshiftError(f"adapt option {err}") from None
         if self.pseudo_label is not None and not 0 <= self.pseudo_label <= 1:
             raise TagshiftError(f"--pseudo-label threshold {self.pseudo_label} should lie in [0, 1]")
+
+
+def adapt_config(values: dict[str, Any]) -> AdaptConfig:
+    """An AdaptConfig from a job's [adapt] options, unknown keys named."""
+    known = {f.name for f in fields(AdaptConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TagshiftError(f"unknown adapt option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return AdaptConfig(**values)
+    except TypeError as err:
+        raise TagshiftError(f"adapt options: {err}") from None
 
 
 def adapt_training(backend: str, **overrides: Any) -> TrainConfig:
