@@ -358,7 +358,8 @@ def adapt(
                    "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
                    "pseudo_label": threshold, "partial": partial or None, "distill": weight,
                    "temperature": temperature, "extend_vocab": extend_vocab},
-            training={"epochs": epochs, "lr": lr or head_lr, "encoder_lr": encoder_lr, "freeze_epochs": freeze_epochs,
+            training={"epochs": epochs, "lr": lr or head_lr, "head_lr": lr or head_lr, "encoder_lr": encoder_lr,
+                      "freeze_epochs": freeze_epochs,
                       "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed},
         )
         if job.out.resolve() == job.source.resolve():

@@ -12,6 +12,9 @@ def _fits(value: Any, kind: Any) -> bool:
     origin = typing.get_origin(kind)
     if origin is Literal:
         return value in typing.get_args(kind)
+    if origin is list:
+        (item,) = typing.get_args(kind) or (Any,)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
         return any(_fits(value, option) for option in typing.get_args(kind))
     if kind is type(None):

@@ -85,6 +85,8 @@ def read_job_file(
         if table in data and not isinstance(data[table], dict):
             raise TagshiftError(f"{path}: '{table}' should be a table ([{table}]), not {data[table]!r}")
     for key in paths:
+        if key in data and not data[key]:
+            raise TagshiftError(f"{path}: '{key}' is empty; give a path or leave the key out")
         if key in data:
             data[key] = path.parent / data[key]
     return data

@@ -265,7 +265,8 @@ def fit(
     best_weights = {k: v.clone() for k, v in tagger.network.state_dict().items()}
     fingerprint = _data_fingerprint(train, dev, options)
     if step is not None:  # an adapt step's source, options and plan: resuming with others would mix runs
-        fingerprint["step"] = json.loads(json.dumps({k: v for k, v in step.items() if k != "source"}))
+        # (not the paths: "source" and "data" name files; the weights and content are hashed)
+        fingerprint["step"] = json.loads(json.dumps({k: v for k, v in step.items() if k not in ("source", "data")}))
     if resume:
         state, best_weights = _restore(tagger, optimizer, out / CHECKPOINT, fingerprint)  # type: ignore[operator]
 

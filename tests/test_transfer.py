@@ -408,3 +408,19 @@ def test_normal_vocabulary_rows_start_from_the_word_vectors(wiki):  # noqa: F811
     report = extend_vocabulary(source, wiki["held_out"], "normal")
     assert report.from_vectors > 0 and report.from_vectors <= report.words_added
     assert extend_vocabulary(transformer(TransformerConfig(), small), wiki["held_out"]) is None
+
+
+def test_frozen_vectors_add_only_words_that_have_a_vector(wiki, tmp_path):  # noqa: F811
+    from tagshift.taggers import BiLSTMConfig
+    from tagshift.transfer.vocabulary import extend_vocabulary
+
+    vectors = tmp_path / "vectors.txt"
+    words = ["election", "parliament", "minister"]
+    vectors.write_text("".join(f"{w} " + " ".join(str(0.1 * (i + 1)) for _ in range(4)) + "\n" for i, w in enumerate(words)))
+    small = Corpus(wiki["train150"].sentences[:20], None)
+    source = bilstm_crf(BiLSTMConfig(vectors=str(vectors), freeze_vectors=True, max_vectors=0, hidden=8, char_hidden=4), small)
+    target = Corpus([Sentence(["election", "parliament", "zzyzx", "zzyzx"], ["O"] * 4)], None)
+    report = extend_vocabulary(source, target, "quiet")
+    assert report.words_added == 2 and report.from_vectors == 2 and report.from_unk == 0  # zzyzx has no vector
+    row = source.encoder.word_embedding.weight[source.encoder.words.index("election")]
+    assert torch.allclose(row, torch.full((4,), 0.1)) and not row.requires_grad

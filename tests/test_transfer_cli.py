@@ -755,3 +755,41 @@ def test_adapt_config_errors_name_the_key(source, files, tmp_path):
     assert_one_line_error(invoke("adapt", "--config", config), "unknown adapt option(s): pseudo")
     config.write_text(f'source = "{source}"\nout = "m"\n')
     assert_one_line_error(invoke("adapt", "--config", config), "missing train")
+
+
+# --- what a second review found ----------------------------------------------------------------
+
+
+def test_a_model_compared_with_itself_in_strict_iobes_changes_nothing(source, files, tmp_path):
+    iobes = tmp_path / "test.iobes"
+    assert invoke("convert", files["six_test"], iobes, "--to", "iobes").exit_code == 0
+    result = invoke("evaluate", source, iobes, "--baseline", source, "--mode", "strict", "--scheme", "iobes", "--json")
+    data = json.loads(result.stdout)
+    assert data["groups"]["all"]["delta_micro_f1"] == 0
+    assert data["baseline"]["micro"] == data["system"]["micro"]  # the same predictions, read the same way
+
+
+def test_the_forgetting_report_follows_renames_across_steps_and_leaves_dropped_types_out(source, files, tmp_path):
+    first = write_map(tmp_path / "first.toml", '[rename]\nPER = "person"\n[drop]\nlabels = ["MISC"]\n')
+    second = write_map(tmp_path / "second.toml", '[rename]\nperson = "human"\n')
+    adapt(source, files["renamed"], tmp_path / "one", "--map", first, "--epochs", "0")
+    human = relabel(read_corpus(files["renamed"]), tmp_path / "human.conll",
+                    lambda span, n: {"person": "human", "MISC": None}.get(span.label, span.label))
+    adapt(tmp_path / "one", human, tmp_path / "two", "--map", second, "--epochs", "0")
+    data = json.loads(invoke("evaluate", tmp_path / "two", human, "--baseline", source, "--json").stdout)
+    assert data["per_type"]["human"]["group"] == "old" and "person" not in data["per_type"]
+    assert "MISC" not in data["per_type"]  # dropped: neither side predicts it
+    assert data["per_type"]["human"]["baseline_f1"] > 0  # the source's PER, read as human
+
+
+def test_the_command_lines_learning_rate_beats_the_files_head_lr(source, files, tmp_path):
+    config = tmp_path / "adapt.toml"
+    config.write_text(f'source = "{source}"\ntrain = "{files["two_train"]}"\nout = "m"\n[training]\nhead_lr = 0.01\nepochs = 0\n')
+    result = invoke("adapt", "--config", config, "--lr", "0.05", "--no-progress")
+    assert "head lr 0.05, encoder lr 0.005" in result.stderr
+
+
+def test_a_drop_that_is_not_a_list_is_one_line(source, files, tmp_path):
+    config = tmp_path / "adapt.toml"
+    config.write_text(f'source = "{source}"\ntrain = "{files["two_train"]}"\nout = "m"\n[adapt]\ndrop = "MISC"\n')
+    assert_one_line_error(invoke("adapt", "--config", config), "drop = 'MISC' should be list")

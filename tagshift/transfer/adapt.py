@@ -75,7 +75,7 @@ def adapt_training(backend: str, **overrides: Any) -> TrainConfig:
     learning rate (`lr`, which the head keeps) unless `encoder_lr` says otherwise."""
     options = TrainConfig.for_backend(backend, **overrides)
     if options.encoder_lr is None:
-        options.encoder_lr = options.lr * ENCODER_LR_FACTOR
+        options.encoder_lr = (options.head_lr or options.lr) * ENCODER_LR_FACTOR
     return options
 
 
@@ -213,7 +213,9 @@ def _notes(plan: LabelPlan, options: AdaptConfig) -> list[str]:
     if not plan.unannotated and (options.pseudo_label is not None or options.partial):
         notes.append("--pseudo-label and --partial have nothing to do: the target data annotates every type of the adapted model")
     if plan.operation == "replace" and options.init != "quiet":
-        notes.append("--init applies to added rows of extend and map; replace starts every row fresh")
+        notes.append("--labels replace starts every head row fresh: --init decides only new vocabulary rows")
+    if options.distill is None and options.temperature != DEFAULT_TEMPERATURE:
+        notes.append("--temperature is the distillation's: it does nothing without --distill")
     if plan.scheme != plan.source_scheme and not set(get_scheme(plan.source_scheme).prefixes) <= set(get_scheme(plan.scheme).prefixes):
         notes.append(
             f"{plan.scheme} has fewer prefixes than the source's {plan.source_scheme}: each row starts from one source "

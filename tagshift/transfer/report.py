@@ -12,23 +12,37 @@ from tagshift.taggers.tagger import Tagger
 from tagshift.transfer.adapt import weights_sha256
 
 
-def names_in(system: Tagger, baseline: Tagger) -> dict[str, str]:
-    """Baseline type -> the system's name for it: the renames and merges of the adapt step
-    that made `system` from `baseline` (found in its lineage by the baseline's weights), else
-    every type under its own name."""
+def names_in(system: Tagger, baseline: Tagger) -> dict[str, str | None]:
+    """Baseline type -> the system's name for it (None: dropped), following the renames,
+    merges and drops of every adapt step from the one that started from `baseline` (found
+    in the system's lineage by the baseline's weights) to the last; without such a step,
+    every type keeps its name."""
     digest = weights_sha256(baseline)
-    for step in reversed(system.lineage):
-        if step.get("step") == "adapt" and step.get("source_weights_sha256") == digest:
-            target_of = (step.get("plan") or {}).get("target_of") or {}
-            return {t: target_of.get(t, t) for t in baseline.types}
-    return {t: t for t in baseline.types}
+    steps = system.lineage
+    start = next((i for i, step in enumerate(steps)
+                  if step.get("step") == "adapt" and step.get("source_weights_sha256") == digest), None)
+    names: dict[str, str | None] = {t: t for t in baseline.types}
+    if start is None:
+        return names
+    for step in steps[start:]:
+        if step.get("step") != "adapt":
+            continue
+        target_of = (step.get("plan") or {}).get("target_of") or {}
+        names = {old: target_of.get(name) if name is not None else None for old, name in names.items()}
+    return names
 
 
-def renamed(corpus: Corpus, names: dict[str, str]) -> Corpus:
-    """Predictions with their types renamed (two source types merged into one stay two entities)."""
-    label_map = LabelMap(rename={old: new for old, new in names.items() if old != new})
+def renamed(corpus: Corpus, names: dict[str, str | None], scheme: str) -> Corpus:
+    """Predictions with their types renamed and dropped types removed, re-encoded in
+    `scheme` (two source types merged into one stay two entities)."""
+    label_map = LabelMap(
+        rename={old: new for old, new in names.items() if new is not None and old != new},
+        drop=tuple(old for old, new in names.items() if new is None),
+    )
+    if not label_map.rename and not label_map.drop:
+        return corpus
     return corpus.with_sentences([
-        s.with_tags(encode(map_spans(chunks(s.tags), label_map), len(s), SCHEMES["iob2"])) for s in corpus.sentences
+        s.with_tags(encode(map_spans(chunks(s.tags), label_map), len(s), SCHEMES[scheme])) for s in corpus.sentences
     ])
 
 
@@ -40,7 +54,8 @@ def compare_models(
     the groups `old` (the baseline's types) and `new` (the system's others)."""
     names = names_in(system, baseline)
     system_scores = evaluate_corpora(test, system.predict_corpus(test, batch_size), mode, scheme)
-    baseline_scores = evaluate_corpora(test, renamed(baseline.predict_corpus(test, batch_size), names), mode, scheme)
-    old = sorted(set(names.values()))
+    predicted = renamed(baseline.predict_corpus(test, batch_size), names, baseline.scheme)
+    baseline_scores = evaluate_corpora(test, predicted, mode, scheme)
+    old = sorted({name for name in names.values() if name is not None})
     new = sorted((set(system.types) | set(system_scores.per_type)) - set(old))
     return compare(system_scores, baseline_scores, {"old": old, "new": new})

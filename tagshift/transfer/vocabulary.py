@@ -9,6 +9,9 @@ pretrained vector) and its new characters as new embedding rows, the old rows un
   word's row on its own.
 - `normal`: a new word starts from its pretrained vector, if the model's vectors have one,
   else from N(mean, std) of the existing rows; a new character from N(mean, std).
+- frozen vectors (`freeze_vectors`): only words with a pretrained vector are added, as
+  that vector, whatever the init: a frozen copy of UNK or a frozen random row would never
+  become the word.
 
 Transformers need none of this: their tokenizers read any word as pieces.
 """
@@ -32,20 +35,24 @@ class VocabularyReport:
     """What the vocabularies gained, and how many target tokens are still unknown."""
 
     words_added: int
-    from_vectors: int
+    from_vectors: int  # new rows that are the word's pretrained vector
+    from_unk: int  # new rows that are copies of UNK's row
     chars_added: int
     unknown_before: float  # share of the target's tokens read as UNK
     unknown_after: float
-    init: str
+    note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def render(self) -> str:
-        start = "UNK's row" if self.init == "quiet" else f"{self.from_vectors} from the word vectors, the rest drawn"
+        drawn = self.words_added - self.from_vectors - self.from_unk
+        starts = [f"{n} {what}" for n, what in ((self.from_unk, "as UNK's row"), (self.from_vectors, "from the word vectors"),
+                                                (drawn, "drawn from the rows' statistics")) if n]
         return (
-            f"vocabulary: {self.words_added} target words added ({start}), {self.chars_added} new characters; "
-            f"unknown target tokens {100 * self.unknown_before:.1f}% -> {100 * self.unknown_after:.1f}%"
+            f"vocabulary: {self.words_added} target words added ({', '.join(starts) or 'none'}), "
+            f"{self.chars_added} new characters; unknown target tokens "
+            f"{100 * self.unknown_before:.1f}% -> {100 * self.unknown_after:.1f}%" + (f" ({self.note})" if self.note else "")
         )
 
 
@@ -77,23 +84,30 @@ def extend_vocabulary(tagger: Tagger, corpus: Corpus, init: str = "quiet", seed:
     encoder, config = tagger.encoder, tagger.config
     generator = torch.Generator().manual_seed(seed)
     before = unknown_share(tagger, corpus)
-    vectors = None
-    if init == "normal" and config.vectors:
+    weight = encoder.word_embedding.weight
+    frozen = not weight.requires_grad  # a frozen row never moves: only a real vector is worth adding
+    vectors, note = None, ""
+    if (init == "normal" or frozen) and config.vectors:
+        from tagshift.errors import TagshiftError
         from tagshift.taggers.vectors import load_vectors
 
-        vectors = load_vectors(config.vectors)
+        try:
+            vectors = load_vectors(config.vectors)
+        except TagshiftError as err:
+            note = f"the model's word vectors could not be read, so none were used: {err}"
     counts = Counter(word_key(t) for s in corpus.sentences for t in s.tokens)
     new_words = [
         w for w, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         if word_lookup(encoder.words, w) == 1 and (n >= config.min_count or (vectors is not None and vectors.get(w) is not None))
     ]
-    weight = encoder.word_embedding.weight
-    if init == "quiet" and weight.requires_grad:
+    if frozen:
+        new_words = [w for w in new_words if vectors is not None and vectors.get(w) is not None]
+    if init == "quiet" and not frozen:
         rows = weight.detach()[encoder.words.index(UNK)].expand(len(new_words), -1).clone()
-        from_vectors = 0
-    else:  # normal, or frozen vectors (a frozen copy of UNK would never become the word)
+        from_vectors, from_unk = 0, len(new_words)
+    else:
         rows = _drawn(weight, len(new_words), generator)
-        from_vectors = 0
+        from_vectors, from_unk = 0, 0
         for i, word in enumerate(new_words):
             vector = vectors.get(word) if vectors is not None else None
             if vector is not None:
@@ -110,4 +124,5 @@ def extend_vocabulary(tagger: Tagger, corpus: Corpus, init: str = "quiet", seed:
     )
     encoder.char_encoder.embedding = _grow(characters, char_rows)
     encoder.chars = Vocab((*encoder.chars.symbols, *new_chars))
-    return VocabularyReport(len(new_words), from_vectors, len(new_chars), before, unknown_share(tagger, corpus), init)
+    return VocabularyReport(len(new_words), from_vectors, from_unk, len(new_chars), before,
+                            unknown_share(tagger, corpus), note)
