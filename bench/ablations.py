@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, RESULTS, mean_std, require_shared, write_section  # noqa: E402
+from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
 
 VARIANTS = {
     "bilstm-crf, character BiLSTM": ("bilstm-crf", {}),
@@ -85,9 +84,7 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
-    parser.add_argument("--quick", action="store_true", help="tiny slices, one epoch: checks that the script runs")
-    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    add_run_options(parser)
     parser.add_argument("--one", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and args.seeds == [0, 1, 2]:
@@ -96,10 +93,7 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         record = run_one(args.one[0], int(args.one[1]), args.quick, folder)
         (folder / f"{slug(args.one[0])}-seed{args.one[1]}.json").write_text(json.dumps(record, indent=2))
         return
@@ -109,16 +103,10 @@ def main() -> None:
         for variant in args.variants:
             if not (folder / f"{slug(variant)}-seed{seed}.json").is_file():
                 print(f"{variant}, seed {seed} ...", file=sys.stderr, flush=True)
-                command = [sys.executable, __file__, "--one", variant, str(seed)]
-                command += (["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
-                subprocess.run(command, check=True)
+                run_child(__file__, [variant, str(seed)], args.quick, args.threads)
     results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
     body = table(results)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / f"{name}.md").write_text(body + "\n")
-    if not args.quick:
-        write_section("ablations", body, " ".join(["python", "bench/ablations.py", *sys.argv[1:]]))
+    publish("ablations", body, results, args.quick)
     print(body)
 
 

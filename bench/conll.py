@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, RESULTS, mean_std, peak_rss_mb, require_shared, write_section  # noqa: E402
+from bench.common import CACHE, add_run_options, mean_std, peak_rss_mb, publish, require_shared, run_child, set_threads  # noqa: E402
 
 BACKENDS = ("bilstm-crf", "transformer")
 # The recipes measured. The BiLSTM-CRF has no GloVe here: its word vectors are the default
@@ -159,9 +158,7 @@ def table(results: list[dict], speeds: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
-    parser.add_argument("--quick", action="store_true", help="tiny slices and 2 epochs: checks that the script runs")
-    parser.add_argument("--threads", type=int, help="torch threads per training run (default: torch's choice)")
+    add_run_options(parser)
     parser.add_argument("--one", nargs=2, metavar=("BACKEND", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and args.seeds == [0, 1, 2]:
@@ -171,10 +168,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:  # the child process: one training run
         backend, seed = args.one[0], int(args.one[1])
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         record = run_one(backend, seed, args.quick, folder)
         (folder / f"{backend}-seed{seed}.json").write_text(json.dumps(record, indent=2))
         return
@@ -185,9 +179,7 @@ def main() -> None:
             done = folder / f"{backend}-seed{seed}.json"
             if not done.is_file():
                 print(f"training {backend}, seed {seed} ...", file=sys.stderr, flush=True)
-                command = [sys.executable, __file__, "--one", backend, str(seed)] + (["--quick"] if args.quick else [])
-                command += ["--threads", str(args.threads)] if args.threads else []
-                subprocess.run(command, check=True)
+                run_child(__file__, [backend, str(seed)], args.quick, args.threads)
             record = json.loads(done.read_text())
             print(f"{backend} seed {seed}: test F1 {100 * record['test_f1']:.2f}", file=sys.stderr, flush=True)
     # The table holds every finished run in the cache, so backends can be run one at a time.
@@ -195,12 +187,7 @@ def main() -> None:
     finished = sorted({r["backend"] for r in results}, key=BACKENDS.index)
     speeds = speed(folder, finished, args.seeds[0], args.quick)
     body = table(results, speeds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"runs": results, "words_per_second": speeds}, indent=2))
-    (RESULTS / f"{name}.md").write_text(body + "\n")
-    command = " ".join(["python", "bench/conll.py", *sys.argv[1:]])
-    if not args.quick:
-        write_section("conll", body, command)
+    publish("conll", body, {"runs": results, "words_per_second": speeds}, args.quick)
     print(body)
 
 

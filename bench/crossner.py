@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, RESULTS, mean_std, require_shared, write_section  # noqa: E402
+from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
 
 DOMAINS = ("politics", "science", "music", "literature", "ai")
 BACKENDS = ("bilstm-crf", "transformer")
@@ -150,9 +150,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
-    parser.add_argument("--quick", action="store_true", help="tiny slices, one epoch: checks that the script runs")
-    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    add_run_options(parser)
     parser.add_argument("--one", nargs=4, metavar=("BACKEND", "DOMAIN", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -168,10 +166,7 @@ def main() -> None:
         return folder / f"{backend}-{domain_name}-{strategy.replace(' ', '').replace('(', '').replace(')', '')}-seed{seed}.json"
 
     if args.one:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         backend, domain_name, strategy, seed = args.one[0], args.one[1], args.one[2], int(args.one[3])
         record = run_one(backend, domain_name, strategy, seed, args.quick, folder)
         done(backend, domain_name, strategy, seed).write_text(json.dumps(record, indent=2))
@@ -184,16 +179,10 @@ def main() -> None:
                 for strategy in args.strategies:
                     if not done(backend, domain_name, strategy, seed).is_file():
                         print(f"{backend}, {domain_name}, {strategy}, seed {seed} ...", file=sys.stderr, flush=True)
-                        command = [sys.executable, __file__, "--one", backend, domain_name, strategy, str(seed)]
-                        command += (["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
-                        subprocess.run(command, check=True)
+                        run_child(__file__, [backend, domain_name, strategy, str(seed)], args.quick, args.threads)
     results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
     body = table(results)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / f"{name}.md").write_text(body + "\n")
-    if not args.quick:
-        write_section("crossner", body, " ".join(["python", "bench/crossner.py", *sys.argv[1:]]))
+    publish("crossner", body, results, args.quick)
     print(body)
 
 

@@ -18,13 +18,12 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, RESULTS, mean_std, require_shared, write_section  # noqa: E402
+from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
 
 ORDER = ["PER", "LOC", "ORG", "MISC"]
 BACKENDS = ("bilstm-crf", "transformer")
@@ -143,9 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
-    parser.add_argument("--quick", action="store_true", help="tiny slices, one epoch: checks that the script runs")
-    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    add_run_options(parser)
     parser.add_argument("--one", nargs=3, metavar=("BACKEND", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and args.seeds == [0, 1, 2]:
@@ -156,10 +153,7 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         backend, strategy, seed = args.one[0], args.one[1], int(args.one[2])
         record = run_one(backend, strategy, seed, args.quick, folder)
         (folder / f"{backend}-{strategy.replace(' ', '')}-seed{seed}.json").write_text(json.dumps(record, indent=2))
@@ -171,16 +165,10 @@ def main() -> None:
             for strategy in args.strategies:
                 if not (folder / f"{backend}-{strategy.replace(' ', '')}-seed{seed}.json").is_file():
                     print(f"{backend}, {strategy}, seed {seed} ...", file=sys.stderr, flush=True)
-                    command = [sys.executable, __file__, "--one", backend, strategy, str(seed)]
-                    command += (["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
-                    subprocess.run(command, check=True)
+                    run_child(__file__, [backend, strategy, str(seed)], args.quick, args.threads)
     results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
     body = table(results, args.quick)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / f"{name}.md").write_text(body + "\n")
-    if not args.quick:
-        write_section("incremental", body, " ".join(["python", "bench/incremental.py", *sys.argv[1:]]))
+    publish("incremental", body, results, args.quick)
     print(body)
 
 

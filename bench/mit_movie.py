@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, RESULTS, mean_std, require_shared, write_section  # noqa: E402
+from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
 
 RECIPE = {"epochs": 4, "lr": 5e-5}  # the rest is TrainConfig.for_backend("transformer")
 PUBLISHED = "roberta-base ≈88.5 entity-level (a token-level 94.4 is not comparable)"
@@ -101,9 +100,7 @@ def table(results: list[dict], test_counts: Counter) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
-    parser.add_argument("--quick", action="store_true", help="tiny slices, one epoch: checks that the script runs")
-    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    add_run_options(parser)
     parser.add_argument("--one", type=int, metavar="SEED", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and args.seeds == [0, 1, 2]:
@@ -112,10 +109,7 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one is not None:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         (folder / f"seed{args.one}.json").write_text(json.dumps(run_one(args.one, args.quick, folder), indent=2))
         return
 
@@ -123,19 +117,13 @@ def main() -> None:
     for seed in args.seeds:
         if not (folder / f"seed{seed}.json").is_file():
             print(f"seed {seed} ...", file=sys.stderr, flush=True)
-            command = [sys.executable, __file__, "--one", str(seed)]
-            command += (["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
-            subprocess.run(command, check=True)
+            run_child(__file__, [str(seed)], args.quick, args.threads)
     from tagshift.schemes import chunks
 
     results = [json.loads(f.read_text()) for f in sorted(folder.glob("seed*.json"))]
     _, test = corpora(args.quick)
     body = table(results, Counter(x.label for s in test.sentences for x in chunks(s.tags)))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / f"{name}.md").write_text(body + "\n")
-    if not args.quick:
-        write_section("mit_movie", body, " ".join(["python", "bench/mit_movie.py", *sys.argv[1:]]))
+    publish("mit_movie", body, results, args.quick)
     print(body)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, RESULTS, mean_std, peak_rss_mb, require_shared, write_section  # noqa: E402
+from bench.common import CACHE, add_run_options, mean_std, peak_rss_mb, publish, require_shared, run_child, set_threads  # noqa: E402
 
 OLD, NEW = ["LOC", "ORG", "PER"], "MISC"
 WNUT_TO_CONLL = {"person": "PER", "location": "LOC", "corporation": "ORG", "group": "ORG",
@@ -263,9 +263,7 @@ def goal_lines(runs: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["i", "ii", "iii"], choices=["i", "ii", "iii"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
-    parser.add_argument("--quick", action="store_true", help="tiny slices, one epoch: checks that the script runs")
-    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    add_run_options(parser)
     parser.add_argument("--one", nargs=3, metavar=("TASK", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and args.seeds == [0, 1, 2]:
@@ -274,10 +272,7 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         task, strategy, seed = args.one[0], args.one[1], int(args.one[2])
         record = run_one(task, strategy, seed, args.quick, folder)
         (folder / f"{task}-{strategy.replace(' ', '')}-seed{seed}.json").write_text(json.dumps(record, indent=2))
@@ -290,18 +285,12 @@ def main() -> None:
                 done = folder / f"{task}-{strategy.replace(' ', '')}-seed{seed}.json"
                 if not done.is_file():
                     print(f"task {task}, {strategy}, seed {seed} ...", file=sys.stderr, flush=True)
-                    command = [sys.executable, __file__, "--one", task, strategy, str(seed)]
-                    command += (["--quick"] if args.quick else []) + (["--threads", str(args.threads)] if args.threads else [])
-                    subprocess.run(command, check=True)
+                    run_child(__file__, [task, strategy, str(seed)], args.quick, args.threads)
     runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
     data = tasks(args.quick)
     body = "\n\n".join(task_table(t, data[t], [r for r in runs if r["task"] == t], args.quick)
                        for t in ("i", "ii", "iii") if any(r["task"] == t for r in runs))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"runs": runs}, indent=2))
-    (RESULTS / f"{name}.md").write_text(body + "\n")
-    if not args.quick:
-        write_section("paper_tasks", body, " ".join(["python", "bench/paper_tasks.py", *sys.argv[1:]]))
+    publish("paper_tasks", body, {"runs": runs}, args.quick)
     print(body)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, RESULTS, require_shared, write_section  # noqa: E402
+from bench.common import CACHE, publish, require_shared  # noqa: E402
 
 BACKENDS = ("bilstm-crf", "transformer")
 TRAIN_SENTENCES = {"full": 1000, "quick": 64}
@@ -145,12 +145,7 @@ def main() -> None:
         goal = GOALS["memory"] if "RSS" in name else GOALS["adapt"]
         lines.append(f"| {name} | {statistics.mean(values):,.2f} | {max(values):,.2f} | {goal} |")
     body = "\n".join(lines)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "speed-quick" if args.quick else "speed"
-    (RESULTS / f"{name}.md").write_text(body + "\n")
-    (RESULTS / f"{name}.json").write_text(json.dumps({"inference_words_per_second": speeds}, indent=2))
-    if not args.quick:
-        write_section("speed", body, " ".join(["python", "bench/speed.py", *sys.argv[1:]]))
+    publish("speed", body, {"inference_words_per_second": speeds}, args.quick)
     print(body)
 
 
