@@ -25,6 +25,7 @@ The sources of (i) and (ii) are bench/conll.py's BiLSTM-CRF models (trained here
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -74,6 +75,7 @@ def cut(corpus, start: int, end: int | None):
     return Corpus(corpus.sentences[start:end], corpus.path)
 
 
+@functools.cache  # a run reads the corpora once, however many steps ask for them
 def tasks(quick: bool) -> dict[str, dict]:
     """Per task: source data (for iii), target train/dev, and the test sets it is scored on."""
     from tagshift.corpus import Corpus, read_corpus

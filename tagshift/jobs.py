@@ -92,10 +92,9 @@ def read_job_file(
     return data
 
 
-def merged_options(config_file: str | Path | None, tables: tuple[str, ...], read: Any, **options: Any) -> dict[str, Any]:
-    """The config file's values (read by `read`) overridden by the non-None `options`; the
-    `tables` merge key by key."""
-    data = read(config_file) if config_file else {}
+def merged_options(data: dict[str, Any], tables: tuple[str, ...], **options: Any) -> dict[str, Any]:
+    """A config file's values (`data`) overridden by the non-None `options`; the `tables`
+    merge key by key."""
     for key in tables:
         data[key] = {**data.get(key, {}), **{k: v for k, v in options.pop(key, {}).items() if v is not None}}
     data.update({k: v for k, v in options.items() if v is not None})
@@ -123,10 +122,9 @@ _ADAPT_KEYS = ("source", "train", "dev", "test", "out", "map")
 def make_adapt_job(config_file: str | Path | None, **options: Any) -> AdaptJob:
     """An adapt job from the config file (top-level source, train, dev, test, out, map;
     [adapt] and [training] tables) overridden by the non-None `options`."""
-    def read(path: str | Path) -> dict[str, Any]:
-        return read_job_file(path, _ADAPT_KEYS, ("adapt", "training"), ("source", "train", "dev", "test", "out", "map"))
-
-    data = merged_options(config_file, ("adapt", "training"), read, **options)
+    tables = ("adapt", "training")
+    data = read_job_file(config_file, _ADAPT_KEYS, tables, _ADAPT_KEYS) if config_file else {}
+    data = merged_options(data, tables, **options)
     missing = [k for k in ("source", "train", "out") if k not in data]
     if missing:
         raise TagshiftError(f"missing {', '.join(missing)} (give them as options or in --config)")
@@ -138,7 +136,7 @@ def make_adapt_job(config_file: str | Path | None, **options: Any) -> AdaptJob:
 def make_job(config_file: str | Path | None, **options: Any) -> TrainJob:
     """A job from the config file (if any) overridden by the non-None `options`; `model`
     and `training` options merge key by key."""
-    data = merged_options(config_file, ("model", "training"), read_job_file, **options)
+    data = merged_options(read_job_file(config_file) if config_file else {}, ("model", "training"), **options)
     missing = [k for k in ("backend", "train", "out") if k not in data]
     if missing:
         raise TagshiftError(f"missing {', '.join('--' + m for m in missing)} (give them as options or in --config)")
