@@ -319,10 +319,10 @@ def adapt(
     init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
     drop: list[str] = typer.Option([], "--drop", help="A source type the adapted model will not predict (repeatable)."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the adapted model. Default: the source's."),
-    pseudo_label: bool = typer.Option(False, "--pseudo-label", help=f"Let the source tag the target data first and write in its confident entities of types the data does not annotate (--pseudo-label=T sets the threshold; default {DEFAULT_THRESHOLD})."),
+    pseudo_label: Optional[bool] = typer.Option(None, "--pseudo-label/--no-pseudo-label", help=f"Let the source tag the target data first and write in its confident entities of types the data does not annotate (--pseudo-label=T sets the threshold; default {DEFAULT_THRESHOLD}). --no-* switches off what a --config file switched on, here and below."),
     pseudo_threshold: Optional[float] = typer.Option(None, "--pseudo-threshold", help="Lowest confidence of a pseudo-label (implies --pseudo-label)."),
-    partial: bool = typer.Option(False, "--partial", help="Read the target data's O as 'O or a type it does not annotate', not as O."),
-    distill: bool = typer.Option(False, "--distill", help=f"Keep the source's scores on its labels at O words (knowledge distillation; --distill=W sets the weight; default {DISTILL_WEIGHT})."),
+    partial: Optional[bool] = typer.Option(None, "--partial/--no-partial", help="Read the target data's O as 'O or a type it does not annotate', not as O."),
+    distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help=f"Keep the source's scores on its labels at O words (knowledge distillation; --distill=W sets the weight; default {DISTILL_WEIGHT})."),
     distill_weight: Optional[float] = typer.Option(None, "--distill-weight", help="Weight of the distillation term (implies --distill)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Distillation temperature (default 2)."),
     extend_vocab: Optional[bool] = typer.Option(None, "--extend-vocab/--keep-vocab", help="BiLSTM-CRF: add the target's frequent words and new characters as embedding rows (default; starting as UNK's under --init quiet, from the word vectors under normal)."),
@@ -350,13 +350,13 @@ def adapt(
     with user_errors():
         if head_lr is not None and lr is not None and head_lr != lr:
             raise TagshiftError("--lr and --head-lr name the same rate; give one")
-        threshold = pseudo_threshold if pseudo_threshold is not None else DEFAULT_THRESHOLD if pseudo_label else None
-        weight = distill_weight if distill_weight is not None else DISTILL_WEIGHT if distill else None
+        threshold = _switch_value("--pseudo-label", pseudo_label, "--pseudo-threshold", pseudo_threshold)
+        weight = _switch_value("--distill", distill, "--distill-weight", distill_weight)
         job = make_adapt_job(
             config, source=source, train=train_file, out=out, dev=dev, test=test, map=label_map,
             adapt={"labels": labels.value if labels else None, "init": init.value if init else None,
                    "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
-                   "pseudo_label": threshold, "partial": partial or None, "distill": weight,
+                   "pseudo_label": threshold, "partial": partial, "distill": weight,
                    "temperature": temperature, "extend_vocab": extend_vocab},
             training={"epochs": epochs, "lr": lr or head_lr, "head_lr": lr or head_lr, "encoder_lr": encoder_lr,
                       "freeze_epochs": freeze_epochs,
@@ -392,6 +392,17 @@ def adapt(
         if result.test is not None:
             typer.echo(result.test.render())
         typer.echo(f"saved to {job.out}; compare with the source: tagshift evaluate {job.out} TEST --baseline {job.source}", err=True)
+
+
+def _switch_value(name: str, switch: bool | None, value_name: str, value: float | None) -> float | bool | None:
+    """An on/off option with an optional value: the value if given (which switches it on),
+    else the switch (True: the default value; False: off even if a config file has it on;
+    None: the config file decides)."""
+    if value is None:
+        return switch
+    if switch is False:
+        raise TagshiftError(f"--no-{name[2:]} and {value_name} contradict each other; give one")
+    return value
 
 
 labels_app = typer.Typer(help="Label sets of models and corpora.", no_args_is_help=True)

@@ -789,6 +789,24 @@ def test_the_command_lines_learning_rate_beats_the_files_head_lr(source, files, 
     assert "head lr 0.05, encoder lr 0.005" in result.stderr
 
 
+def test_the_command_line_switches_off_what_the_file_switched_on(source, files, tmp_path):
+    config = tmp_path / "adapt.toml"
+    config.write_text(
+        f'source = "{source}"\ntrain = "{files["two_train"]}"\n'
+        '[adapt]\npseudo_label = true\npartial = true\ndistill = true\n[training]\nepochs = 0\n'
+    )
+    on = invoke("adapt", "--config", config, "--out", tmp_path / "on", "--no-progress")
+    assert on.exit_code == 0, on.stderr
+    options = lineage(tmp_path / "on")[-1]["adapt_options"]
+    assert (options["pseudo_label"], options["partial"], options["distill"]) == (0.5, True, 1.0)  # true: the defaults
+    off = invoke("adapt", "--config", config, "--out", tmp_path / "off", "--no-pseudo-label", "--no-partial",
+                 "--no-distill", "--no-progress")
+    assert off.exit_code == 0, off.stderr
+    options = lineage(tmp_path / "off")[-1]["adapt_options"]
+    assert (options["pseudo_label"], options["partial"], options["distill"]) == (None, False, None)
+    clash = invoke("adapt", "--config", config, "--out", tmp_path / "x", "--no-distill", "--distill-weight", "2")
+    assert_one_line_error(clash, "--no-distill and --distill-weight")
+
 def test_a_drop_that_is_not_a_list_is_one_line(source, files, tmp_path):
     config = tmp_path / "adapt.toml"
     config.write_text(f'source = "{source}"\ntrain = "{files["two_train"]}"\nout = "m"\n[adapt]\ndrop = "MISC"\n')

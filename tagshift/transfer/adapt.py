@@ -23,10 +23,10 @@ from tagshift.lineage import content_sha256, corpus_record
 from tagshift.schemes import Span, chunks, get_scheme, split_tag
 from tagshift.taggers.tagger import Tagged, Tagger
 from tagshift.training import TrainConfig, TrainResult, fit, model_tags
-from tagshift.transfer.distill import DEFAULT_TEMPERATURE, Distillation, teacher_scores
+from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Distillation, teacher_scores
 from tagshift.transfer.partial import partial_targets
 from tagshift.transfer.plan import LabelPlan, make_plan
-from tagshift.transfer.pseudo import PseudoLabelReport, pseudo_label
+from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
 from tagshift.transfer.surgery import SurgeryReport, adapt_head
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
@@ -43,13 +43,18 @@ class AdaptConfig:
     init: Literal["quiet", "normal"] = "quiet"
     scheme: str | None = None  # the adapted model's tag scheme; None: the source's
     drop: list[str] = field(default_factory=list)
-    pseudo_label: float | None = None  # confidence threshold; None: no pseudo-labels
+    pseudo_label: float | None = None  # confidence threshold; None: no pseudo-labels (true: the default threshold)
     partial: bool = False
-    distill: float | None = None  # weight of the distillation term; None: none
+    distill: float | None = None  # weight of the distillation term; None: none (true: the default weight)
     temperature: float = DEFAULT_TEMPERATURE
     extend_vocab: bool = True  # BiLSTM-CRF: add the target's words and characters
 
     def __post_init__(self) -> None:
+        # A switch may be written as a boolean (`pseudo_label = true` in a job file,
+        # `--no-pseudo-label` over one): on takes the default value, off is None.
+        for name, default in (("pseudo_label", DEFAULT_THRESHOLD), ("distill", DEFAULT_WEIGHT)):
+            if isinstance(getattr(self, name), bool):
+                setattr(self, name, default if getattr(self, name) else None)
         try:
             check_fields(self, positive=("temperature",), non_negative=("distill",))
         except ValueError as err:
