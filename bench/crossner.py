@@ -23,6 +23,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -99,6 +100,7 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         tagger.train(data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
     else:
         src, src_path = quick_source(backend, seed, folder) if quick else source(backend, seed)
+        started = time.perf_counter()
         if strategy.startswith("map"):
             suggestion = suggest_map(src, data["train"])
             label_map = as_label_map(suggestion.mapping)
@@ -112,6 +114,11 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
         train_prepared(prepared, data["dev"], adapt_training(backend, **options), out, str(src_path))
         tagger = prepared.tagger
+        # speed.py's adapt-time share: the whole update (pseudo-labels, surgery, training)
+        # against the source's training on all of CoNLL-2003
+        record["adapt_seconds"] = time.perf_counter() - started
+        source_record = src_path.with_suffix(".json")
+        record["source_seconds"] = json.loads(source_record.read_text())["train_seconds"] if source_record.is_file() else None
         record["pseudo_labels"] = prepared.pseudo.to_json() if prepared.pseudo else None
     scores = evaluate_tagger(tagger, data["test"])
     return {**record, "test_f1": scores.micro.f1, "test_macro_f1": scores.macro.f1,

@@ -1,8 +1,9 @@
 """Speed and memory, in one run on this machine: training tokens/s and inference words/s of
-each recipe of the CoNLL table (bench/conll.py), beside spaCy's en_core_web_sm NER (tok2vec + ner only) on the same CoNLL-2003
-test tokens, as ratios; peak training memory on all of CoNLL-2003 (from bench/conll.py's
+each recipe of the CoNLL table (bench/conll.py), beside spaCy's en_core_web_sm NER (tok2vec
++ ner only) on the same CoNLL-2003 test tokens, as ratios; peak training memory on all of CoNLL-2003 (from bench/conll.py's
 runs) and adapt wall time as a share of the source's training time (from
-bench/paper_tasks.py's runs). Run it alone: other work on the cores skews every number.
+bench/paper_tasks.py's and bench/crossner.py's runs). Run it alone: other work on the
+cores skews every number.
 
     python bench/speed.py            # a few minutes; needs bench/conll.py's models
     python bench/speed.py --quick    # tiny slices, fresh untrained models: checks the script
@@ -105,16 +106,17 @@ def inference(taggers: dict, sentences: list[list[str]]) -> dict[str, float]:
 
 
 def collected() -> dict[str, list[float]]:
-    """Peak training memory (bench/conll.py) and adapt time shares (bench/paper_tasks.py)."""
+    """Peak training memory (bench/conll.py) and adapt time shares (bench/paper_tasks.py, bench/crossner.py)."""
     found: dict[str, list[float]] = {}
     for row in RECIPES:
         runs = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob(f"{row}-seed*.json"))]
         if runs:
             found[f"peak training RSS MB, {row} (bench/conll.py)"] = [r["peak_rss_mb"] for r in runs]
-    tasks = [json.loads(f.read_text()) for f in sorted((CACHE / "paper_tasks").glob("*-seed*.json"))]
-    shares = [r["adapt_seconds"] / r["source_seconds"] for r in tasks if r.get("source_seconds")]
-    if shares:
-        found["adapt time / source training time (bench/paper_tasks.py)"] = shares
+    for bench, target in (("paper_tasks", "WikiGold, WNUT-17 or half of CoNLL"), ("crossner", "100-200 CrossNER sentences")):
+        runs = [json.loads(f.read_text()) for f in sorted((CACHE / bench).glob("*-seed*.json"))]
+        shares = [r["adapt_seconds"] / r["source_seconds"] for r in runs if r.get("source_seconds")]
+        if shares:
+            found[f"adapt time / source training time, target: {target} (bench/{bench}.py)"] = shares
     return found
 
 
