@@ -1,9 +1,9 @@
 """Speed and memory, in one run on this machine: training tokens/s and inference words/s of
 each recipe of the CoNLL table (bench/conll.py), beside spaCy's en_core_web_sm NER (tok2vec
-+ ner only) on the same CoNLL-2003 test tokens, as ratios; peak training memory on all of CoNLL-2003 (from bench/conll.py's
-runs) and adapt wall time as a share of the source's training time (from
-bench/paper_tasks.py's and bench/crossner.py's runs). Run it alone: other work on the
-cores skews every number.
++ ner only) on the same CoNLL-2003 test tokens, as ratios; peak training memory on all of
+CoNLL-2003 (from bench/conll.py's runs) and adapt wall time as a share of the source's
+training time (from bench/paper_tasks.py's and bench/crossner.py's runs). Run it alone:
+other work on the cores skews every number.
 
     python bench/speed.py            # a few minutes; needs bench/conll.py's models
     python bench/speed.py --quick    # tiny slices, fresh untrained models: checks the script
