@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
 
 VARIANTS = {
-    "bilstm-crf, character BiLSTM": ("bilstm-crf", {}),
-    "bilstm-crf, character CNN": ("bilstm-crf", {"char_encoder": "cnn"}),
-    "bilstm-crf, character BiLSTM + casing": ("bilstm-crf", {"casing_dim": 8}),
+    "bilstm-crf, character BiLSTM": ("bilstm-crf", {"freeze_vectors": False}),
+    "bilstm-crf, character CNN": ("bilstm-crf", {"char_encoder": "cnn", "freeze_vectors": False}),
+    "bilstm-crf, character BiLSTM + casing": ("bilstm-crf", {"casing_dim": 8, "freeze_vectors": False}),
     "bilstm-crf, character BiLSTM, frozen vectors": ("bilstm-crf", {"freeze_vectors": True}),
     "transformer (uncased MiniLM)": ("transformer", {}),
     "transformer + casing": ("transformer", {"casing_dim": 16}),

@@ -246,6 +246,23 @@ def test_an_option_of_the_other_backend_is_refused(cli, splits, tmp_path, backen
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("switch, frozen", [((), True), (("--train-vectors",), False)])
+def test_vectors_given_on_the_command_line_are_frozen_unless_trained(cli, splits, tmp_path, switch, frozen):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("the " + " ".join(["0.1"] * 30) + "\n", encoding="utf-8")
+    config = tmp_path / "job.toml"
+    config.write_text(TINY_MODEL + "\n[training]\nepochs = 1\n" + TINY_TRAINING, encoding="utf-8")
+    result = train(cli, splits.train, "bilstm-crf", tmp_path / "out", "--config", config, "--vectors", vectors, *switch)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["tagshift"]["model"]["freeze_vectors"] is frozen
+
+
+def test_freeze_vectors_is_refused_for_a_transformer(cli, splits, tmp_path):
+    result = train(cli, splits.train, "transformer", tmp_path / "out", "--freeze-vectors")
+    assert_one_line_error(result, "--freeze-vectors", "BiLSTM")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     "backend, option, value, other",
     [
