@@ -361,7 +361,7 @@ def test_a_transformer_adapts_with_every_option_and_stays_a_plain_hf_model(wiki,
     training = adapt_training("transformer", epochs=1, batch_size=8, freeze_epochs=0, unfreeze="gradual")
     prepared, result = adapt(source, target, None, options, training, out=tmp_path / "adapted")
     assert prepared.plan.unannotated == ["LOC", "ORG", "PER"] and prepared.pseudo is not None
-    assert training.encoder_lr == training.lr / 10
+    assert training.head_lr == 10 * training.lr and training.encoder_lr == training.lr  # the BERT rate
     hf = AutoModelForTokenClassification.from_pretrained(tmp_path / "adapted")
     assert [hf.config.id2label[i] for i in range(len(prepared.plan.labels))] == prepared.plan.labels
 

@@ -30,9 +30,13 @@ from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseud
 from tagshift.transfer.surgery import SurgeryReport, adapt_head
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
-# Adapting starts from a trained model: its encoder learns at a tenth of training's rate
+# Adapting starts from a trained model: its encoder learns at a tenth of the head's rate
 # (the transfer paper's choice), the head (whose new rows start from nothing) at training's.
 ENCODER_LR_FACTOR = 0.1
+# A transformer's training rate (5e-5, the BERT recipe) is an encoder's rate: a new head at
+# that rate needs thousands of steps, where a small target gives tens (CrossNER politics:
+# dev F1 4.6 after 4 epochs). So its head learns at ten times it, its encoder at it.
+HEAD_LR_FACTOR = {"transformer": 10.0}
 
 
 @dataclass
@@ -77,8 +81,20 @@ def adapt_config(values: dict[str, Any]) -> AdaptConfig:
 
 def adapt_training(backend: str, **overrides: Any) -> TrainConfig:
     """Training options for adapting: the backend's, with the encoder at a tenth of the
-    learning rate (`lr`, which the head keeps) unless `encoder_lr` says otherwise."""
+    head's rate unless `encoder_lr` says otherwise. The head's rate is `head_lr`, else a
+    given `lr`, else the backend's rate (times HEAD_LR_FACTOR for a transformer).
+
+    >>> options = adapt_training("transformer")
+    >>> options.head_lr, options.encoder_lr
+    (0.0005, 5e-05)
+    >>> options = adapt_training("bilstm-crf", lr=1e-2)
+    >>> options.head_lr, options.encoder_lr
+    (0.01, 0.001)
+    """
     options = TrainConfig.for_backend(backend, **overrides)
+    if options.head_lr is None:
+        factor = HEAD_LR_FACTOR.get(backend, 1.0) if overrides.get("lr") is None else 1.0
+        options.head_lr = options.lr * factor
     if options.encoder_lr is None:
         options.encoder_lr = (options.head_lr or options.lr) * ENCODER_LR_FACTOR
     return options
