@@ -28,8 +28,10 @@ from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
 ORDER = ["PER", "LOC", "ORG", "MISC"]
 BACKENDS = ("bilstm-crf", "transformer")
-STRATEGIES = {  # AdaptConfig options, and training options that differ from adapt's defaults
-    "naive": ({}, {"encoder_lr_factor": 1.0}),  # fine-tuning at the head's rate, nothing kept
+# AdaptConfig options, and which rates leave adapt's defaults: "full lr" trains the encoder
+# at step 1's rate (BiLSTM-CRF 2e-3, transformer 1e-4); "naive" trains everything at it.
+STRATEGIES = {
+    "naive": ({}, {"encoder": "full lr", "head": "full lr"}),  # fine-tuning as in step 1, nothing kept
     "lower lr": ({}, {}),  # adapt's default: the encoder at a tenth of the head's rate
     "pseudo-label": ({"pseudo_label": 0.5}, {}),
     "partial": ({"partial": True}, {}),
@@ -37,7 +39,7 @@ STRATEGIES = {  # AdaptConfig options, and training options that differ from ada
     "pseudo-label + distill": ({"pseudo_label": 0.5, "distill": 1.0}, {}),
     # the best on seed 0: the pseudo-labels keep the old types, so the encoder need not
     # crawl at a tenth of the rate to protect them, and the new type is learnt sooner
-    "pseudo-label + full lr": ({"pseudo_label": 0.5}, {"encoder_lr_factor": 1.0}),
+    "pseudo-label + full lr": ({"pseudo_label": 0.5}, {"encoder": "full lr"}),
 }
 # Step 1 trains as the CoNLL table's row of each backend (bench/conll.py; the BiLSTM-CRF with
 # frozen word vectors, its best), whose models on all types are also the joint upper bound.
@@ -111,8 +113,11 @@ def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -
                 training = adapt_training(
                     backend, **{**LATER[backend], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
                 )
-                if "encoder_lr_factor" in extra:
-                    training.encoder_lr = training.head_lr * extra["encoder_lr_factor"]
+                step1_lr = TrainConfig.for_backend(backend, **CONLL_RECIPES[CONLL_ROW[backend]]["training"]).lr
+                if "encoder" in extra:
+                    training.encoder_lr = step1_lr
+                if "head" in extra:
+                    training.head_lr = step1_lr
                 prepared = prepare(model, d["train"][k], AdaptConfig(**adapt_options), seed, dev=d["dev"][k])
                 train_prepared(prepared, d["dev"][k], training, out, resume=(out / CHECKPOINT / CONFIG).is_file(),
                                command=f"python bench/incremental.py ({backend}, {strategy}, step {k + 1}, seed {seed})")
