@@ -106,7 +106,8 @@ def inference(taggers: dict, sentences: list[list[str]]) -> dict[str, float]:
 
 
 def collected() -> dict[str, list[float]]:
-    """Peak training memory (bench/conll.py) and adapt time shares (bench/paper_tasks.py, bench/crossner.py)."""
+    """Peak training memory (bench/conll.py) and adapt time shares (bench/paper_tasks.py,
+    bench/crossner.py)."""
     found: dict[str, list[float]] = {}
     for row in RECIPES:
         runs = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob(f"{row}-seed*.json"))]

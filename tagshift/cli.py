@@ -265,7 +265,7 @@ def train(
         if backend == Backend.bilstm_crf and encoder:
             raise TagshiftError("--encoder is for the transformer backend; the BiLSTM-CRF takes --vectors")
         if backend == Backend.transformer and (vectors or freeze_vectors is not None):
-            raise TagshiftError("--vectors and --freeze-vectors are for the BiLSTM-CRF; a transformer takes --encoder")
+            raise TagshiftError("--vectors and --freeze-vectors/--train-vectors are for the BiLSTM-CRF; a transformer takes --encoder")
         model = {"encoder": encoder, "vectors": vectors, "freeze_vectors": freeze_vectors, "head": head}
         training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
         job = make_job(
