@@ -31,6 +31,7 @@ from tagshift.stats import corpus_stats
 from tagshift.taggers import DEFAULT_ENCODER, Tagger
 from tagshift.training import CURVES, LOG
 from tagshift.transfer import adapt_config, adapt_training, prepare, train_prepared
+from tagshift.transfer.adapt import few_steps_hint
 from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD
 from tagshift.transfer.report import compare_models
@@ -382,6 +383,9 @@ def adapt(
             + (f", encoder frozen for {training.freeze_epochs} epochs then unfrozen ({training.unfreeze})" if training.freeze_epochs else ""),
             err=True,
         )
+        hint = few_steps_hint(len(prepared.train), training)
+        if hint:
+            typer.echo(f"note: {hint}", err=True)
         result = train_prepared(
             prepared, dev_corpus, training, job.out, str(job.source), resume, progress,
             shlex.join(["tagshift", *sys.argv[1:]]), test_corpus,

@@ -238,6 +238,14 @@ def test_adapt_lineage_is_the_sources_then_an_adapt_step(six, source):
     assert step["epochs_run"] == 1
 
 
+def test_too_few_optimiser_steps_get_a_hint_with_the_epochs_that_would_do(six, six_untrained):
+    """One epoch over a small target is a few steps: say so, and how many epochs would
+    give enough. Saving untrained (--epochs 0) is deliberate and gets no hint."""
+    note = [line for line in six[0].stderr.splitlines() if line.startswith("note: only ")]
+    assert len(note) == 1 and "optimiser steps" in note[0] and "try --epochs " in note[0]
+    assert "optimiser steps" not in six_untrained[0].stderr
+
+
 def test_adapt_to_two_other_types_keeps_the_source_types_unannotated(source, files, tmp_path):
     out = tmp_path / "model"
     result = adapt(source, files["two_train"], out, "--epochs", "1", "--dev", files["two_dev"])
