@@ -28,18 +28,18 @@ from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
 ORDER = ["PER", "LOC", "ORG", "MISC"]
 BACKENDS = ("bilstm-crf", "transformer")
-# AdaptConfig options, and which rates leave adapt's defaults: "full lr" trains the encoder
-# at step 1's rate (BiLSTM-CRF 2e-3, transformer 1e-4); "naive" trains everything at it.
+# AdaptConfig options, and the rates taken from step 1 instead of adapt's defaults (BiLSTM-CRF
+# 2e-3, transformer 1e-4): "full lr" for the encoder, "naive" for everything.
 STRATEGIES = {
-    "naive": ({}, {"encoder": "full lr", "head": "full lr"}),  # fine-tuning as in step 1, nothing kept
-    "lower lr": ({}, {}),  # adapt's default: the encoder at a tenth of the head's rate
-    "pseudo-label": ({"pseudo_label": 0.5}, {}),
-    "partial": ({"partial": True}, {}),
-    "distill": ({"distill": 1.0}, {}),
-    "pseudo-label + distill": ({"pseudo_label": 0.5, "distill": 1.0}, {}),
+    "naive": ({}, {"encoder", "head"}),  # fine-tuning as in step 1, nothing kept
+    "lower lr": ({}, set()),  # adapt's default: the encoder at a tenth of the head's rate
+    "pseudo-label": ({"pseudo_label": 0.5}, set()),
+    "partial": ({"partial": True}, set()),
+    "distill": ({"distill": 1.0}, set()),
+    "pseudo-label + distill": ({"pseudo_label": 0.5, "distill": 1.0}, set()),
     # the best on seed 0: the pseudo-labels keep the old types, so the encoder need not
     # crawl at a tenth of the rate to protect them, and the new type is learnt sooner
-    "pseudo-label + full lr": ({"pseudo_label": 0.5}, {"encoder": "full lr"}),
+    "pseudo-label + full lr": ({"pseudo_label": 0.5}, {"encoder"}),
 }
 # Step 1 trains as the CoNLL table's row of each backend (bench/conll.py; the BiLSTM-CRF with
 # frozen word vectors, its best), whose models on all types are also the joint upper bound.
@@ -105,18 +105,18 @@ def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -
             tagger = transformer(TransformerConfig(**recipe["model"]), d["train"][0], seed=seed)
         tagger.train(d["train"][0], d["dev"][0], training, first, resume=resume, command="python bench/incremental.py (step 1)")
     model = Tagger.load(first)
+    step1_lr = TrainConfig.for_backend(backend, **CONLL_RECIPES[CONLL_ROW[backend]]["training"]).lr
     for k in range(len(ORDER)):
         if k > 0:
-            adapt_options, extra = STRATEGIES[strategy]
+            adapt_options, at_step1_rate = STRATEGIES[strategy]
             out = folder / f"{backend}-{strategy.replace(' ', '')}-step{k + 1}-seed{seed}"
             if not (out / CONFIG).is_file():
                 training = adapt_training(
                     backend, **{**LATER[backend], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
                 )
-                step1_lr = TrainConfig.for_backend(backend, **CONLL_RECIPES[CONLL_ROW[backend]]["training"]).lr
-                if "encoder" in extra:
+                if "encoder" in at_step1_rate:
                     training.encoder_lr = step1_lr
-                if "head" in extra:
+                if "head" in at_step1_rate:
                     training.head_lr = step1_lr
                 prepared = prepare(model, d["train"][k], AdaptConfig(**adapt_options), seed, dev=d["dev"][k])
                 train_prepared(prepared, d["dev"][k], training, out, resume=(out / CHECKPOINT / CONFIG).is_file(),

@@ -30,8 +30,7 @@ from tagshift.schemes import SCHEMES
 from tagshift.stats import corpus_stats
 from tagshift.taggers import DEFAULT_ENCODER, Tagger
 from tagshift.training import CURVES, LOG
-from tagshift.transfer import adapt_config, adapt_training, prepare, train_prepared
-from tagshift.transfer.adapt import few_steps_hint
+from tagshift.transfer import adapt_config, adapt_training, few_steps_hint, prepare, train_prepared
 from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD
 from tagshift.transfer.report import compare_models

@@ -2,11 +2,13 @@
 distillation and the adapt recipe. It works over taggers and training; nothing below
 imports it."""
 
-from tagshift.transfer.adapt import AdaptConfig, Prepared, adapt, adapt_config, adapt_training, prepare, train_prepared
+from tagshift.transfer.adapt import (
+    AdaptConfig, Prepared, adapt, adapt_config, adapt_training, few_steps_hint, prepare, train_prepared,
+)
 from tagshift.transfer.plan import LabelPlan, make_plan
 from tagshift.transfer.surgery import SurgeryReport, adapt_head, rebuild_head
 
 __all__ = [
     "AdaptConfig", "LabelPlan", "Prepared", "SurgeryReport", "adapt", "adapt_config", "adapt_head", "adapt_training",
-    "make_plan", "prepare", "rebuild_head", "train_prepared",
+    "few_steps_hint", "make_plan", "prepare", "rebuild_head", "train_prepared",
 ]

@@ -8,6 +8,7 @@ the training and returns what it did, so the CLI can print the plan before any e
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,8 @@ from tagshift.transfer.surgery import SurgeryReport, adapt_head
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
 # Adapting starts from a trained model: its encoder learns at a tenth of the head's rate
-# (the transfer paper's choice), the head (whose new rows start from nothing) at training's.
+# (the transfer paper's choice), the head (whose new rows start from nothing) at training's
+# rate, or above it where HEAD_LR_FACTOR says so.
 ENCODER_LR_FACTOR = 0.1
 # A transformer's training rate (5e-5, the BERT recipe) is an encoder's rate: a new head at
 # that rate needs thousands of steps, where a small target gives tens (on CrossNER politics
@@ -97,7 +99,7 @@ def adapt_training(backend: str, **overrides: Any) -> TrainConfig:
         factor = HEAD_LR_FACTOR.get(backend, 1.0) if overrides.get("lr") is None else 1.0
         options.head_lr = options.lr * factor
     if options.encoder_lr is None:
-        options.encoder_lr = (options.head_lr or options.lr) * ENCODER_LR_FACTOR
+        options.encoder_lr = options.head_lr * ENCODER_LR_FACTOR
     return options
 
 
@@ -116,12 +118,12 @@ def few_steps_hint(sentences: int, options: TrainConfig) -> str | None:
     >>> few_steps_hint(200, TrainConfig(epochs=30, batch_size=16)) is None
     True
     """
-    per_epoch = max(1, -(-sentences // (options.batch_size * options.accumulate)))
+    per_epoch = max(1, math.ceil(sentences / (options.batch_size * options.accumulate)))
     steps = per_epoch * options.epochs
     if options.epochs == 0 or steps >= FEW_STEPS:
         return None
     return (f"only {steps} optimiser steps ({sentences} sentences, {options.epochs} epochs, batch {options.batch_size}): "
-            f"a new head rarely learns in fewer than {FEW_STEPS}; try --epochs {-(-FEW_STEPS // per_epoch)}")
+            f"a new head rarely learns in fewer than {FEW_STEPS}; try --epochs {math.ceil(FEW_STEPS / per_epoch)}")
 
 
 @dataclass
