@@ -318,6 +318,7 @@ def adapt(
     label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
     labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows (default); map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only."),
     init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
+    head: Optional[str] = typer.Option(None, "--head", help="crf or softmax: the adapted model's head (default: the source's). A softmax source given a CRF head predicts what it did (its transition scores start at 0) and then learns transitions: worth it on small targets (see the CrossNER benchmark)."),
     drop: list[str] = typer.Option([], "--drop", help="A source type the adapted model will not predict (repeatable)."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the adapted model. Default: the source's."),
     pseudo_label: Optional[bool] = typer.Option(None, "--pseudo-label/--no-pseudo-label", help=f"Let the source tag the target data first and write in its confident entities of types the data does not annotate (--pseudo-label=T sets the threshold; default {DEFAULT_THRESHOLD}). --no-* switches off what a --config file switched on, here and below."),
@@ -355,7 +356,7 @@ def adapt(
         weight = _switch_value("--distill", distill, "--distill-weight", distill_weight)
         job = make_adapt_job(
             config, source=source, train=train_file, out=out, dev=dev, test=test, map=label_map,
-            adapt={"labels": labels.value if labels else None, "init": init.value if init else None,
+            adapt={"labels": labels.value if labels else None, "init": init.value if init else None, "head": head,
                    "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
                    "pseudo_label": threshold, "partial": partial, "distill": weight,
                    "temperature": temperature, "extend_vocab": extend_vocab},

@@ -27,8 +27,13 @@ def _fits(value: Any, kind: Any) -> bool:
 
 
 def _describe(kind: Any) -> str:
+    """'crf' or 'softmax' or None, for Literal["crf", "softmax"] | None."""
     if typing.get_origin(kind) is Literal:
         return " or ".join(repr(v) for v in typing.get_args(kind))
+    if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType")):
+        return " or ".join(_describe(option) for option in typing.get_args(kind))
+    if kind is type(None):
+        return "None"
     return getattr(kind, "__name__", str(kind))
 
 

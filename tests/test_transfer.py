@@ -73,23 +73,28 @@ def random_head(kind: str, labels: list[str], scheme: str, seed: int, hidden: in
     return head.eval()
 
 
-def extend(head, source: list[str], scheme: str, new_types: list[str], init: str = "quiet"):
+def extend(head, source: list[str], scheme: str, new_types: list[str], init: str = "quiet", kind: str | None = None):
     types = sorted({label.split("-", 1)[1] for label in source if label != "O"})
     plan = make_plan(source, scheme, set(new_types) | set(types))
-    return plan, rebuild_head(head, source, plan.labels, scheme, plan.origin, init, torch.Generator().manual_seed(0))
+    return plan, rebuild_head(
+        head, source, plan.labels, scheme, plan.origin, init, torch.Generator().manual_seed(0), kind=kind
+    )
 
 
 @given(
     scheme=st.sampled_from(["iob2", "iobes", "bilou", "io"]),
     kind=st.sampled_from(["crf", "softmax"]),
+    to_crf=st.booleans(),
     seed=st.integers(0, 10_000),
 )
-@settings(max_examples=40, deadline=None)
-def test_quiet_extension_never_changes_a_decoded_path(scheme, kind, seed):
-    """Whatever the weights and inputs, the extended head, untrained, decodes what the source did."""
+@settings(max_examples=60, deadline=None)
+def test_quiet_extension_never_changes_a_decoded_path(scheme, kind, to_crf, seed):
+    """Whatever the weights and inputs, the extended head, untrained, decodes what the source
+    did; so does a softmax head extended into a CRF head (`--head crf`)."""
     source_labels = label_set(["LOC", "PER"], scheme)
     head = random_head(kind, source_labels, scheme, seed)
-    plan, (extended, report) = extend(head, source_labels, scheme, ["DRUG", "DOSE"])
+    plan, (extended, report) = extend(head, source_labels, scheme, ["DRUG", "DOSE"], kind="crf" if to_crf else None)
+    assert isinstance(extended, CRFHead) == (to_crf or kind == "crf")
     extended.eval()
     features = torch.randn(5, 7, 6, generator=torch.Generator().manual_seed(seed))
     mask = torch.arange(7).unsqueeze(0) < torch.tensor([7, 5, 3, 1, 6]).unsqueeze(1)
@@ -143,6 +148,24 @@ def test_quiet_extension_of_real_taggers_predicts_exactly_what_the_source_did(wi
         assert [t.tags for t in adapted.predict(sentences)] == [t.tags for t in source.predict(sentences)]
         # the source is untouched: its encoder was copied, not shared
         assert adapted.encoder is not source.encoder
+
+
+def test_a_softmax_transformer_given_a_crf_head_predicts_what_it_did_and_saves_it(wiki, tmp_path):  # noqa: F811
+    """`--head crf` on a softmax source (CrossNER's recipe): transitions start at 0, so the
+    untrained CRF decodes the source's paths; the saved model is a CRF model."""
+    from tagshift.taggers import Tagger
+    from tagshift.transfer import adapt, adapt_training
+
+    sentences = [s.tokens for s in wiki["held_out"].sentences]
+    source = transformer(TransformerConfig(), wiki["train150"], seed=0)
+    options = AdaptConfig(head="crf")
+    prepared, _ = adapt(source, wiki["train150"], None, options, adapt_training("transformer", epochs=0), tmp_path / "crf")
+    assert prepared.changed == {"entities": 0, "sentences": 0}
+    adapted = Tagger.load(tmp_path / "crf")
+    assert isinstance(adapted.head, CRFHead) and adapted.config.head == "crf"
+    tags = [t.tags for t in source.predict(sentences)]
+    assert any(tag != "O" for sentence in tags for tag in sentence), "the source tags nothing: nothing is compared"
+    assert [t.tags for t in adapted.predict(sentences)] == tags
 
 
 def test_a_rename_map_reproduces_the_source_under_the_new_names(wiki):  # noqa: F811

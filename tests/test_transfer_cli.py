@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -304,6 +305,27 @@ def test_iobes_source_to_bilou_predicts_what_the_source_did(iobes_source, files,
     assert entities(adapted.predict(held_out)) == entities(source_tagger.predict(held_out))
 
 
+def test_a_softmax_source_given_a_crf_head_predicts_what_it_did(files, held_out, tmp_path):
+    """--head crf: the CRF's transitions start at 0, so untrained it decodes the softmax's paths."""
+    corpus = read_corpus(files["source_train"])
+    softmax = bilstm_crf(replace(tiny_bilstm(), head="softmax"), corpus, "iob2")
+    softmax.train(corpus, None, TrainConfig(epochs=1, lr=3e-2), out=tmp_path / "softmax")
+    result = adapt(tmp_path / "softmax", files["six_train"], tmp_path / "crf", "--head", "crf", "--epochs", "0")
+    assert "differs from the source on 0 entities in 0 of 80" in result.stderr
+    adapted = Tagger.load(tmp_path / "crf")
+    assert type(adapted.head).__name__ == "CRFHead" and adapted.config.head == "crf"
+    assert lineage(tmp_path / "crf")[-1]["adapt_options"]["head"] == "crf"
+    before = softmax.predict(held_out)
+    assert any(t.entities for t in before), "the source finds no entity: nothing is compared"
+    assert entities(adapted.predict(held_out)) == entities(before)
+
+
+def test_a_crf_source_given_a_softmax_head_is_told_what_it_loses(source, files, tmp_path):
+    result = adapt(source, files["six_train"], tmp_path / "model", "--head", "softmax", "--epochs", "0")
+    assert "note: --head softmax drops the source's CRF transition scores" in result.stderr
+    assert type(Tagger.load(tmp_path / "model").head).__name__ == "SoftmaxHead"
+
+
 # --- surgery only: --epochs 0 ---------------------------------------------------------------
 
 
@@ -520,6 +542,7 @@ def test_plot_without_baseline_is_one_line(cli, six, files, tmp_path):
     [
         (["--pseudo-label", "--pseudo-threshold", "1.5"], "should lie in [0, 1]"),
         (["--lr", "0.01", "--head-lr", "0.02"], "--lr and --head-lr"),
+        (["--head", "hmm"], "head = 'hmm' should be 'crf' or 'softmax' or None"),
     ],
 )
 def test_bad_options_are_one_line(options, fragment, cli, source, files, tmp_path):

@@ -28,7 +28,7 @@ from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Disti
 from tagshift.transfer.partial import partial_targets
 from tagshift.transfer.plan import LabelPlan, make_plan
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
-from tagshift.transfer.surgery import SurgeryReport, adapt_head
+from tagshift.transfer.surgery import SurgeryReport, adapt_head, head_kind
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
 # Adapting starts from a trained model: its encoder learns at a tenth of the head's rate
@@ -48,6 +48,7 @@ class AdaptConfig:
 
     labels: Literal["extend", "map", "replace"] | None = None  # None: from the plan
     init: Literal["quiet", "normal"] = "quiet"
+    head: Literal["crf", "softmax"] | None = None  # the adapted model's head; None: the source's
     scheme: str | None = None  # the adapted model's tag scheme; None: the source's
     drop: list[str] = field(default_factory=list)
     pseudo_label: float | None = None  # confidence threshold; None: no pseudo-labels (true: the default threshold)
@@ -207,7 +208,7 @@ def prepare(
     if dev is not None:
         dev_types(dev, plan)  # refused now, not after the source has tagged everything
     pairs = _distill_pairs(source, plan) if options.distill is not None else []
-    tagger, surgery = adapt_head(source, plan, options.init, seed)
+    tagger, surgery = adapt_head(source, plan, options.init, seed, options.head)
     vocabulary = extend_vocabulary(tagger, train, options.init, seed) if options.extend_vocab else None
 
     sentences = [s.tokens for s in train.sentences]
@@ -238,7 +239,7 @@ def prepare(
             temperature=options.temperature,
         )
     return Prepared(tagger, plan, surgery, train, adapted, targets, distillation, pseudo, changed, options,
-                    weights_sha256(source), vocabulary, _notes(plan, options))
+                    weights_sha256(source), vocabulary, _notes(plan, options, source))
 
 
 def annotated_types(corpus: Corpus) -> set[str]:
@@ -254,9 +255,11 @@ def weights_sha256(tagger: Tagger) -> str:
     return digest.hexdigest()
 
 
-def _notes(plan: LabelPlan, options: AdaptConfig) -> list[str]:
-    """What the user asked for that has nothing to act on here."""
+def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger) -> list[str]:
+    """What the user asked for that has nothing to act on here, or that costs something."""
     notes = []
+    if options.head == "softmax" and head_kind(source.head) == "crf" and plan.operation != "replace":
+        notes.append("--head softmax drops the source's CRF transition scores, so the untrained model's predictions change")
     if not plan.unannotated and (options.pseudo_label is not None or options.partial):
         notes.append("--pseudo-label and --partial have nothing to do: the target data annotates every type of the adapted model")
     if plan.operation == "replace" and options.init != "quiet":

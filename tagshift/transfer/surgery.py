@@ -12,6 +12,12 @@ label's row is initialised:
   separately), as in the transfer paper. Untrained, it changes some predictions.
 - `fresh` (the `replace` operation): the head's own initialisation, nothing copied.
 
+The new head may be of another kind than the source's (`--head`). A softmax head becomes a
+CRF head whose transition, start and end scores start at zero: the CRF's Viterbi over the
+raw scores then finds the same path as the softmax head's over their log-softmax (which
+only subtracts a constant per word), under the same scheme constraints, so nothing the
+source predicted changes. A CRF head becoming a softmax head loses its transition scores.
+
 The `map` operation keeps the source's output layer whole and applies the same rules to a
 mapping layer from its label scores to the new labels (see `MappingHead`).
 """
@@ -19,6 +25,7 @@ mapping layer from its label scores to the new labels (see `MappingHead`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -74,9 +81,11 @@ def rebuild_head(
     init: str,
     generator: torch.Generator,
     mapping: bool = False,
+    kind: str | None = None,
 ) -> tuple[Head | MappingHead, SurgeryReport]:
-    """A head of the same kind for `labels`; `origin` names the source labels each row
-    comes from (see the module docstring for the rest).
+    """A head for `labels`, of `kind` (crf or softmax; None: the source head's kind);
+    `origin` names the source labels each row comes from (see the module docstring for the
+    rest).
 
     With `mapping`, the source's output layer stays as it is and the rows are those of a
     mapping from its label scores to the new labels': the same rules applied to the
@@ -89,7 +98,7 @@ def rebuild_head(
     missing = sorted({s for rows in origin.values() for s in rows} - set(index))
     if missing:
         raise TagshiftError(f"the plan copies rows of {', '.join(missing)}, which the source head does not have")
-    kind = "crf" if isinstance(head, CRFHead) else "softmax"
+    kind = kind or head_kind(head)
     new = make_head(kind, head.linear.in_features, labels, scheme, head.dropout.p)
     old_weight, old_bias = head.linear.weight.detach(), head.linear.bias.detach()
     layer = new.linear
@@ -134,6 +143,11 @@ def rebuild_head(
     return new, report
 
 
+def head_kind(head: Head | MappingHead) -> str:
+    inner = head.inner if isinstance(head, MappingHead) else head
+    return "crf" if isinstance(inner, CRFHead) else "softmax"
+
+
 def _rebuild_crf(old: CRFHead, new: CRFHead, stand_in: dict[int, list[int]], generator: torch.Generator) -> None:
     """Each new CRF entry is the mean of its stand-ins' entries (one stand-in: a bit-identical
     copy); entries of labels without stand-ins are drawn from the old allowed entries'
@@ -174,9 +188,12 @@ def _rebuild_crf(old: CRFHead, new: CRFHead, stand_in: dict[int, list[int]], gen
                     new_crf.transitions[i, j] = _normal_like(transitions[allowed], (), generator)
 
 
-def adapt_head(source: Tagger, plan: LabelPlan, init: str = "quiet", seed: int = 0) -> tuple[Tagger, SurgeryReport]:
-    """A new tagger with `plan`'s labels: a copy of the source's encoder and a rebuilt head.
-    The source is left untouched (it may still teach or pseudo-label)."""
+def adapt_head(
+    source: Tagger, plan: LabelPlan, init: str = "quiet", seed: int = 0, kind: str | None = None
+) -> tuple[Tagger, SurgeryReport]:
+    """A new tagger with `plan`'s labels: a copy of the source's encoder and a rebuilt head
+    of `kind` (None: the source's). The source is left untouched (it may still teach or
+    pseudo-label)."""
     generator = torch.Generator().manual_seed(seed)
     network = copy.deepcopy(source.network)
     if isinstance(network.head, MappingHead):  # a checkpoint of an adapt --labels map run
@@ -185,9 +202,10 @@ def adapt_head(source: Tagger, plan: LabelPlan, init: str = "quiet", seed: int =
         torch.manual_seed(seed)
         head, report = rebuild_head(
             network.head, source.labels, plan.labels, plan.scheme, plan.origin,
-            "fresh" if plan.operation == "replace" else init, generator, mapping=plan.operation == "map",
+            "fresh" if plan.operation == "replace" else init, generator, mapping=plan.operation == "map", kind=kind,
         )
-    tagger = Tagger(source.backend, source.config, plan.labels, plan.scheme, Network(network.encoder, head),
+    config = dataclasses.replace(source.config, head=head_kind(head))
+    tagger = Tagger(source.backend, config, plan.labels, plan.scheme, Network(network.encoder, head),
                     copy.deepcopy(source.lineage))
     tagger.network.eval()  # as a loaded model is: training switches it to train mode itself
     return tagger.to(source.device), report
