@@ -49,7 +49,7 @@ DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if "pseudo" not in s)
 # CoNLL source: its transitions start at 0, so it predicts what the source did, then
 # learns): on 100-200 sentences a softmax head has to learn from each word alone where
 # an entity starts and ends. SOFTMAX_ROW (the transformer's only) measures that choice.
-HEAD = {"bilstm-crf": "crf", "transformer": "crf"}
+HEAD = "crf"  # every row's but SOFTMAX_ROW (the BiLSTM-CRF's own default)
 # Each backend's source is the CoNLL table's row (bench/conll.py; the BiLSTM-CRF with frozen
 # word vectors, its best); training on the target only builds the same model afresh.
 CONLL_ROW = {"bilstm-crf": "bilstm-crf-frozen", "transformer": "transformer"}
@@ -120,7 +120,7 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
             model = {} if quick else CONLL_RECIPES[CONLL_ROW[backend]]["model"]
             tagger = bilstm_crf(BiLSTMConfig(**model), data["train"], seed=seed, extra=data["dev"])
         else:
-            head = "softmax" if strategy == SOFTMAX_ROW else HEAD[backend]
+            head = "softmax" if strategy == SOFTMAX_ROW else HEAD
             tagger = transformer(TransformerConfig(head=head), data["train"], seed=seed)
         tagger.train(data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
     else:
@@ -135,7 +135,7 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         else:
             label_map = None
         operation = "replace" if strategy == "replace" else "map" if strategy.startswith("map") else "extend"
-        adapt_options = AdaptConfig(labels=operation, head=HEAD[backend], pseudo_label=0.5 if "pseudo" in strategy else None)
+        adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None)
         prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
         train_prepared(prepared, data["dev"], adapt_training(backend, **options), out, str(src_path))
         tagger = prepared.tagger

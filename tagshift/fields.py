@@ -3,9 +3,12 @@ fails where it is read, with the field's name, not later inside torch."""
 
 from __future__ import annotations
 
+import types
 import typing
 from dataclasses import fields
 from typing import Any, Literal
+
+_UNIONS = (typing.Union, types.UnionType)  # Optional[X] and X | None
 
 
 def _fits(value: Any, kind: Any) -> bool:
@@ -15,7 +18,7 @@ def _fits(value: Any, kind: Any) -> bool:
     if origin is list:
         (item,) = typing.get_args(kind) or (Any,)
         return isinstance(value, list) and all(_fits(v, item) for v in value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in _UNIONS:
         return any(_fits(value, option) for option in typing.get_args(kind))
     if kind is type(None):
         return value is None
@@ -30,7 +33,7 @@ def _describe(kind: Any) -> str:
     """'crf' or 'softmax' or None, for Literal["crf", "softmax"] | None."""
     if typing.get_origin(kind) is Literal:
         return " or ".join(repr(v) for v in typing.get_args(kind))
-    if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if typing.get_origin(kind) in _UNIONS:
         return " or ".join(_describe(option) for option in typing.get_args(kind))
     if kind is type(None):
         return "None"
