@@ -79,6 +79,17 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Replace a model already in 
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+PRECISION_HELP = ("How the network computes: fp32, or bf16 (matrix products in bfloat16; weights stay fp32): "
+                  "faster on CPUs with bf16 instructions (AVX512-BF16, AMX; bench/speed.py measures it), slower on others.")
+TRAIN_PRECISION = typer.Option(None, "--precision", help=PRECISION_HELP + " Default fp32; dev scoring uses the same.")
+PREDICT_PRECISION = typer.Option(Precision.fp32, "--precision", help=PRECISION_HELP)
+
+
 def _read(path: Path, token_col: Optional[int], tag_col: Optional[int], max_tokens: int, encoding: str) -> Corpus:
     return read_corpus(path, token_col=token_col, tag_col=tag_col, max_tokens=max_tokens, encoding=encoding)
 
@@ -182,6 +193,7 @@ def evaluate(
     plot: Optional[Path] = typer.Option(None, "--plot", help="With --baseline: write a per-type before/after bar chart (PNG) here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (fractions in 0..1) instead of a table in percent."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch when a model tags the test corpus."),
+    precision: Precision = PREDICT_PRECISION,
     token_col: Optional[int] = TOKEN_COL,
     tag_col: Optional[int] = TAG_COL,
     max_tokens: int = MAX_TOKENS,
@@ -200,7 +212,7 @@ def evaluate(
 
         def score(source: Path) -> Scores:
             if source.is_dir():
-                predicted = Tagger.load(source).predict_corpus(gold_corpus, batch_size)
+                predicted = Tagger.load(source, precision=precision.value).predict_corpus(gold_corpus, batch_size)
             else:
                 predicted = _read(source, token_col, tag_col, max_tokens, encoding)
             return evaluate_corpora(gold_corpus, predicted, mode.value, scheme_name)
@@ -212,7 +224,8 @@ def evaluate(
         groups = _parse_groups(group)
         if model_mode and baseline is not None and baseline.is_dir() and not groups:
             # the forgetting report: the source's types (under the adapted model's names), then the rest
-            comparison = compare_models(Tagger.load(gold), Tagger.load(baseline), gold_corpus, mode.value,
+            comparison = compare_models(Tagger.load(gold, precision=precision.value),
+                                        Tagger.load(baseline, precision=precision.value), gold_corpus, mode.value,
                                         scheme_name, batch_size)
         else:
             system = score(gold if model_mode else pred)
@@ -247,6 +260,7 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
+    precision: Optional[Precision] = TRAIN_PRECISION,
     seed: Optional[int] = SEED,
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
@@ -267,7 +281,8 @@ def train(
         if backend == Backend.transformer and (vectors or freeze_vectors is not None):
             raise TagshiftError("--vectors and --freeze-vectors/--train-vectors are for the BiLSTM-CRF; a transformer takes --encoder")
         model = {"encoder": encoder, "vectors": vectors, "freeze_vectors": freeze_vectors, "head": head}
-        training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+        training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+                    "precision": precision.value if precision else None}
         job = make_job(
             config,
             backend=backend.value if backend else None,
@@ -335,6 +350,7 @@ def adapt(
     freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs that train only the head (and CRF) before the encoder joins."),
     unfreeze: Optional[Unfreeze] = typer.Option(None, "--unfreeze", help="After the frozen epochs: all layers at once, or gradual (top layers first)."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
+    precision: Optional[Precision] = TRAIN_PRECISION,
     seed: Optional[int] = SEED,
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
@@ -362,7 +378,8 @@ def adapt(
                    "temperature": temperature, "extend_vocab": extend_vocab},
             training={"epochs": epochs, "lr": lr or head_lr, "head_lr": lr or head_lr, "encoder_lr": encoder_lr,
                       "freeze_epochs": freeze_epochs,
-                      "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed},
+                      "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed,
+                      "precision": precision.value if precision else None},
         )
         if job.out.resolve() == job.source.resolve():
             raise TagshiftError(f"--out {job.out} is the source model; adapt writes a new model: choose another directory")
@@ -465,6 +482,7 @@ def predict(
     input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", help="How to read INPUT; auto tells JSON, columns and prose apart."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the output. Default: the model's."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
+    precision: Precision = PREDICT_PRECISION,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     token_col: Optional[int] = TOKEN_COL,
     max_tokens: int = MAX_TOKENS,
@@ -475,7 +493,7 @@ def predict(
     Example: tagshift predict models/ner news.txt --format spans --out news.entities.jsonl
     """
     with user_errors():
-        tagger = Tagger.load(model)
+        tagger = Tagger.load(model, precision=precision.value)
         options: dict[str, object] = {"max_tokens": max_tokens, "encoding": encoding}
         if token_col is not None:
             options["token_col"] = token_col

@@ -64,6 +64,7 @@ class TrainConfig:
     encoder_lr: float | None = None  # the encoder's; None: lr
     freeze_epochs: int = 0  # epochs that train only the head before the encoder joins in
     unfreeze: Literal["all", "gradual"] = "all"  # after them: every layer at once, or top layers first
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast matrix products (see taggers.tagger.PRECISIONS)
 
     def __post_init__(self) -> None:
         try:
@@ -259,6 +260,7 @@ def fit(
     steps_per_epoch = math.ceil(batches_per_epoch / options.accumulate)
     total_steps = steps_per_epoch * options.epochs
 
+    tagger.precision = options.precision  # dev scoring too, so the best epoch is chosen as it trained
     optimizer = make_optimizer(tagger, options)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     state = _State()

@@ -500,6 +500,55 @@ def test_bundle_files_follow_the_umask(bilstm_model, tmp_path, umask, readable):
         assert not mode & umask, f"{entry.name}: {oct(mode)}"
 
 
+# --- precision --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_bf16_tags_as_fp32_does_and_hands_the_head_fp32_scores(model, sentences, request):
+    """bf16 is a speed setting: the scores it gives the head are fp32 and within bf16's
+    rounding of fp32's, and the tags nearly all agree."""
+    tagger, _ = request.getfixturevalue(model)
+    try:
+        fp32 = tagger.predict(sentences, confidence=False)
+        with torch.no_grad():
+            exact, _ = tagger.emissions(sentences[:10])
+            tagger.precision = "bf16"
+            rounded, _ = tagger.emissions(sentences[:10])
+        bf16 = tagger.predict(sentences, confidence=False)
+    finally:
+        tagger.precision = "fp32"
+    assert rounded.dtype == torch.float32
+    assert float((rounded - exact).abs().max()) <= 0.05 * float(exact.abs().max())
+    words = [(a, b) for x, y in zip(fp32, bf16) for a, b in zip(x.tags, y.tags)]
+    assert sum(a == b for a, b in words) >= 0.98 * len(words)
+
+
+def test_bf16_training_learns_is_recorded_and_loads_back_as_fp32(wiki, tmp_path):
+    """Training in bf16 learns about what fp32 learns (same seed), the lineage records the
+    precision, and a loaded bundle computes in fp32 until told otherwise (the weights are fp32)."""
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        tagger = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=3)
+        result = tagger.train(wiki["train150"], wiki["dev"], TrainConfig(epochs=2, seed=3, lr=1e-2, precision=precision),
+                              out=tmp_path / precision)
+        assert tagger.precision == precision  # dev was scored as it trained
+        scores[precision] = result.best_dev.micro.f1
+    assert scores["bf16"] > 0.05 and abs(scores["bf16"] - scores["fp32"]) < 0.05, scores
+    lineage = json.loads((tmp_path / "bf16" / "lineage.json").read_text())
+    assert lineage[-1]["options"]["precision"] == "bf16"
+    loaded = Tagger.load(tmp_path / "bf16")
+    assert loaded.precision == "fp32" and Tagger.load(tmp_path / "bf16", precision="bf16").precision == "bf16"
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+
+
+def test_an_unknown_precision_is_refused_with_the_choices(bilstm_model):
+    tagger, _ = bilstm_model
+    with pytest.raises(TagshiftError, match="precision 'fp16' is not one of fp32, bf16"):
+        tagger.precision = "fp16"
+    with pytest.raises(TagshiftError, match="precision = 'fp16' should be"):
+        TrainConfig(precision="fp16")
+
+
 # --- training ---------------------------------------------------------------------------
 
 

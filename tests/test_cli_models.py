@@ -518,6 +518,23 @@ def test_evaluate_against_a_baseline_model(cli, model, baseline, splits):
         assert row["baseline_f1"] == pytest.approx(other["per_type"][entity_type]["f1"])
 
 
+def test_precision_bf16_trains_predicts_and_evaluates(cli, model, splits, tmp_path):
+    """--precision bf16 on every command that runs a network: training records it, and
+    predict and evaluate give (nearly) what fp32 gives."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_MODEL + "\n[training]\n" + TINY_TRAINING, encoding="utf-8")
+    out = tmp_path / "bf16"
+    trained = train(cli, splits.train, "bilstm-crf", out, "--epochs", "1", "--precision", "bf16", "--config", config)
+    assert trained.exit_code == 0, trained.stderr
+    assert json.loads((out / "lineage.json").read_text())[-1]["options"]["precision"] == "bf16"
+    fp32, bf16 = (predicted_jsonl(cli, model.out, splits.test, "--precision", p) for p in ("fp32", "bf16"))
+    words = [(a, b) for x, y in zip(fp32, bf16) for a, b in zip(x["tags"], y["tags"])]
+    assert len(fp32) == len(bf16) and sum(a == b for a, b in words) >= 0.98 * len(words)
+    scores = [json.loads(cli("evaluate", model.out, splits.test, "--json", "--precision", p).stdout) for p in ("fp32", "bf16")]
+    assert abs(scores[0]["micro"]["f1"] - scores[1]["micro"]["f1"]) < 0.02
+    assert cli("predict", model.out, splits.test, "--precision", "fp16").exit_code == 2  # not a choice
+
+
 # --- info --------------------------------------------------------------------------------
 
 

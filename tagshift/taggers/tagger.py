@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 BACKENDS = ("bilstm-crf", "transformer")
 MODEL_SCHEMES = ("iob2", "iobes", "bilou", "io")
+# How the network computes (not how weights are stored: they stay fp32). bf16 runs the
+# matrix products in bfloat16 under autocast: faster on CPUs with bf16 instructions
+# (AVX512-BF16, AMX; bench/speed.py measures it), slower on CPUs without them.
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,17 @@ class Tagger:
         self.network = network
         self.lineage = list(lineage or [])
         self.device = torch.device("cpu")
+        self._precision = "fp32"
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise TagshiftError(f"precision '{value}' is not one of {', '.join(PRECISIONS)}")
+        self._precision = value
 
     @property
     def encoder(self) -> BiLSTMEncoder | TransformerEncoder:
@@ -171,7 +186,9 @@ class Tagger:
     def emissions(self, sentences: Sequence[list[str]]) -> tuple[Tensor, Tensor]:
         """Tag scores (batch, words, tags) and the mask of real words (batch, words)."""
         batch = self.featurize(sentences)
-        return self.network(batch), batch.mask
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            scores = self.network(batch)
+        return scores.float(), batch.mask  # the CRF and the losses always work in fp32
 
     def loss(self, sentences: Sequence[list[str]], gold: Tensor) -> Tensor:
         """Training loss of a batch; `gold` as `gold_indices` gives it, or a partial-label mask."""
@@ -186,8 +203,7 @@ class Tagger:
         self.network.eval()
         try:
             with torch.no_grad():
-                batch = self.featurize(sentences)
-                decoded = self.head.decode(self.network(batch), batch.mask, confidence)
+                decoded = self.head.decode(*self.emissions(sentences), confidence)
         finally:
             self.network.train(was_training)
         probabilities = decoded.probabilities.cpu() if decoded.probabilities is not None else None
@@ -242,10 +258,12 @@ class Tagger:
         save_bundle(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Tagger:
+    def load(cls, path: str | Path, device: str = "cpu", precision: str = "fp32") -> Tagger:
         from tagshift.bundle import load_bundle
 
-        return load_bundle(path).to(device)
+        tagger = load_bundle(path).to(device)
+        tagger.precision = precision
+        return tagger
 
     def parameters(self) -> Iterator[nn.Parameter]:
         return self.network.parameters()
