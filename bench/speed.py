@@ -1,5 +1,5 @@
 """Speed and memory, in one run on this machine: training tokens/s and inference words/s of
-each recipe of the CoNLL table (bench/conll.py), beside spaCy's en_core_web_sm NER (tok2vec
+each recipe of the CoNLL table (bench/conll.py), in fp32 and in bf16 (`--precision`), beside spaCy's en_core_web_sm NER (tok2vec
 + ner only) on the same CoNLL-2003 test tokens, as ratios; peak training memory on all of
 CoNLL-2003 (from bench/conll.py's runs) and adapt wall time as a share of the source's
 training time (from bench/paper_tasks.py's and bench/crossner.py's runs). Run it alone:
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import CACHE, publish, require_shared  # noqa: E402
 from bench.conll import RECIPES  # noqa: E402  (one row per recipe of the CoNLL table)
+from tagshift.taggers.tagger import PRECISIONS  # noqa: E402
 
 TRAIN_SENTENCES = {"full": 1000, "quick": 64}
 GOALS = {"inference": "≥ 3× spaCy sm for the BiLSTM-CRF", "adapt": "≤ 0.1 of source training time",
@@ -100,9 +101,17 @@ def inference(taggers: dict, sentences: list[list[str]]) -> dict[str, float]:
     measured = {"spacy en_core_web_sm (tok2vec+ner)": words / best_of(
         lambda: [None for _ in nlp.pipe(Doc(nlp.vocab, words=w) for w in sentences)])}
     for row, tagger in taggers.items():
-        measured[f"tagshift {row}, tags only"] = words / best_of(
-            lambda: tagger.predict(sentences, batch_size=64, confidence=False))
+        for precision in PRECISIONS:
+            tagger.precision = precision
+            measured[f"tagshift {row}, tags only{suffix(precision)}"] = words / best_of(
+                lambda: tagger.predict(sentences, batch_size=64, confidence=False))
+        tagger.precision = "fp32"
     return measured
+
+
+def suffix(precision: str) -> str:
+    """Row names: fp32 unmarked (as in earlier tables), bf16 marked."""
+    return f", {precision}" if precision != "fp32" else ""
 
 
 def collected() -> dict[str, list[float]]:
@@ -144,8 +153,10 @@ def main() -> None:
              "| measured in this run | value | × spaCy sm |", "|---|---|---|"]
     lines += [f"| inference words/s, {name} | {value:,.0f} | {value / spacy_speed:.2f} |" for name, value in speeds.items()]
     for row, tagger in taggers.items():
-        lines.append(f"| training tokens/s, {row} ({size} CoNLL sentences, one epoch) "
-                     f"| {training_tokens_per_second(tagger, train):,.0f} | |")
+        for precision in PRECISIONS:
+            tagger.precision = precision
+            lines.append(f"| training tokens/s, {row}{suffix(precision)} ({size} CoNLL sentences, one epoch) "
+                         f"| {training_tokens_per_second(tagger, train):,.0f} | |")
     lines += ["", "| collected from the other benchmarks | mean | max | goal |", "|---|---|---|---|"]
     for name, values in collected().items():
         goal = GOALS["memory"] if "RSS" in name else GOALS["adapt"]
