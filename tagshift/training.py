@@ -307,7 +307,9 @@ def fit(
             bar.set_postfix(loss=f"{total_loss / number:.3f}", refresh=False)
         record: dict[str, Any] = {"epoch": epoch, "steps": optimizer_step, "train_loss": total_loss / len(batches),
                                   "lr": optimizer.param_groups[-1]["lr"]}
+        scoring_started = time.perf_counter()
         dev_scores = evaluate_tagger(tagger, dev, options.eval_batch_size) if dev is not None else None
+        record["dev_seconds"] = round(time.perf_counter() - scoring_started, 2)  # where the epoch's time went
         if dev_scores is not None and dev_types is not None:
             dev_scores = dev_scores.restrict(dev_types)
         if dev_scores is not None:

@@ -571,7 +571,8 @@ def test_same_seed_same_run_and_out_dir_contents(wiki, tmp_path):
     log = read_log(out)
     assert [entry["epoch"] for entry in log] == [1, 2]
     for entry in log:
-        assert {"epoch", "train_loss", "dev_f1", "best"} <= set(entry)
+        assert {"epoch", "train_loss", "dev_f1", "best", "seconds", "dev_seconds"} <= set(entry)
+        assert 0 < entry["dev_seconds"] < entry["seconds"]
     assert log == json.loads(json.dumps(a.history))
     assert (out / "learning_curve.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert not (out / "checkpoint").exists()
