@@ -264,7 +264,10 @@ def load_bundle(path: str | Path) -> Tagger:
     mapped = fields.get("head") == "MappingHead"  # a checkpoint of `adapt --labels map`
     head_kind = "crf" if fields.get("inner_head" if mapped else "head") == "CRFHead" else "softmax"
     if backend == "bilstm-crf":
-        config = _model_config(BiLSTMConfig, fields["model"], path)
+        # bundles saved before freeze_vectors existed trained their vectors: load them as they were
+        values = fields["model"]
+        values = {"freeze_vectors": False, **values} if isinstance(values, dict) else values
+        config = _model_config(BiLSTMConfig, values, path)
         try:
             words, chars = vocab_from_json(json.loads((path / VOCAB).read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:

