@@ -49,7 +49,7 @@ CONLL_ROW = {"bilstm-crf": "bilstm-crf-frozen", "transformer": "transformer"}
 # first, stopped each new type while its dev F1 was still rising by the epoch.
 LATER: dict[str, dict] = {"bilstm-crf": {}, "transformer": {}}
 # Every step of the transformer, the first included, computes in bf16 (`--precision bf16`:
-# about twice the speed on this CPU, bench/speed.py); the BiLSTM-CRF, which gains little, in fp32.
+# 1.56x the training speed on this CPU, bench/speed.py); the BiLSTM-CRF, which trains slower in it, in fp32.
 PRECISION = {"bilstm-crf": "fp32", "transformer": "bf16"}
 PUBLISHED = "bert-base, GPU (micro / macro after the last step): fine-tune 50.8 / 40.6, ExtendNER 76.4 / 73.0, CFNER 80.9 / 79.1"
 QUICK = {"part": 40, "test": 50, "epochs": 1}
