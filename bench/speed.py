@@ -172,6 +172,7 @@ def main() -> None:
             tagger.precision = precision
             lines.append(f"| training tokens/s, {row}{suffix(precision)} ({size} CoNLL sentences, one epoch) "
                          f"| {training_tokens_per_second(tagger, train):,.0f} | |")
+        tagger.precision = "fp32"
     lines += ["", "| collected from the other benchmarks | mean | max | goal |", "|---|---|---|---|"]
     for name, values in collected().items():
         goal = GOALS["memory"] if "RSS" in name else GOALS["adapt"] if "adapt time" in name else ""

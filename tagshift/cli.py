@@ -29,6 +29,7 @@ from tagshift.metrics import Scores, compare
 from tagshift.schemes import SCHEMES
 from tagshift.stats import corpus_stats
 from tagshift.taggers import DEFAULT_ENCODER, Tagger
+from tagshift.taggers.tagger import PRECISIONS
 from tagshift.training import CURVES, LOG
 from tagshift.transfer import adapt_config, adapt_training, few_steps_hint, prepare, train_prepared
 from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
@@ -79,15 +80,13 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Replace a model already in 
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # the tagger's own choices
 
 
 PRECISION_HELP = ("How the network computes: fp32, or bf16 (matrix products in bfloat16; weights stay fp32): "
                   "faster on CPUs with bf16 instructions (AVX512-BF16, AMX; bench/speed.py measures it), slower on others.")
 TRAIN_PRECISION = typer.Option(None, "--precision", help=PRECISION_HELP + " Default fp32; dev scoring uses the same.")
-PREDICT_PRECISION = typer.Option(Precision.fp32, "--precision", help=PRECISION_HELP)
+PREDICT_PRECISION = typer.Option(Precision("fp32"), "--precision", help=PRECISION_HELP)
 
 
 def _read(path: Path, token_col: Optional[int], tag_col: Optional[int], max_tokens: int, encoding: str) -> Corpus:
