@@ -45,9 +45,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def machine() -> str:
+def machine(device: str = "cpu") -> str:
+    """The machine a run ran on, with its GPU when it trained on one."""
     cores = len(os.sched_getaffinity(0))
-    return f"{platform.machine()}, {cores} CPU cores, Python {platform.python_version()}, {platform.system()}"
+    text = f"{platform.machine()}, {cores} CPU cores, Python {platform.python_version()}, {platform.system()}"
+    if device.startswith("cuda"):
+        import torch
+
+        text += f", {torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__})"
+    return text
 
 
 def write_section(name: str, body: str, command: str) -> None:
@@ -63,26 +69,93 @@ def write_section(name: str, body: str, command: str) -> None:
     tmp.replace(DOCS)
 
 
-def add_run_options(parser: argparse.ArgumentParser, seeds: bool = True) -> None:
-    """The options every benchmark takes: --seeds, --quick, --threads."""
+def add_run_options(parser: argparse.ArgumentParser, seeds: bool = True, parallel: bool = False) -> None:
+    """The options every benchmark takes: --seeds, --quick, --threads; with `parallel`, also
+    --device and --jobs (the scripts whose runs are many and independent)."""
     if seeds:
         parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(--quick: 0 only)")
     parser.add_argument("--quick", action="store_true", help="tiny slices, one epoch: checks that the script runs")
     parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    if parallel:
+        parser.add_argument("--device", default="cpu", help="torch device each run trains and scores on (cuda, cuda:1, ...)")
+        parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in a process of its own")
 
 
-def set_threads(threads: int | None) -> None:
+_device = "cpu"  # the child's --device, set once by set_threads
+
+
+def set_threads(threads: int | None, device: str = "cpu") -> None:
+    """A child run's torch threads and device."""
+    global _device
+    _device = device
     if threads:
         import torch
 
         torch.set_num_threads(threads)
 
 
-def run_child(script: str, one: list[str], quick: bool, threads: int | None) -> None:
+def on_device(tagger: Any) -> Any:
+    """A tagger moved to this run's --device."""
+    return tagger.to(_device)
+
+
+def stamp(record: dict) -> dict:
+    """A run's record with the machine it ran on: tables may gather runs from several."""
+    return {**record, "machine": machine(_device)}
+
+
+def run_child(script: str, one: list[str], quick: bool, threads: int | None, device: str = "cpu") -> None:
     """`script --one ...` in a process of its own, so that its peak memory is its own."""
     command = [sys.executable, script, "--one", *one]
     command += (["--quick"] if quick else []) + (["--threads", str(threads)] if threads else [])
+    command += ["--device", device] if device != "cpu" else []
     subprocess.run(command, check=True)
+
+
+def run_children(script: str, ones: list[list[str]], args: argparse.Namespace) -> None:
+    """run_child for each of `ones`, --jobs at a time; every run is tried, then any failure raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(run: list[str]) -> str | None:
+        print(f"{' '.join(run)} ...", file=sys.stderr, flush=True)
+        try:
+            run_child(script, run, args.quick, args.threads, args.device)
+        except subprocess.CalledProcessError as error:
+            return f"{' '.join(run)}: exit {error.returncode}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        failed = [f for f in pool.map(one, ones) if f]
+    if failed:
+        sys.exit("failed runs (rerun to retry them):\n" + "\n".join(failed))
+
+
+def ran_on(records: list[dict], key: str) -> str:
+    """'Ran on: ...', the machines each `key` value's runs were made on."""
+    by_machine: dict[str, set[str]] = {}
+    for record in records:
+        by_machine.setdefault(record.get("machine", "not recorded"), set()).add(str(record[key]))
+    return "Ran on: " + "; ".join(f"{', '.join(sorted(v))}: {m}" for m, v in sorted(by_machine.items())) + "."
+
+
+def restore(section: str, folder: Path, name: Any, runs_key: str | None = None) -> None:
+    """Write into `folder` each run record of the published bench/results/SECTION.json whose
+    file is missing (a fresh clone has no bench/cache): tables can then gain rows without
+    rerunning the rows they have. A record from before records named their machine gets
+    the machine of the section's published header in docs/benchmarks.md."""
+    published = RESULTS / f"{section}.json"
+    if not published.is_file():
+        return
+    payload = json.loads(published.read_text())
+    records = payload[runs_key] if runs_key else payload
+    header = re.search(rf"<!-- {section}:start -->\nCommand: .*? · machine: (.*?) · date", DOCS.read_text(encoding="utf-8")) if DOCS.exists() else None
+    folder.mkdir(parents=True, exist_ok=True)
+    for record in records:
+        path = folder / f"{name(record)}.json"
+        if not path.is_file():
+            if "machine" not in record and header:
+                record = {**record, "machine": header.group(1)}
+            path.write_text(json.dumps(record, indent=2))
 
 
 def publish(section: str, body: str, payload: Any, quick: bool) -> None:

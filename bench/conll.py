@@ -25,7 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, add_run_options, mean_std, peak_rss_mb, publish, require_shared, run_child, set_threads  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE, add_run_options, mean_std, on_device, peak_rss_mb, publish, require_shared, run_children, set_threads, stamp,
+)
 
 BACKENDS = ("bilstm-crf", "transformer")
 # The recipes measured, one table row each, named by backend (and variant). The BiLSTM-CRF
@@ -77,6 +79,7 @@ def run_one(row: str, seed: int, quick: bool, folder: Path) -> dict:
         tagger = bilstm_crf(BiLSTMConfig(**recipe["model"]), train, seed=seed, extra=dev)
     else:
         tagger = transformer(TransformerConfig(**recipe["model"]), train, seed=seed)
+    tagger = on_device(tagger)
     result = tagger.train(train, dev, options, out, resume=resume, progress=sys.stderr.isatty(),
                           command=f"python bench/conll.py ({row}, seed {seed})")
     scores = evaluate_tagger(tagger, test)
@@ -95,6 +98,10 @@ def run_one(row: str, seed: int, quick: bool, folder: Path) -> dict:
         "peak_rss_mb": peak_rss_mb(),
         "resumed": resume,
     }
+
+
+def record_name(row: str, seed: int) -> str:
+    return f"{row}-seed{seed}"
 
 
 def words_per_second(tag, sentences: list[list[str]], repeats: int = 3) -> float:
@@ -167,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(RECIPES),
                         help="Recipes to run (the table shows every finished one); default: the two backends.")
-    add_run_options(parser)
+    add_run_options(parser, parallel=True)
     parser.add_argument("--one", nargs=2, metavar=("BACKEND", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and args.seeds == [0, 1, 2]:
@@ -177,20 +184,14 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:  # the child process: one training run
         backend, seed = args.one[0], int(args.one[1])
-        set_threads(args.threads)
-        record = run_one(backend, seed, args.quick, folder)
-        (folder / f"{backend}-seed{seed}.json").write_text(json.dumps(record, indent=2))
+        set_threads(args.threads, args.device)
+        record = stamp(run_one(backend, seed, args.quick, folder))
+        (folder / f"{record_name(backend, seed)}.json").write_text(json.dumps(record, indent=2))
         return
 
     require_shared("conll2003", "eng.train")
-    for backend in args.backends:
-        for seed in args.seeds:
-            done = folder / f"{backend}-seed{seed}.json"
-            if not done.is_file():
-                print(f"training {backend}, seed {seed} ...", file=sys.stderr, flush=True)
-                run_child(__file__, [backend, str(seed)], args.quick, args.threads)
-            record = json.loads(done.read_text())
-            print(f"{backend} seed {seed}: test F1 {100 * record['test_f1']:.2f}", file=sys.stderr, flush=True)
+    runs = [[b, str(s)] for b in args.backends for s in args.seeds if not (folder / f"{record_name(b, s)}.json").is_file()]
+    run_children(__file__, runs, args)
     # The table holds every finished run in the cache, so backends can be run one at a time.
     results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
     finished = sorted({r["backend"] for r in results}, key=list(RECIPES).index)

@@ -24,14 +24,15 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE, add_run_options, mean_std, on_device, publish, ran_on, require_shared, run_children, set_threads, stamp,
+)
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
 DOMAINS = ("politics", "science", "music", "literature", "ai")
@@ -74,13 +75,15 @@ def domain(name: str, quick: bool) -> dict:
     return splits
 
 
+def source_path(backend: str, seed: int) -> Path:
+    return CACHE / "conll" / f"{CONLL_ROW[backend]}-seed{seed}"
+
+
 def source(backend: str, seed: int):
+    """bench/conll.py's model (main trains the missing ones first)."""
     from tagshift.taggers import Tagger
 
-    row = CONLL_ROW[backend]
-    path = CACHE / "conll" / f"{row}-seed{seed}"
-    if not path.with_suffix(".json").is_file():
-        subprocess.run([sys.executable, str(Path(__file__).parent / "conll.py"), "--one", row, str(seed)], check=True)
+    path = source_path(backend, seed)
     return Tagger.load(path), path
 
 
@@ -97,7 +100,7 @@ def quick_source(backend: str, seed: int, folder: Path):
         train = read_corpus(require_shared("conll2003", "eng.train"))
         train = Corpus(train.sentences[:100], train.path)
         tagger = bilstm_crf(BiLSTMConfig(), train, seed=seed) if backend == "bilstm-crf" else transformer(TransformerConfig(), train, seed=seed)
-        tagger.train(train, None, TrainConfig.for_backend(backend, epochs=1), out)
+        on_device(tagger).train(train, None, TrainConfig.for_backend(backend, epochs=1), out)
     return Tagger.load(out), out
 
 
@@ -125,9 +128,11 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         else:
             head = "softmax" if strategy == SOFTMAX_ROW else HEAD
             tagger = transformer(TransformerConfig(head=head), data["train"], seed=seed)
+        tagger = on_device(tagger)
         tagger.train(data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
     else:
         src, src_path = quick_source(backend, seed, folder) if quick else source(backend, seed)
+        src = on_device(src)
         started = time.perf_counter()
         if strategy.startswith("map"):
             suggestion = suggest_map(src, data["train"])
@@ -182,7 +187,7 @@ def table(results: list[dict]) -> str:
             averages = [statistics.mean(r["test_f1"] for r in rows if r["seed"] == s) for s in complete]
             lines.append(f"| {backend} | {strategy} | {len(seeds)} | " + " | ".join(cells)
                          + f" | {mean_std(averages) if averages else '–'} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", ran_on(results, "backend")])
 
 
 def main() -> None:
@@ -190,7 +195,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS)
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), choices=STRATEGIES)
-    add_run_options(parser)
+    add_run_options(parser, parallel=True)
     parser.add_argument("--one", nargs=4, metavar=("BACKEND", "DOMAIN", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -206,22 +211,27 @@ def main() -> None:
         return folder / f"{run_name(backend, domain_name, strategy, seed)}.json"
 
     if args.one:
-        set_threads(args.threads)
+        set_threads(args.threads, args.device)
         backend, domain_name, strategy, seed = args.one[0], args.one[1], args.one[2], int(args.one[3])
-        record = run_one(backend, domain_name, strategy, seed, args.quick, folder)
+        record = stamp(run_one(backend, domain_name, strategy, seed, args.quick, folder))
         done(backend, domain_name, strategy, seed).write_text(json.dumps(record, indent=2))
         return
 
+    from tagshift.bundle import CONFIG
+
     require_shared("crossner", "politics", "train.txt")
-    for seed in args.seeds:
-        for backend in args.backends:
-            for domain_name in args.domains:
-                for strategy in args.strategies:
-                    if strategy == SOFTMAX_ROW and backend != "transformer":
-                        continue  # the BiLSTM-CRF's head is a CRF in every row
-                    if not done(backend, domain_name, strategy, seed).is_file():
-                        print(f"{backend}, {domain_name}, {strategy}, seed {seed} ...", file=sys.stderr, flush=True)
-                        run_child(__file__, [backend, domain_name, strategy, str(seed)], args.quick, args.threads)
+    runs = [[backend, domain_name, strategy, str(seed)]
+            for seed in args.seeds for backend in args.backends for domain_name in args.domains for strategy in args.strategies
+            # the BiLSTM-CRF's head is a CRF in every row
+            if (strategy != SOFTMAX_ROW or backend == "transformer") and not done(backend, domain_name, strategy, seed).is_file()]
+    # the sources first, so that parallel runs never train the same one
+    sources = sorted({(backend, seed) for backend, _, strategy, seed in runs if not strategy.startswith("target only")})
+    if args.quick:
+        for backend, seed in sources:
+            quick_source(backend, int(seed), folder)
+    missing = [[CONLL_ROW[b], s] for b, s in sources if not args.quick and not (source_path(b, int(s)) / CONFIG).is_file()]
+    run_children(str(Path(__file__).parent / "conll.py"), missing, args)
+    run_children(__file__, runs, args)
     results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
     body = table(results)
     publish("crossner", body, results, args.quick)

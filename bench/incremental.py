@@ -23,7 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE, RESULTS, add_run_options, mean_std, on_device, publish, ran_on, require_shared, restore, run_children, set_threads,
+    stamp,
+)
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
 ORDER = ["PER", "LOC", "ORG", "MISC"]
@@ -52,6 +55,7 @@ LATER: dict[str, dict] = {"bilstm-crf": {}, "transformer": {}}
 # 1.56x the training speed on this CPU, bench/speed.py); the BiLSTM-CRF, which trains slower in it, in fp32.
 PRECISION = {"bilstm-crf": "fp32", "transformer": "bf16"}
 PUBLISHED = "bert-base, GPU (micro / macro after the last step): fine-tune 50.8 / 40.6, ExtendNER 76.4 / 73.0, CFNER 80.9 / 79.1"
+STEP1 = "step1"  # the child that trains step 1 alone
 QUICK = {"part": 40, "test": 50, "epochs": 1}
 
 
@@ -81,17 +85,19 @@ def data(quick: bool) -> dict:
     }
 
 
-def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -> dict:
-    """All steps of one (backend, strategy, seed); each step's model is cached."""
+def step1_path(folder: Path, backend: str, seed: int) -> Path:
+    return folder / f"{backend}-step1-seed{seed}"  # shared by every strategy
+
+
+def train_step1(backend: str, seed: int, quick: bool, folder: Path) -> None:
+    """Step 1's model (main trains it before the strategies, which start from it)."""
     from tagshift.bundle import CONFIG
-    from tagshift.taggers import BiLSTMConfig, Tagger, TransformerConfig
+    from tagshift.taggers import BiLSTMConfig, TransformerConfig
     from tagshift.taggers.build import bilstm_crf, transformer
-    from tagshift.training import CHECKPOINT, TrainConfig, evaluate_tagger
-    from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+    from tagshift.training import CHECKPOINT, TrainConfig
 
     d = data(quick)
-    steps = []
-    first = folder / f"{backend}-step1-seed{seed}"  # shared by every strategy
+    first = step1_path(folder, backend, seed)
     if not (first / CONFIG).is_file():
         recipe = CONLL_RECIPES[CONLL_ROW[backend]]
         training = TrainConfig.for_backend(
@@ -107,8 +113,20 @@ def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -
             tagger = bilstm_crf(BiLSTMConfig(**({} if quick else recipe["model"])), d["train"][0], seed=seed, extra=d["dev"][0])
         else:
             tagger = transformer(TransformerConfig(**recipe["model"]), d["train"][0], seed=seed)
-        tagger.train(d["train"][0], d["dev"][0], training, first, resume=resume, command="python bench/incremental.py (step 1)")
-    model = Tagger.load(first)
+        on_device(tagger).train(d["train"][0], d["dev"][0], training, first, resume=resume, command="python bench/incremental.py (step 1)")
+
+
+def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -> dict:
+    """All steps of one (backend, strategy, seed) from step 1's model; each step's model is cached."""
+    from tagshift.bundle import CONFIG
+    from tagshift.taggers import Tagger
+    from tagshift.training import CHECKPOINT, TrainConfig, evaluate_tagger
+    from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+
+    d = data(quick)
+    steps = []
+    train_step1(backend, seed, quick, folder)
+    model = on_device(Tagger.load(step1_path(folder, backend, seed)))
     step1_lr = TrainConfig.for_backend(backend, **CONLL_RECIPES[CONLL_ROW[backend]]["training"]).lr
     for k in range(len(ORDER)):
         if k > 0:
@@ -126,7 +144,7 @@ def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -
                 prepared = prepare(model, d["train"][k], AdaptConfig(**adapt_options), seed, dev=d["dev"][k])
                 train_prepared(prepared, d["dev"][k], training, out, resume=(out / CHECKPOINT / CONFIG).is_file(),
                                command=f"python bench/incremental.py ({backend}, {strategy}, step {k + 1}, seed {seed})")
-            model = Tagger.load(out)
+            model = on_device(Tagger.load(out))
         scores = evaluate_tagger(model, d["test"][k])
         seen = ORDER[: k + 1]
         steps.append({"step": k + 1, "types": seen, "micro": scores.restrict(seen).micro.f1,
@@ -147,20 +165,31 @@ def table(results: list[dict], quick: bool) -> str:
             cells = [f"{mean_std([r['steps'][k]['micro'] for r in rows])} / {mean_std([r['steps'][k]['macro'] for r in rows])}"
                      for k in range(len(ORDER))]
             lines.append(f"| {backend} | {strategy} | {len(rows)} | " + " | ".join(cells) + " |")
-        joint = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob(f"{CONLL_ROW[backend]}-seed*.json"))] if not quick else []
+        joint = [r for r in conll_records() if r["backend"] == CONLL_ROW[backend]] if not quick else []
         if joint:
             micro = [r["test_f1"] for r in joint]
             macro = [statistics.mean(r["test_per_type"].get(t, 0.0) for t in ORDER) for r in joint]
             lines.append(f"| {backend} | joint training, all types (upper bound; bench/conll.py {CONLL_ROW[backend]}) | {len(joint)} | "
                          + " | " * (len(ORDER) - 1) + f"{mean_std(micro)} / {mean_std(macro)} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", ran_on(results, "backend")])
+
+
+def conll_records() -> list[dict]:
+    """bench/conll.py's finished runs: those in the cache, else those it published."""
+    cached = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob("*-seed*.json"))]
+    published = RESULTS / "conll.json"
+    return cached or (json.loads(published.read_text())["runs"] if published.is_file() else [])
+
+
+def record_name(record: dict) -> str:
+    return f"{record['backend']}-{record['strategy'].replace(' ', '')}-seed{record['seed']}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
-    add_run_options(parser)
+    add_run_options(parser, parallel=True)
     parser.add_argument("--one", nargs=3, metavar=("BACKEND", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and args.seeds == [0, 1, 2]:
@@ -171,19 +200,26 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
-        set_threads(args.threads)
+        set_threads(args.threads, args.device)
         backend, strategy, seed = args.one[0], args.one[1], int(args.one[2])
-        record = run_one(backend, strategy, seed, args.quick, folder)
-        (folder / f"{backend}-{strategy.replace(' ', '')}-seed{seed}.json").write_text(json.dumps(record, indent=2))
+        if strategy == STEP1:
+            train_step1(backend, seed, args.quick, folder)
+            return
+        record = stamp(run_one(backend, strategy, seed, args.quick, folder))
+        (folder / f"{record_name(record)}.json").write_text(json.dumps(record, indent=2))
         return
 
+    from tagshift.bundle import CONFIG
+
     require_shared("conll2003", "eng.train")
-    for seed in args.seeds:
-        for backend in args.backends:
-            for strategy in args.strategies:
-                if not (folder / f"{backend}-{strategy.replace(' ', '')}-seed{seed}.json").is_file():
-                    print(f"{backend}, {strategy}, seed {seed} ...", file=sys.stderr, flush=True)
-                    run_child(__file__, [backend, strategy, str(seed)], args.quick, args.threads)
+    if not args.quick:  # a fresh clone keeps the published runs: new rows need not redo them
+        restore("incremental", folder, record_name)
+    runs = [[b, s, str(seed)] for seed in args.seeds for b in args.backends for s in args.strategies
+            if not (folder / f"{record_name({'backend': b, 'strategy': s, 'seed': seed})}.json").is_file()]
+    # step 1 first, so that parallel strategies never train the same one
+    firsts = sorted({(b, seed) for b, _, seed in runs if not (step1_path(folder, b, int(seed)) / CONFIG).is_file()})
+    run_children(__file__, [[b, STEP1, seed] for b, seed in firsts], args)
+    run_children(__file__, runs, args)
     results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
     body = table(results, args.quick)
     publish("incremental", body, results, args.quick)

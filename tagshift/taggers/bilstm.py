@@ -90,7 +90,7 @@ class CharCNN(nn.Module):
 
     def forward(self, chars: Tensor, lengths: Tensor) -> Tensor:
         grams = self.conv(self.embedding(chars).transpose(1, 2))  # (distinct words, filters, chars)
-        padding = torch.arange(chars.size(1)).unsqueeze(0) >= lengths.unsqueeze(1)
+        padding = torch.arange(chars.size(1), device=chars.device).unsqueeze(0) >= lengths.unsqueeze(1)
         return grams.masked_fill(padding.unsqueeze(1), float("-inf")).max(dim=2).values
 
 
@@ -151,7 +151,7 @@ class BiLSTMEncoder(nn.Module):
     def forward(self, batch: WordBatch) -> Tensor:
         words = batch.words
         if self.training and self.config.word_dropout > 0:
-            dropped = torch.rand(words.shape) < self.config.word_dropout
+            dropped = torch.rand(words.shape, device=words.device) < self.config.word_dropout
             words = words.masked_fill(dropped & batch.mask, 1)  # 1 = UNK
         parts = [
             self.word_embedding(words),  # (batch, words, word_dim)

@@ -195,7 +195,7 @@ def adapt_head(
     of `kind` (None: the source's). The source is left untouched (it may still teach or
     pseudo-label)."""
     generator = torch.Generator().manual_seed(seed)
-    network = copy.deepcopy(source.network)
+    network = copy.deepcopy(source.network).cpu()  # surgery on the CPU, then back to the source's device
     if isinstance(network.head, MappingHead):  # a checkpoint of an adapt --labels map run
         network.head = network.head.fold()
     with torch.random.fork_rng():  # a fresh head's own initialisation, without touching the caller's RNG
