@@ -10,13 +10,15 @@ on eng.testa, scored on eng.testb; entity F1 in conlleval mode, 3 seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE, add_run_options, load_records, mean_std, publish, records, require_shared, run_child, save_record,
+    set_threads,
+)
 
 VARIANTS = {
     "bilstm-crf, character BiLSTM": ("bilstm-crf", {"freeze_vectors": False}),
@@ -95,16 +97,16 @@ def main() -> None:
     if args.one:
         set_threads(args.threads)
         record = run_one(args.one[0], int(args.one[1]), args.quick, folder)
-        (folder / f"{slug(args.one[0])}-seed{args.one[1]}.json").write_text(json.dumps(record, indent=2))
+        save_record(name, f"{slug(args.one[0])}-seed{args.one[1]}", record)
         return
 
     require_shared("conll2003", "eng.train")
     for seed in args.seeds:
         for variant in args.variants:
-            if not (folder / f"{slug(variant)}-seed{seed}.json").is_file():
+            if not (records(name) / f"{slug(variant)}-seed{seed}.json").is_file():
                 print(f"{variant}, seed {seed} ...", file=sys.stderr, flush=True)
                 run_child(__file__, [variant, str(seed)], args.quick, args.threads)
-    results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
+    results = load_records(name)
     body = table(results)
     publish("ablations", body, results, args.quick)
     print(body)

@@ -18,7 +18,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TAGSHIFT_SHARED_DATA", REPO.parent / "shared" / "data"))
-CACHE = REPO / "bench" / "cache"
+CACHE = REPO / "bench" / "cache"  # trained models and checkpoints (large; not in git)
+RECORDS = REPO / "bench" / "records"  # each finished run's scores, one JSON file a run (in git)
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
 
@@ -29,6 +30,26 @@ def require_shared(*parts: str) -> Path:
     if not path.exists():
         sys.exit(f"skipped: {path} not found (set TAGSHIFT_SHARED_DATA to the shared corpora)")
     return path
+
+
+def records(name: str) -> Path:
+    """The folder of a benchmark's run records. They are tracked by git, so tables can be
+    rebuilt and grow by new runs on a fresh clone, whose bench/cache is empty."""
+    folder = RECORDS / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_record(name: str, filename: str, record: dict) -> None:
+    """A run's record, written whole or not at all (a temporary file, then a rename)."""
+    path = records(name) / f"{filename}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)
+
+
+def load_records(name: str, pattern: str = "*-seed*.json") -> list[dict]:
+    return [json.loads(f.read_text()) for f in sorted((RECORDS / name).glob(pattern))]
 
 
 def mean_std(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
@@ -136,26 +157,6 @@ def ran_on(records: list[dict], key: str) -> str:
     for record in records:
         by_machine.setdefault(record.get("machine", "not recorded"), set()).add(str(record[key]))
     return "Ran on: " + "; ".join(f"{', '.join(sorted(v))}: {m}" for m, v in sorted(by_machine.items())) + "."
-
-
-def restore(section: str, folder: Path, name: Any, runs_key: str | None = None) -> None:
-    """Write into `folder` each run record of the published bench/results/SECTION.json whose
-    file is missing (a fresh clone has no bench/cache): tables can then gain rows without
-    rerunning the rows they have. A record from before records named their machine gets
-    the machine of the section's published header in docs/benchmarks.md."""
-    published = RESULTS / f"{section}.json"
-    if not published.is_file():
-        return
-    payload = json.loads(published.read_text())
-    records = payload[runs_key] if runs_key else payload
-    header = re.search(rf"<!-- {section}:start -->\nCommand: .*? · machine: (.*?) · date", DOCS.read_text(encoding="utf-8")) if DOCS.exists() else None
-    folder.mkdir(parents=True, exist_ok=True)
-    for record in records:
-        path = folder / f"{name(record)}.json"
-        if not path.is_file():
-            if "machine" not in record and header:
-                record = {**record, "machine": header.group(1)}
-            path.write_text(json.dumps(record, indent=2))
 
 
 def publish(section: str, body: str, payload: Any, quick: bool) -> None:

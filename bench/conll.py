@@ -17,7 +17,6 @@ runs only) into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, mean_std, on_device, peak_rss_mb, publish, require_shared, run_children, set_threads, stamp,
+    CACHE, add_run_options, load_records, mean_std, on_device, peak_rss_mb, publish, records, require_shared,
+    run_children, save_record, set_threads, stamp,
 )
 
 BACKENDS = ("bilstm-crf", "transformer")
@@ -186,14 +186,14 @@ def main() -> None:
         backend, seed = args.one[0], int(args.one[1])
         set_threads(args.threads, args.device)
         record = stamp(run_one(backend, seed, args.quick, folder))
-        (folder / f"{record_name(backend, seed)}.json").write_text(json.dumps(record, indent=2))
+        save_record(name, record_name(backend, seed), record)
         return
 
     require_shared("conll2003", "eng.train")
-    runs = [[b, str(s)] for b in args.backends for s in args.seeds if not (folder / f"{record_name(b, s)}.json").is_file()]
+    runs = [[b, str(s)] for b in args.backends for s in args.seeds if not (records(name) / f"{record_name(b, s)}.json").is_file()]
     run_children(__file__, runs, args)
     # The table holds every finished run in the cache, so backends can be run one at a time.
-    results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
+    results = load_records(name)
     finished = sorted({r["backend"] for r in results}, key=list(RECIPES).index)
     speeds = speed(folder, finished, args.seeds[0], args.quick)
     body = table(results, speeds)

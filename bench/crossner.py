@@ -31,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, mean_std, on_device, publish, ran_on, require_shared, run_children, set_threads, stamp,
+    CACHE, RECORDS, add_run_options, load_records, mean_std, on_device, publish, ran_on, records, require_shared,
+    run_children, save_record, set_threads, stamp,
 )
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
@@ -150,7 +151,7 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         # speed.py's adapt-time share: the whole update (pseudo-labels, surgery, training)
         # against the source's training on all of CoNLL-2003
         record["adapt_seconds"] = time.perf_counter() - started
-        source_record = src_path.with_suffix(".json")
+        source_record = RECORDS / "conll" / f"{src_path.name}.json"
         record["source_seconds"] = json.loads(source_record.read_text())["train_seconds"] if source_record.is_file() else None
         record["pseudo_labels"] = prepared.pseudo.to_json() if prepared.pseudo else None
     scores = evaluate_tagger(tagger, data["test"])
@@ -170,24 +171,29 @@ def as_label_map(mapping: dict[str, str]):
     return LabelMap(rename=rename, merge=merge)
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], min_seeds: int = 3) -> str:
+    """A row per (backend, strategy) once every domain has `min_seeds` seeds; the runs of the
+    rows still short of that are counted below the table, their scores not shown."""
     lines = [f"Published: {PUBLISHED}.", "",
              "| backend | strategy | seeds | " + " | ".join(DOMAINS) + " | average |", "|---|---|---|" + "---|" * (len(DOMAINS) + 1)]
+    shown: list[dict] = []
+    pending: dict[str, int] = {}
     for backend in BACKENDS:
         for strategy in STRATEGIES:
             rows = [r for r in results if r["backend"] == backend and r["strategy"] == strategy]
-            if not rows:
+            seeds = {name: sorted(r["seed"] for r in rows if r["domain"] == name) for name in DOMAINS}
+            if not rows or min(len(s) for s in seeds.values()) < min_seeds:
+                pending[backend] = pending.get(backend, 0) + len(rows)
                 continue
-            seeds = sorted({r["seed"] for r in rows})
-            cells = []
-            for name in DOMAINS:
-                values = [r["test_f1"] for r in rows if r["domain"] == name]
-                cells.append(mean_std(values) if values else "–")
-            complete = [s for s in seeds if all(any(r["seed"] == s and r["domain"] == d for r in rows) for d in DOMAINS)]
-            averages = [statistics.mean(r["test_f1"] for r in rows if r["seed"] == s) for s in complete]
-            lines.append(f"| {backend} | {strategy} | {len(seeds)} | " + " | ".join(cells)
-                         + f" | {mean_std(averages) if averages else '–'} |")
-    return "\n".join(lines + ["", ran_on(results, "backend")])
+            cells = [mean_std([r["test_f1"] for r in rows if r["domain"] == name]) for name in DOMAINS]
+            complete = set.intersection(*(set(s) for s in seeds.values()))
+            averages = [statistics.mean(r["test_f1"] for r in rows if r["seed"] == s) for s in sorted(complete)]
+            lines.append(f"| {backend} | {strategy} | {len(complete)} | " + " | ".join(cells) + f" | {mean_std(averages)} |")
+            shown += rows
+    lines += ["", ran_on(shown, "backend")] if shown else []
+    lines += [f"Not shown yet: {backend}'s rows with fewer than {min_seeds} seeds in some domain ({count} runs recorded)."
+              for backend, count in pending.items() if count]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -208,13 +214,13 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
     def done(backend: str, domain_name: str, strategy: str, seed: int) -> Path:
-        return folder / f"{run_name(backend, domain_name, strategy, seed)}.json"
+        return records(name) / f"{run_name(backend, domain_name, strategy, seed)}.json"
 
     if args.one:
         set_threads(args.threads, args.device)
         backend, domain_name, strategy, seed = args.one[0], args.one[1], args.one[2], int(args.one[3])
         record = stamp(run_one(backend, domain_name, strategy, seed, args.quick, folder))
-        done(backend, domain_name, strategy, seed).write_text(json.dumps(record, indent=2))
+        save_record(name, run_name(backend, domain_name, strategy, seed), record)
         return
 
     from tagshift.bundle import CONFIG
@@ -232,8 +238,8 @@ def main() -> None:
     missing = [[CONLL_ROW[b], s] for b, s in sources if not args.quick and not (source_path(b, int(s)) / CONFIG).is_file()]
     run_children(str(Path(__file__).parent / "conll.py"), missing, args)
     run_children(__file__, runs, args)
-    results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
-    body = table(results)
+    results = load_records(name)
+    body = table(results, min_seeds=1 if args.quick else 3)
     publish("crossner", body, results, args.quick)
     print(body)
 

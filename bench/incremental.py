@@ -15,7 +15,6 @@ models) is the upper bound.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -24,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, RESULTS, add_run_options, mean_std, on_device, publish, ran_on, require_shared, restore, run_children, set_threads,
-    stamp,
+    CACHE, add_run_options, load_records, mean_std, on_device, publish, ran_on, records, require_shared,
+    run_children, save_record, set_threads, stamp,
 )
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
@@ -153,32 +152,34 @@ def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -
     return {"backend": backend, "strategy": strategy, "seed": seed, "precision": PRECISION[backend], "steps": steps}
 
 
-def table(results: list[dict], quick: bool) -> str:
+def table(results: list[dict], quick: bool, min_seeds: int = 3) -> str:
+    """A row per (backend, strategy) with `min_seeds` seeds; the runs of the rows still short
+    of that are counted below the table, their scores not shown."""
     lines = [f"Order: {' → '.join(ORDER)}. Test: eng.testb with the types seen so far. Published, {PUBLISHED}.", ""]
     lines += ["| backend | strategy | seeds | " + " | ".join(f"after step {k + 1} (micro / macro)" for k in range(len(ORDER)))
               + " |", "|---|---|---|" + "---|" * len(ORDER)]
+    shown: list[dict] = []
+    pending: dict[str, int] = {}
     for backend in BACKENDS:
         for strategy in STRATEGIES:
             rows = [r for r in results if r["backend"] == backend and r["strategy"] == strategy]
-            if not rows:
+            if len(rows) < min_seeds:
+                pending[backend] = pending.get(backend, 0) + len(rows)
                 continue
+            shown += rows
             cells = [f"{mean_std([r['steps'][k]['micro'] for r in rows])} / {mean_std([r['steps'][k]['macro'] for r in rows])}"
                      for k in range(len(ORDER))]
             lines.append(f"| {backend} | {strategy} | {len(rows)} | " + " | ".join(cells) + " |")
-        joint = [r for r in conll_records() if r["backend"] == CONLL_ROW[backend]] if not quick else []
+        joint = load_records("conll", f"{CONLL_ROW[backend]}-seed*.json") if not quick else []
         if joint:
             micro = [r["test_f1"] for r in joint]
             macro = [statistics.mean(r["test_per_type"].get(t, 0.0) for t in ORDER) for r in joint]
             lines.append(f"| {backend} | joint training, all types (upper bound; bench/conll.py {CONLL_ROW[backend]}) | {len(joint)} | "
                          + " | " * (len(ORDER) - 1) + f"{mean_std(micro)} / {mean_std(macro)} |")
-    return "\n".join(lines + ["", ran_on(results, "backend")])
-
-
-def conll_records() -> list[dict]:
-    """bench/conll.py's finished runs: those in the cache, else those it published."""
-    cached = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob("*-seed*.json"))]
-    published = RESULTS / "conll.json"
-    return cached or (json.loads(published.read_text())["runs"] if published.is_file() else [])
+    lines += ["", ran_on(shown, "backend")] if shown else []
+    lines += [f"Not shown yet: {backend}'s strategies with fewer than {min_seeds} seeds ({count} runs recorded)."
+              for backend, count in pending.items() if count]
+    return "\n".join(lines)
 
 
 def record_name(record: dict) -> str:
@@ -206,22 +207,20 @@ def main() -> None:
             train_step1(backend, seed, args.quick, folder)
             return
         record = stamp(run_one(backend, strategy, seed, args.quick, folder))
-        (folder / f"{record_name(record)}.json").write_text(json.dumps(record, indent=2))
+        save_record(name, record_name(record), record)
         return
 
     from tagshift.bundle import CONFIG
 
     require_shared("conll2003", "eng.train")
-    if not args.quick:  # a fresh clone keeps the published runs: new rows need not redo them
-        restore("incremental", folder, record_name)
     runs = [[b, s, str(seed)] for seed in args.seeds for b in args.backends for s in args.strategies
-            if not (folder / f"{record_name({'backend': b, 'strategy': s, 'seed': seed})}.json").is_file()]
+            if not (records(name) / f"{record_name({'backend': b, 'strategy': s, 'seed': seed})}.json").is_file()]
     # step 1 first, so that parallel strategies never train the same one
     firsts = sorted({(b, seed) for b, _, seed in runs if not (step1_path(folder, b, int(seed)) / CONFIG).is_file()})
     run_children(__file__, [[b, STEP1, seed] for b, seed in firsts], args)
     run_children(__file__, runs, args)
-    results = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
-    body = table(results, args.quick)
+    results = load_records(name)
+    body = table(results, args.quick, min_seeds=1 if args.quick else 3)
     publish("incremental", body, results, args.quick)
     print(body)
 

@@ -11,14 +11,16 @@ token-level number overstates quality (the literature's 94.4 on this set is toke
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, add_run_options, mean_std, publish, require_shared, run_child, set_threads  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE, add_run_options, load_records, mean_std, publish, records, require_shared, run_child, save_record,
+    set_threads,
+)
 
 RECIPE = {"epochs": 4, "lr": 5e-5}  # the rest is TrainConfig.for_backend("transformer")
 PUBLISHED = "roberta-base ≈88.5 entity-level (a token-level 94.4 is not comparable)"
@@ -110,17 +112,17 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if args.one is not None:
         set_threads(args.threads)
-        (folder / f"seed{args.one}.json").write_text(json.dumps(run_one(args.one, args.quick, folder), indent=2))
+        save_record(name, f"seed{args.one}", run_one(args.one, args.quick, folder))
         return
 
     require_shared("mit_movie", "engtrain.bio")
     for seed in args.seeds:
-        if not (folder / f"seed{seed}.json").is_file():
+        if not (records(name) / f"seed{seed}.json").is_file():
             print(f"seed {seed} ...", file=sys.stderr, flush=True)
             run_child(__file__, [str(seed)], args.quick, args.threads)
     from tagshift.schemes import chunks
 
-    results = [json.loads(f.read_text()) for f in sorted(folder.glob("seed*.json"))]
+    results = load_records(name, "seed*.json")
     _, test = corpora(args.quick)
     body = table(results, Counter(x.label for s in test.sentences for x in chunks(s.tags)))
     publish("mit_movie", body, results, args.quick)

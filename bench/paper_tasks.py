@@ -37,7 +37,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
-from bench.common import CACHE, add_run_options, mean_std, peak_rss_mb, publish, require_shared, run_child, set_threads  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE, RECORDS, add_run_options, load_records, mean_std, peak_rss_mb, publish, records, require_shared,
+    run_child, save_record, set_threads,
+)
 
 OLD, NEW = ["LOC", "ORG", "PER"], "MISC"
 WNUT_TO_CONLL = {"person": "PER", "location": "LOC", "corporation": "ORG", "group": "ORG",
@@ -167,8 +170,8 @@ def source_for(task: str, seed: int, quick: bool, folder: Path):
         tagger, seconds = train_source(task, seed, quick, folder)
         return tagger, seconds, folder / f"source-{task}-seed{seed}"
     conll = CACHE / "conll"
-    record = conll / f"bilstm-crf-seed{seed}.json"
-    if not record.is_file():
+    record = RECORDS / "conll" / f"bilstm-crf-seed{seed}.json"
+    if not (conll / f"bilstm-crf-seed{seed}").is_dir():
         subprocess.run([sys.executable, str(Path(__file__).parent / "conll.py"), "--one", "bilstm-crf", str(seed)], check=True)
     return Tagger.load(conll / f"bilstm-crf-seed{seed}"), json.loads(record.read_text())["train_seconds"], conll / f"bilstm-crf-seed{seed}"
 
@@ -204,7 +207,7 @@ def run_one(task: str, strategy: str, seed: int, quick: bool, folder: Path) -> d
 
 def joint_f1(seed: int, quick: bool) -> dict[str, float] | None:
     """Task (iii)'s reference: bench/conll.py's model (all of train, all types) on CoNLL test."""
-    record = CACHE / "conll" / f"bilstm-crf-seed{seed}.json"
+    record = RECORDS / "conll" / f"bilstm-crf-seed{seed}.json"
     if quick or not record.is_file():
         return None
     return json.loads(record.read_text())["test_per_type"]
@@ -278,18 +281,18 @@ def main() -> None:
         set_threads(args.threads)
         task, strategy, seed = args.one[0], args.one[1], int(args.one[2])
         record = run_one(task, strategy, seed, args.quick, folder)
-        (folder / f"{task}-{strategy.replace(' ', '')}-seed{seed}.json").write_text(json.dumps(record, indent=2))
+        save_record(name, f"{task}-{strategy.replace(' ', '')}-seed{seed}", record)
         return
 
     require_shared("conll2003", "eng.train")
     for seed in args.seeds:
         for task in args.tasks:
             for strategy in (["plain"] if task != "iii" else list(STRATEGIES)):
-                done = folder / f"{task}-{strategy.replace(' ', '')}-seed{seed}.json"
+                done = records(name) / f"{task}-{strategy.replace(' ', '')}-seed{seed}.json"
                 if not done.is_file():
                     print(f"task {task}, {strategy}, seed {seed} ...", file=sys.stderr, flush=True)
                     run_child(__file__, [task, strategy, str(seed)], args.quick, args.threads)
-    runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*-seed*.json"))]
+    runs = load_records(name)
     data = tasks(args.quick)
     body = "\n\n".join(task_table(t, data[t], [r for r in runs if r["task"] == t], args.quick)
                        for t in ("i", "ii", "iii") if any(r["task"] == t for r in runs))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, publish, require_shared  # noqa: E402
+from bench.common import CACHE, RECORDS, load_records, publish, require_shared  # noqa: E402
 from bench.conll import RECIPES  # noqa: E402  (one row per recipe of the CoNLL table)
 from tagshift.taggers.tagger import PRECISIONS  # noqa: E402
 
@@ -121,11 +121,11 @@ def collected() -> dict[str, list[float]]:
     bench/crossner.py)."""
     found: dict[str, list[float]] = {}
     for row in RECIPES:
-        runs = [json.loads(f.read_text()) for f in sorted((CACHE / "conll").glob(f"{row}-seed*.json"))]
+        runs = load_records("conll", f"{row}-seed*.json")
         if runs:
             found[f"peak training RSS MB, {row} (bench/conll.py)"] = [r["peak_rss_mb"] for r in runs]
     for bench, target in (("paper_tasks", "WikiGold, WNUT-17 or half of CoNLL"), ("crossner", "100-200 CrossNER sentences")):
-        runs = [json.loads(f.read_text()) for f in sorted((CACHE / bench).glob("*-seed*.json"))]
+        runs = load_records(bench)
         for backend in RECIPE_BACKENDS:
             for precision in PRECISIONS:
                 shares = [r["adapt_seconds"] / r["source_seconds"] for r in runs
@@ -138,7 +138,7 @@ def collected() -> dict[str, list[float]]:
     for backend in RECIPE_BACKENDS:  # where a small target's training time goes
         logs = [[json.loads(line) for line in log.read_text().splitlines()]
                 for log in sorted((CACHE / "crossner").glob(f"{backend}-*-seed*/train_log.jsonl"))
-                if log.parent.with_suffix(".json").is_file()]  # finished runs only
+                if (RECORDS / "crossner" / f"{log.parent.name}.json").is_file()]  # finished runs only
         shares = [sum(e["dev_seconds"] for e in log) / log[-1]["seconds"] for log in logs if log and "dev_seconds" in log[0]]
         if shares:
             found[f"share of training time spent scoring dev, {backend} (bench/crossner.py)"] = shares
