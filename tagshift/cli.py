@@ -87,6 +87,7 @@ PRECISION_HELP = ("How the network computes: fp32, or bf16 (matrix products in b
                   "faster on CPUs with bf16 instructions (AVX512-BF16, AMX; bench/speed.py measures it), slower on others.")
 TRAIN_PRECISION = typer.Option(None, "--precision", help=PRECISION_HELP + " Default fp32; dev scoring uses the same.")
 PREDICT_PRECISION = typer.Option(Precision("fp32"), "--precision", help=PRECISION_HELP)
+DEVICE = typer.Option("cpu", "--device", help="Where the network runs: cpu, cuda, cuda:N (a GPU) or mps (Apple). Models save and load the same on any device.")
 
 
 def _read(path: Path, token_col: Optional[int], tag_col: Optional[int], max_tokens: int, encoding: str) -> Corpus:
@@ -193,6 +194,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (fractions in 0..1) instead of a table in percent."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch when a model tags the test corpus."),
     precision: Precision = PREDICT_PRECISION,
+    device: str = DEVICE,
     token_col: Optional[int] = TOKEN_COL,
     tag_col: Optional[int] = TAG_COL,
     max_tokens: int = MAX_TOKENS,
@@ -211,7 +213,7 @@ def evaluate(
 
         def score(source: Path) -> Scores:
             if source.is_dir():
-                predicted = Tagger.load(source, precision=precision.value).predict_corpus(gold_corpus, batch_size)
+                predicted = Tagger.load(source, device, precision.value).predict_corpus(gold_corpus, batch_size)
             else:
                 predicted = _read(source, token_col, tag_col, max_tokens, encoding)
             return evaluate_corpora(gold_corpus, predicted, mode.value, scheme_name)
@@ -223,8 +225,8 @@ def evaluate(
         groups = _parse_groups(group)
         if model_mode and baseline is not None and baseline.is_dir() and not groups:
             # the forgetting report: the source's types (under the adapted model's names), then the rest
-            comparison = compare_models(Tagger.load(gold, precision=precision.value),
-                                        Tagger.load(baseline, precision=precision.value), gold_corpus, mode.value,
+            comparison = compare_models(Tagger.load(gold, device, precision.value),
+                                        Tagger.load(baseline, device, precision.value), gold_corpus, mode.value,
                                         scheme_name, batch_size)
         else:
             system = score(gold if model_mode else pred)
@@ -260,6 +262,7 @@ def train(
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
     precision: Optional[Precision] = TRAIN_PRECISION,
+    device: str = DEVICE,
     seed: Optional[int] = SEED,
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
@@ -295,7 +298,7 @@ def train(
         )
         tagger, result = run_job(
             job, resume=resume, overwrite=overwrite, progress=progress, command=shlex.join(["tagshift", *sys.argv[1:]]),
-            token_col=token_col, tag_col=tag_col, max_tokens=max_tokens, encoding=encoding,
+            device=device, token_col=token_col, tag_col=tag_col, max_tokens=max_tokens, encoding=encoding,
         )
         typer.echo(f"trained {tagger.describe()}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
         if result.best_dev is not None:
@@ -350,6 +353,7 @@ def adapt(
     unfreeze: Optional[Unfreeze] = typer.Option(None, "--unfreeze", help="After the frozen epochs: all layers at once, or gradual (top layers first)."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
     precision: Optional[Precision] = TRAIN_PRECISION,
+    device: str = DEVICE,
     seed: Optional[int] = SEED,
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
@@ -384,7 +388,7 @@ def adapt(
             raise TagshiftError(f"--out {job.out} is the source model; adapt writes a new model: choose another directory")
         options = adapt_config(job.adapt)
         check_out(job.out, resume, overwrite)
-        source_tagger = Tagger.load(job.source)
+        source_tagger = Tagger.load(job.source, device)
         read = {"token_col": token_col, "tag_col": tag_col, "max_tokens": max_tokens, "encoding": encoding}
         train_corpus = _read(job.train, **read)
         dev_corpus = _read(job.dev, **read) if job.dev else None
@@ -438,6 +442,7 @@ def labels_suggest(
     min_share: float = typer.Option(DEFAULT_MIN_SHARE, "--min-share", help="Share of a source type's predictions that must land on one target type."),
     as_json: bool = typer.Option(False, "--json", help="Print the proposal and all the evidence as JSON instead."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
+    device: str = DEVICE,
     token_col: Optional[int] = TOKEN_COL,
     tag_col: Optional[int] = TAG_COL,
     max_tokens: int = MAX_TOKENS,
@@ -451,7 +456,7 @@ def labels_suggest(
     with user_errors():
         if not 0 < min_share <= 1:
             raise TagshiftError(f"--min-share {min_share} should lie in (0, 1]")
-        tagger = Tagger.load(source)
+        tagger = Tagger.load(source, device)
         corpus = _read(target, token_col, tag_col, max_tokens, encoding)
         suggestion = suggest_map(tagger, corpus, min_share, batch_size)
         if as_json:
@@ -482,6 +487,7 @@ def predict(
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the output. Default: the model's."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
     precision: Precision = PREDICT_PRECISION,
+    device: str = DEVICE,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     token_col: Optional[int] = TOKEN_COL,
     max_tokens: int = MAX_TOKENS,
@@ -492,7 +498,7 @@ def predict(
     Example: tagshift predict models/ner news.txt --format spans --out news.entities.jsonl
     """
     with user_errors():
-        tagger = Tagger.load(model, precision=precision.value)
+        tagger = Tagger.load(model, device, precision.value)
         options: dict[str, object] = {"max_tokens": max_tokens, "encoding": encoding}
         if token_col is not None:
             options["token_col"] = token_col

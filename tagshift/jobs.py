@@ -167,7 +167,7 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 def run_job(
     job: TrainJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
-    **read_options: Any,
+    device: str = "cpu", **read_options: Any,
 ) -> tuple[Tagger, TrainResult]:
     """Build (or resume) and train the job's tagger; the bundle ends up in `job.out`."""
     options = job.train_config()
@@ -181,5 +181,6 @@ def run_job(
         tagger = bilstm_crf(job.model_config(), train, job.scheme, options.seed, extra=dev)
     else:
         tagger = transformer(job.model_config(), train, job.scheme, options.seed)
+    tagger.to(device)
     result = tagger.train(train, dev, options, job.out, resume=resume, progress=progress, command=command, test=test)
     return tagger, result

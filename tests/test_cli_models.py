@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from tagshift.cli import app
@@ -533,6 +534,22 @@ def test_precision_bf16_trains_predicts_and_evaluates(cli, model, splits, tmp_pa
     scores = [json.loads(cli("evaluate", model.out, splits.test, "--json", "--precision", p).stdout) for p in ("fp32", "bf16")]
     assert abs(scores[0]["micro"]["f1"] - scores[1]["micro"]["f1"]) < 0.02
     assert cli("predict", model.out, splits.test, "--precision", "fp16").exit_code == 2  # not a choice
+
+
+def test_device_cpu_runs_and_a_missing_gpu_is_explained(cli, model, splits, tmp_path):
+    """--device on every command that runs a network: cpu works; a GPU this machine lacks,
+    or a name torch does not know, is refused with what to give instead (CI has no GPU:
+    training on one is checked by bench/crossner.py --device cuda)."""
+    cpu = predicted_jsonl(cli, model.out, splits.test, "--device", "cpu")
+    assert cpu == predicted_jsonl(cli, model.out, splits.test)
+    if not torch.cuda.is_available():
+        for command in (["predict", model.out, splits.test], ["evaluate", model.out, splits.test],
+                        ["adapt", model.out, "--train", splits.train, "--out", tmp_path / "gpu"]):
+            refused = cli(*command, "--device", "cuda")
+            assert refused.exit_code == 1 and "sees no CUDA GPU here; use --device cpu" in refused.stderr
+        assert not (tmp_path / "gpu").exists()
+    bogus = cli("predict", model.out, splits.test, "--device", "gpu0")
+    assert bogus.exit_code == 1 and "'gpu0' is not a torch device; give cpu, cuda, cuda:N or mps" in bogus.stderr
 
 
 # --- info --------------------------------------------------------------------------------

@@ -97,6 +97,21 @@ def make_head(kind: str, hidden: int, labels: list[str], scheme: str, dropout: f
     return head_class(hidden, len(labels), constraints, dropout)
 
 
+def usable_device(name: str | torch.device) -> torch.device:
+    """`name` as a torch device this machine has, or an error that says what it has."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise TagshiftError(f"'{name}' is not a torch device; give cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TagshiftError(f"--device {name}: torch {torch.__version__} sees no CUDA GPU here; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise TagshiftError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TagshiftError(f"--device {name}: torch sees no Apple GPU (MPS) here; use --device cpu")
+    return device
+
+
 def _to(batch: Any, device: torch.device) -> Any:
     """A featurised batch (a dataclass of tensors) on `device`."""
     return type(batch)(**{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
@@ -157,7 +172,8 @@ class Tagger:
         return sorted({split_tag(label)[1] for label in self.labels} - {""})
 
     def to(self, device: str | torch.device) -> Tagger:
-        self.device = torch.device(device)
+        """Move the network to `device` (cpu, cuda, cuda:1, mps); where it trains and tags."""
+        self.device = usable_device(device)
         self.network.to(self.device)
         return self
 
