@@ -186,7 +186,12 @@ def main() -> None:
         backend, seed = args.one[0], int(args.one[1])
         set_threads(args.threads, args.device)
         record = stamp(run_one(backend, seed, args.quick, folder))
-        save_record(name, record_name(backend, seed), record)
+        if (records(name) / f"{record_name(backend, seed)}.json").is_file():
+            # a source retrained for crossner.py or incremental.py on a clone without the
+            # model: the table keeps the run it published; this model's log is in its folder
+            print(f"kept the recorded {record_name(backend, seed)} run; the retrained model's log: {folder}", file=sys.stderr)
+        else:
+            save_record(name, record_name(backend, seed), record)
         return
 
     require_shared("conll2003", "eng.train")
