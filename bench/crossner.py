@@ -130,7 +130,7 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
             head = "softmax" if strategy == SOFTMAX_ROW else HEAD
             tagger = transformer(TransformerConfig(head=head), data["train"], seed=seed)
         tagger = on_device(tagger)
-        tagger.train(data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
+        result = tagger.train(data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
     else:
         src, src_path = quick_source(backend, seed, folder) if quick else source(backend, seed)
         src = on_device(src)
@@ -146,7 +146,7 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         operation = "replace" if strategy == "replace" else "map" if strategy.startswith("map") else "extend"
         adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None)
         prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
-        train_prepared(prepared, data["dev"], adapt_training(backend, **options), out, str(src_path))
+        result = train_prepared(prepared, data["dev"], adapt_training(backend, **options), out, str(src_path))
         tagger = prepared.tagger
         # speed.py's adapt-time share: the whole update (pseudo-labels, surgery, training)
         # against the source's training on all of CoNLL-2003
@@ -155,6 +155,9 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         source_log = (src_path / "train_log.jsonl").read_text().splitlines()
         record["source_seconds"] = json.loads(source_log[-1])["seconds"] if source_log else None
         record["pseudo_labels"] = prepared.pseudo.to_json() if prepared.pseudo else None
+    # (how the run ended: whether early stopping cut it short is part of the result)
+    record.update(epochs_run=len(result.history), best_epoch=result.best_epoch, stopped_early=result.stopped_early,
+                  steps=result.history[-1]["steps"] if result.history else 0)
     scores = evaluate_tagger(tagger, data["test"])
     return {**record, "test_f1": scores.micro.f1, "test_macro_f1": scores.macro.f1,
             "per_type": {t: p.f1 for t, p in scores.per_type.items()}}

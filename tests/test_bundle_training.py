@@ -601,7 +601,7 @@ def test_early_stopping_keeps_the_best_epoch(wiki, tmp_path):
     """With a dev F1 that never improves, patience=1 must stop after two epochs, and the
     saved model must be epoch 1's (the best), not the last one trained."""
     dev = read_corpus(POLITICS)  # its types are not the model's: dev F1 stays 0
-    options = TrainConfig(epochs=5, patience=1, seed=3, lr=1e-2)
+    options = TrainConfig(epochs=5, patience=1, seed=3, lr=1e-2, min_steps=0)
     tagger = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=3)
     result = tagger.train(wiki["train150"], dev, options, out=tmp_path / "stopped")
     assert result.stopped_early is True
@@ -616,6 +616,22 @@ def test_early_stopping_keeps_the_best_epoch(wiki, tmp_path):
     one_epoch.train(wiki["train150"], None, dataclasses.replace(options, epochs=1))
     held_out = [s.tokens for s in wiki["held_out"].sentences]
     assert_same_predictions(one_epoch.predict(held_out), Tagger.load(tmp_path / "stopped").predict(held_out), 1e-5)
+
+
+def test_early_stopping_waits_for_min_steps(wiki):
+    """Patience may end a run only after `min_steps` optimiser steps: a new head can sit
+    below O for several flat epochs on a small corpus. 150 sentences in batches of 16 are
+    10 steps an epoch: with 25 steps to wait, the stop patience 1 calls for after epoch 2
+    (20 steps) comes after epoch 3 (30 steps)."""
+    dev = read_corpus(POLITICS)  # dev F1 stays 0
+    options = TrainConfig(epochs=5, patience=1, seed=3, lr=1e-2, min_steps=25)
+    result = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=3).train(wiki["train150"], dev, options)
+    assert result.stopped_early is True
+    assert [h["steps"] for h in result.history] == [10, 20, 30]
+    assert result.best_epoch == 1
+    assert TrainConfig().min_steps == 250  # the default: FEW_STEPS, the adapt hint's threshold
+    with pytest.raises(TagshiftError, match="min_steps"):
+        TrainConfig(min_steps=-1)
 
 
 def test_resume_after_interrupt_matches_an_uninterrupted_run(wiki, tmp_path, monkeypatch):

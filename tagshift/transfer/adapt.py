@@ -23,7 +23,7 @@ from tagshift.labelmap import LabelMap
 from tagshift.lineage import content_sha256, corpus_record
 from tagshift.schemes import Span, chunks, get_scheme, split_tag
 from tagshift.taggers.tagger import Tagged, Tagger
-from tagshift.training import TrainConfig, TrainResult, fit, model_tags
+from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, fit, model_tags
 from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Distillation, teacher_scores
 from tagshift.transfer.partial import partial_targets
 from tagshift.transfer.plan import LabelPlan, make_plan
@@ -102,12 +102,6 @@ def adapt_training(backend: str, **overrides: Any) -> TrainConfig:
     if options.encoder_lr is None:
         options.encoder_lr = options.head_lr * ENCODER_LR_FACTOR
     return options
-
-
-# Fewer optimiser steps than this rarely train a new head: CrossNER politics' 200 sentences
-# give a transformer 52 in its 4 default epochs, and its dev F1 levelled off only after
-# 15-20 epochs (200-260 steps).
-FEW_STEPS = 250
 
 
 def few_steps_hint(sentences: int, options: TrainConfig) -> str | None:
