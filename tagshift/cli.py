@@ -400,7 +400,9 @@ def adapt(
         typer.echo(
             f"training: {training.epochs} epochs at most, head lr {training.head_lr or training.lr:g}, encoder lr "
             f"{training.encoder_lr:g} (a tenth of the head's unless set: a trained encoder moves slowly)"
-            + (f", encoder frozen for {training.freeze_epochs} epochs then unfrozen ({training.unfreeze})" if training.freeze_epochs else ""),
+            + (f", encoder frozen for {training.freeze_epochs} epochs then unfrozen ({training.unfreeze})" if training.freeze_epochs else "")
+            + (f"; early stopping after {training.patience} epochs without a better dev F1, not before step {training.min_steps}"
+               if dev_corpus is not None and training.patience else ""),
             err=True,
         )
         hint = few_steps_hint(len(prepared.train), training)

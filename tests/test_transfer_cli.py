@@ -205,6 +205,7 @@ def test_adapt_to_six_types_prints_the_plan_and_saves(six, source, files):
     assert "head surgery: 9 rows copied bit for bit, 4 added (quiet)" in err
     assert "before training, the adapted model differs from the source on" in err
     assert "training: 1 epochs at most" in err
+    assert "early stopping" not in err  # no dev set to stop on
     assert f"saved to {out}" in err
     # the plan comes before any training
     assert err.index("label plan") < err.index("head surgery") < err.index("training:") < err.index("saved to")
@@ -256,6 +257,7 @@ def test_adapt_to_two_other_types_keeps_the_source_types_unannotated(source, fil
     assert "  kept: LOC, MISC, ORG, PER" in err
     assert "  new: country, politician" in err
     assert "not annotated in the target data: LOC, MISC, ORG, PER" in err
+    assert "early stopping after 5 epochs without a better dev F1, not before step 250" in err
     assert "dev entity F1" in err
     adapted = Tagger.load(out)
     assert adapted.types == ["LOC", "MISC", "ORG", "PER", "country", "politician"]
