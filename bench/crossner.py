@@ -58,7 +58,8 @@ CONLL_ROW = {"bilstm-crf": "bilstm-crf-frozen", "transformer": "transformer"}
 # The transformer's head learns at adapt's default head rate (ten times the BERT rate) in
 # every row, training on the target only included, so that row is no weaker baseline; 20
 # epochs because 100-200 sentences make only 7-13 steps an epoch (politics' dev F1 levels
-# off after 15-20).
+# off after 15-20). Either backend's epochs rise where they would make fewer optimiser
+# steps than adapt's note asks for (FEW_STEPS: 36 epochs for the 100-sentence domains).
 # The transformer computes in bf16 (`--precision bf16`: 1.56x the training speed on this CPU,
 # bench/speed.py); the BiLSTM-CRF, which trains slower in it, in fp32.
 TRAINING = {"bilstm-crf": {"epochs": 30, "patience": 5},
@@ -115,11 +116,13 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
     from tagshift.taggers import BiLSTMConfig, TransformerConfig
     from tagshift.taggers.build import bilstm_crf, transformer
     from tagshift.training import TrainConfig, evaluate_tagger
-    from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+    from tagshift.transfer import AdaptConfig, adapt_training, enough_epochs, prepare, train_prepared
     from tagshift.transfer.suggest import suggest_map
 
     data = domain(name, quick)
-    options = {**TRAINING[backend], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
+    options = {**TRAINING[backend], "seed": seed}
+    options["epochs"] = QUICK["epochs"] if quick else max(
+        options["epochs"], enough_epochs(len(data["train"]), TrainConfig.for_backend(backend, **options)))
     out = folder / run_name(backend, name, strategy, seed)
     record = {"backend": backend, "domain": name, "strategy": strategy, "seed": seed, "precision": options.get("precision", "fp32")}
     if strategy.startswith("target only"):

@@ -104,6 +104,16 @@ def adapt_training(backend: str, **overrides: Any) -> TrainConfig:
     return options
 
 
+def enough_epochs(sentences: int, options: TrainConfig) -> int:
+    """The epochs that give `sentences` at least FEW_STEPS optimiser steps.
+
+    >>> enough_epochs(100, TrainConfig(batch_size=16))
+    36
+    """
+    per_epoch = max(1, math.ceil(sentences / (options.batch_size * options.accumulate)))
+    return math.ceil(FEW_STEPS / per_epoch)
+
+
 def few_steps_hint(sentences: int, options: TrainConfig) -> str | None:
     """A hint when `options` give `sentences` too few optimiser steps, with the epochs that
     would give enough; None when they are enough (or when epochs = 0: no training).
@@ -118,7 +128,7 @@ def few_steps_hint(sentences: int, options: TrainConfig) -> str | None:
     if options.epochs == 0 or steps >= FEW_STEPS:
         return None
     return (f"only {steps} optimiser steps ({sentences} sentences, {options.epochs} epochs, batch {options.batch_size}): "
-            f"a new head rarely learns in fewer than {FEW_STEPS}; try --epochs {math.ceil(FEW_STEPS / per_epoch)}")
+            f"a new head rarely learns in fewer than {FEW_STEPS}; try --epochs {enough_epochs(sentences, options)}")
 
 
 @dataclass
