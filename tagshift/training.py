@@ -126,6 +126,11 @@ class _State:
     best_dev: dict[str, Any] | None = None
 
 
+def epoch_steps(sentences: int, options: TrainConfig) -> int:
+    """Optimiser steps in one epoch over `sentences` (the last batch may be short)."""
+    return math.ceil(math.ceil(sentences / options.batch_size) / options.accumulate)
+
+
 def model_tags(corpus: Corpus, scheme: str) -> list[list[str]]:
     """A corpus's tags in the model's scheme (invalid sequences read as conlleval reads them)."""
     return [convert_tags(s.tags, SCHEMES[scheme]) for s in corpus.sentences]
@@ -264,8 +269,7 @@ def fit(
         raise TagshiftError(f"{len(targets)} training targets for {len(train)} sentences")
     sentences = [s.tokens for s in train.sentences]
     lengths = [len(s) for s in sentences]
-    batches_per_epoch = math.ceil(len(sentences) / options.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / options.accumulate)
+    steps_per_epoch = epoch_steps(len(sentences), options)
     total_steps = steps_per_epoch * options.epochs
 
     tagger.precision = options.precision  # dev scoring too, so the best epoch is chosen as it trained

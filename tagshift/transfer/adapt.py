@@ -23,7 +23,7 @@ from tagshift.labelmap import LabelMap
 from tagshift.lineage import content_sha256, corpus_record
 from tagshift.schemes import Span, chunks, get_scheme, split_tag
 from tagshift.taggers.tagger import Tagged, Tagger
-from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, fit, model_tags
+from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, epoch_steps, fit, model_tags
 from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Distillation, teacher_scores
 from tagshift.transfer.partial import partial_targets
 from tagshift.transfer.plan import LabelPlan, make_plan
@@ -110,8 +110,7 @@ def enough_epochs(sentences: int, options: TrainConfig) -> int:
     >>> enough_epochs(100, TrainConfig(batch_size=16))
     36
     """
-    per_epoch = max(1, math.ceil(sentences / (options.batch_size * options.accumulate)))
-    return math.ceil(FEW_STEPS / per_epoch)
+    return math.ceil(FEW_STEPS / max(1, epoch_steps(sentences, options)))
 
 
 def few_steps_hint(sentences: int, options: TrainConfig) -> str | None:
@@ -123,8 +122,7 @@ def few_steps_hint(sentences: int, options: TrainConfig) -> str | None:
     >>> few_steps_hint(200, TrainConfig(epochs=30, batch_size=16)) is None
     True
     """
-    per_epoch = max(1, math.ceil(sentences / (options.batch_size * options.accumulate)))
-    steps = per_epoch * options.epochs
+    steps = max(1, epoch_steps(sentences, options)) * options.epochs
     if options.epochs == 0 or steps >= FEW_STEPS:
         return None
     return (f"only {steps} optimiser steps ({sentences} sentences, {options.epochs} epochs, batch {options.batch_size}): "
