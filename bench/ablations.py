@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, load_records, mean_std, publish, records, require_shared, run_child, save_record,
-    set_threads,
+    CACHE, add_run_options, configure_run, load_records, mean_std, publish, records, require_shared, run_child,
+    save_record,
 )
 
 VARIANTS = {
@@ -95,7 +95,7 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
-        set_threads(args.threads)
+        configure_run(args.threads)
         record = run_one(args.one[0], int(args.one[1]), args.quick, folder)
         save_record(name, f"{slug(args.one[0])}-seed{args.one[1]}", record)
         return

@@ -102,11 +102,11 @@ def add_run_options(parser: argparse.ArgumentParser, seeds: bool = True, paralle
         parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in a process of its own")
 
 
-_device = "cpu"  # the child's --device, set once by set_threads
+_device = "cpu"  # the child run's --device, set once by configure_run
 
 
-def set_threads(threads: int | None, device: str = "cpu") -> None:
-    """A child run's torch threads and device."""
+def configure_run(threads: int | None, device: str = "cpu") -> None:
+    """A child run's torch threads, and the device on_device moves its models to."""
     global _device
     _device = device
     if threads:
@@ -157,6 +157,13 @@ def ran_on(records: list[dict], key: str) -> str:
     for record in records:
         by_machine.setdefault(record.get("machine", "not recorded"), set()).add(str(record[key]))
     return "Ran on: " + "; ".join(f"{', '.join(sorted(v))}: {m}" for m, v in sorted(by_machine.items())) + "."
+
+
+def not_shown(pending: dict[str, int], what: str, min_seeds: int, where: str = "") -> list[str]:
+    """The lines under a table that count, per backend, the recorded runs of its rows still
+    short of `min_seeds` seeds (their scores are not shown)."""
+    return [f"Not shown yet: {backend}'s {what} with fewer than {min_seeds} seeds{where} ({count} runs recorded)."
+            for backend, count in pending.items() if count]
 
 
 def publish(section: str, body: str, payload: Any, quick: bool) -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, load_records, mean_std, on_device, peak_rss_mb, publish, records, require_shared,
-    run_children, save_record, set_threads, stamp,
+    CACHE, add_run_options, configure_run, load_records, mean_std, on_device, peak_rss_mb, publish, records,
+    require_shared, run_children, save_record, stamp,
 )
 
 BACKENDS = ("bilstm-crf", "transformer")
@@ -184,7 +184,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:  # the child process: one training run
         backend, seed = args.one[0], int(args.one[1])
-        set_threads(args.threads, args.device)
+        configure_run(args.threads, args.device)
         record = stamp(run_one(backend, seed, args.quick, folder))
         if (records(name) / f"{record_name(backend, seed)}.json").is_file():
             # a source retrained for crossner.py or incremental.py on a clone without the

@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, load_records, mean_std, on_device, publish, ran_on, records, require_shared,
-    run_children, save_record, set_threads, stamp,
+    CACHE, add_run_options, configure_run, load_records, mean_std, not_shown, on_device, publish, ran_on, records,
+    require_shared, run_children, save_record, stamp,
 )
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
@@ -199,8 +199,7 @@ def table(results: list[dict], min_seeds: int = 3, domains: tuple[str, ...] = DO
             lines.append(f"| {backend} | {strategy} | {len(complete)} | " + " | ".join(cells) + f" | {mean_std(averages)} |")
             shown += rows
     lines += ["", ran_on(shown, "backend")] if shown else []
-    lines += [f"Not shown yet: {backend}'s rows with fewer than {min_seeds} seeds in some domain ({count} runs recorded)."
-              for backend, count in pending.items() if count]
+    lines += not_shown(pending, "rows", min_seeds, " in some domain")
     return "\n".join(lines)
 
 
@@ -225,7 +224,7 @@ def main() -> None:
         return records(name) / f"{run_name(backend, domain_name, strategy, seed)}.json"
 
     if args.one:
-        set_threads(args.threads, args.device)
+        configure_run(args.threads, args.device)
         backend, domain_name, strategy, seed = args.one[0], args.one[1], args.one[2], int(args.one[3])
         record = stamp(run_one(backend, domain_name, strategy, seed, args.quick, folder))
         save_record(name, run_name(backend, domain_name, strategy, seed), record)

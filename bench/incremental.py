@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, load_records, mean_std, on_device, publish, ran_on, records, require_shared,
-    run_children, save_record, set_threads, stamp,
+    CACHE, add_run_options, configure_run, load_records, mean_std, not_shown, on_device, publish, ran_on, records,
+    require_shared, run_children, save_record, stamp,
 )
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
@@ -179,8 +179,7 @@ def table(results: list[dict], quick: bool) -> str:
             lines.append(f"| {backend} | joint training, all types (upper bound; bench/conll.py {CONLL_ROW[backend]}) | {len(joint)} | "
                          + " | " * (len(ORDER) - 1) + f"{mean_std(micro)} / {mean_std(macro)} |")
     lines += ["", ran_on(shown, "backend")] if shown else []
-    lines += [f"Not shown yet: {backend}'s strategies with fewer than {min_seeds} seeds ({count} runs recorded)."
-              for backend, count in pending.items() if count]
+    lines += not_shown(pending, "strategies", min_seeds)
     return "\n".join(lines)
 
 
@@ -203,7 +202,7 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
-        set_threads(args.threads, args.device)
+        configure_run(args.threads, args.device)
         backend, strategy, seed = args.one[0], args.one[1], int(args.one[2])
         if strategy == STEP1:
             train_step1(backend, seed, args.quick, folder)

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, load_records, mean_std, publish, records, require_shared, run_child, save_record,
-    set_threads,
+    CACHE, add_run_options, configure_run, load_records, mean_std, publish, records, require_shared, run_child,
+    save_record,
 )
 
 RECIPE = {"epochs": 4, "lr": 5e-5}  # the rest is TrainConfig.for_backend("transformer")
@@ -111,7 +111,7 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one is not None:
-        set_threads(args.threads)
+        configure_run(args.threads)
         save_record(name, f"seed{args.one}", run_one(args.one, args.quick, folder))
         return
 

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 from bench.common import (  # noqa: E402
-    CACHE, RECORDS, add_run_options, load_records, mean_std, peak_rss_mb, publish, records, require_shared,
-    run_child, save_record, set_threads,
+    CACHE, RECORDS, add_run_options, configure_run, load_records, mean_std, peak_rss_mb, publish, records,
+    require_shared, run_child, save_record,
 )
 
 OLD, NEW = ["LOC", "ORG", "PER"], "MISC"
@@ -278,7 +278,7 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
-        set_threads(args.threads)
+        configure_run(args.threads)
         task, strategy, seed = args.one[0], args.one[1], int(args.one[2])
         record = run_one(task, strategy, seed, args.quick, folder)
         save_record(name, f"{task}-{strategy.replace(' ', '')}-seed{seed}", record)

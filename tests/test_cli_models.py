@@ -546,7 +546,7 @@ def test_device_cpu_runs_and_a_missing_gpu_is_explained(cli, model, splits, tmp_
         for command in (["predict", model.out, splits.test], ["evaluate", model.out, splits.test],
                         ["adapt", model.out, "--train", splits.train, "--out", tmp_path / "gpu"]):
             refused = cli(*command, "--device", "cuda")
-            assert refused.exit_code == 1 and "sees no CUDA GPU here; use --device cpu" in refused.stderr
+            assert refused.exit_code == 1 and "sees no CUDA GPU here; use cpu (--device cpu)" in refused.stderr
         assert not (tmp_path / "gpu").exists()
     bogus = cli("predict", model.out, splits.test, "--device", "gpu0")
     assert bogus.exit_code == 1 and "'gpu0' is not a torch device; give cpu, cuda, cuda:N or mps" in bogus.stderr

@@ -104,11 +104,11 @@ def usable_device(name: str | torch.device) -> torch.device:
     except (RuntimeError, ValueError):
         raise TagshiftError(f"'{name}' is not a torch device; give cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise TagshiftError(f"--device {name}: torch {torch.__version__} sees no CUDA GPU here; use --device cpu")
+        raise TagshiftError(f"device '{name}': torch {torch.__version__} sees no CUDA GPU here; use cpu (--device cpu)")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise TagshiftError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+        raise TagshiftError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise TagshiftError(f"--device {name}: torch sees no Apple GPU (MPS) here; use --device cpu")
+        raise TagshiftError(f"device '{name}': torch sees no Apple GPU (MPS) here; use cpu (--device cpu)")
     return device
 
 
