@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import platform
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from tagshift import __version__
 from tagshift.corpus import Corpus
@@ -51,3 +55,19 @@ def step_record(step: str, **details: Any) -> dict[str, Any]:
         "command": details.pop("command", None) or "(library call)",
         **details,
     }
+
+
+def ran_on(device: torch.device) -> dict[str, Any]:
+    """Where a step computed: without it, the `seconds` a step took cannot be compared."""
+    record: dict[str, Any] = {
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        # the cores this process may use (a container's share), not the host's
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "platform": f"{platform.machine()}, {platform.system()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if device.type == "cuda":
+        record["gpu"] = torch.cuda.get_device_name(device)
+    return record

@@ -205,7 +205,8 @@ def test_bundle_holds_no_pickle_and_a_complete_config(model, request):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_lineage_records_training_data_by_hash(model, wiki, request):
-    """A model must say which data made it: the train step names the file and its sha256."""
+    """A model must say which data made it: the train step names the file and its sha256
+    (and where it trained: device, torch threads)."""
     _, path = request.getfixturevalue(model)
     lineage = json.loads((path / "lineage.json").read_text())
     assert isinstance(lineage, list) and lineage[0]["step"] == "train"
@@ -214,6 +215,8 @@ def test_lineage_records_training_data_by_hash(model, wiki, request):
     assert data["train"]["sha256"] == sha256(train_file)
     assert data["train"]["sentences"] == 150
     assert data["dev"]["sha256"] == sha256(Path(data["dev"]["path"]))
+    # and where it trained, so that its seconds can be read
+    assert lineage[0]["ran_on"]["device"] == "cpu" and lineage[0]["ran_on"]["torch_threads"] >= 1
 
 
 # --- damaged and foreign bundles --------------------------------------------------------
