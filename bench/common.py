@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -67,13 +66,17 @@ def peak_rss_mb() -> float:
 
 
 def machine(device: str = "cpu") -> str:
-    """The machine a run ran on, with its GPU when it trained on one."""
-    cores = len(os.sched_getaffinity(0))
-    text = f"{platform.machine()}, {cores} CPU cores, Python {platform.python_version()}, {platform.system()}"
-    if device.startswith("cuda"):
-        import torch
+    """The machine a run ran on, with its GPU when it trained on one: the lineage's record
+    as one line (tables group runs by this string, so its format stays)."""
+    import torch
 
-        text += f", {torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__})"
+    from tagshift.lineage import machine_record
+
+    record = machine_record(torch.device(device))
+    arch, system = record["platform"].split(", ")
+    text = f"{arch}, {record['cpu_cores']} CPU cores, Python {record['python']}, {system}"
+    if "gpu" in record:
+        text += f", {record['gpu']} (torch {record['torch']})"
     return text
 
 

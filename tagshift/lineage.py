@@ -57,8 +57,9 @@ def step_record(step: str, **details: Any) -> dict[str, Any]:
     }
 
 
-def ran_on(device: torch.device) -> dict[str, Any]:
-    """Where a step computed: without it, the `seconds` a step took cannot be compared."""
+def machine_record(device: torch.device) -> dict[str, Any]:
+    """Where a step computed (a lineage entry's `ran_on`): without it, the `seconds` a step
+    took cannot be compared."""
     record: dict[str, Any] = {
         "device": str(device),
         "torch_threads": torch.get_num_threads(),

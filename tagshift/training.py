@@ -26,7 +26,7 @@ from tagshift.corpus import Corpus
 from tagshift.charts import plot_learning_curves
 from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
-from tagshift.lineage import content_sha256, corpus_record, ran_on, step_record
+from tagshift.lineage import content_sha256, corpus_record, machine_record, step_record
 from tagshift.metrics import Scores, score_tags
 from tagshift.progress import progress_bar
 from tagshift.schemes import SCHEMES, convert_tags
@@ -372,7 +372,7 @@ def fit(
                 best_epoch=state.best_epoch,
                 epochs_run=state.epoch,
                 seconds=round(state.seconds, 1),
-                ran_on=ran_on(tagger.device),
+                ran_on=machine_record(tagger.device),
                 scores={"dev": state.best_dev, "test": test_scores.to_json() if test_scores else None},
             )
         )

@@ -21,3 +21,18 @@ def test_quick_mode_runs_and_writes_its_table(script, shared_data):
     assert result.returncode == 0, result.stderr[-2000:]
     table = (REPO / "bench" / "results" / f"{name}-quick.md").read_text()
     assert table.count("|") > 20
+
+
+def test_machine_line_is_the_lineage_record():
+    """The tables' machine line (the key they group runs by) says what a bundle's lineage
+    records for the same device, in its fixed one-line format."""
+    import platform
+
+    import torch
+
+    from bench.common import machine
+    from tagshift.lineage import machine_record
+
+    record = machine_record(torch.device("cpu"))
+    assert machine("cpu") == (f"{platform.machine()}, {record['cpu_cores']} CPU cores, "
+                              f"Python {record['python']}, {platform.system()}")
