@@ -126,18 +126,24 @@ def collected() -> dict[str, list[float]]:
             found[f"peak training RSS MB, {row} (bench/conll.py)"] = [r["peak_rss_mb"] for r in runs]
     for bench, target in (("paper_tasks", "WikiGold, WNUT-17 or half of CoNLL"), ("crossner", "100-200 CrossNER sentences")):
         runs = load_records(bench)
-        # a share holds on the machine that measured both times: one row per machine
+        # a share holds on the machine that measured both times: one row per machine; and
+        # only as well as its source's time was measured: crossner's runs (one source per
+        # seed) also get a row per source, so one source timed on busy cores shows
         for where in sorted({r.get("machine", "not recorded") for r in runs}):
             for backend in RECIPE_BACKENDS:
                 for precision in PRECISIONS:
-                    shares = [r["adapt_seconds"] / r["source_seconds"] for r in runs
-                              if r.get("source_seconds") and r.get("backend", "bilstm-crf") == backend  # paper_tasks: BiLSTM-CRF only
-                              and r.get("precision", "fp32") == precision and r.get("machine", "not recorded") == where]
+                    mine = [r for r in runs if r.get("source_seconds") and r.get("backend", "bilstm-crf") == backend  # paper_tasks: BiLSTM-CRF only
+                            and r.get("precision", "fp32") == precision and r.get("machine", "not recorded") == where]
                     # the sources (bench/conll.py) trained in fp32: a bf16 update's share is not like for like
                     unlike = "" if precision == "fp32" else f", update in {precision}, source in fp32"
-                    if shares:
-                        found[f"adapt time / source training time, {backend}{unlike}, target: {target} "
-                              f"(bench/{bench}.py; ran on {where})"] = shares
+                    name = f"adapt time / source training time, {backend}{unlike}, target: {target} (bench/{bench}.py; ran on {where})"
+                    groups = [("", mine)] + ([(f", source seed {seed} (trained in {ours[0]['source_seconds']:,.0f} s)", ours)
+                                              for seed in sorted({r["seed"] for r in mine})
+                                              for ours in [[r for r in mine if r["seed"] == seed]]]
+                                             if bench == "crossner" else [])
+                    for detail, group in groups:
+                        if group:
+                            found[name + detail] = [r["adapt_seconds"] / r["source_seconds"] for r in group]
     for backend in RECIPE_BACKENDS:  # where a small target's training time goes
         logs = [[json.loads(line) for line in log.read_text().splitlines()]
                 for log in sorted((CACHE / "crossner").glob(f"{backend}-*-seed*/train_log.jsonl"))
