@@ -137,11 +137,12 @@ def collected() -> dict[str, list[float]]:
                     # the sources (bench/conll.py) trained in fp32: a bf16 update's share is not like for like
                     unlike = "" if precision == "fp32" else f", update in {precision}, source in fp32"
                     name = f"adapt time / source training time, {backend}{unlike}, target: {target} (bench/{bench}.py; ran on {where})"
-                    groups = [("", mine)] + ([(f", source seed {seed} (trained in {ours[0]['source_seconds']:,.0f} s)", ours)
-                                              for seed in sorted({r["seed"] for r in mine})
-                                              for ours in [[r for r in mine if r["seed"] == seed]]]
-                                             if bench == "crossner" else [])
-                    for detail, group in groups:
+                    groups = {"": mine}
+                    if bench == "crossner":
+                        for seed in sorted({r["seed"] for r in mine}):
+                            ours = [r for r in mine if r["seed"] == seed]
+                            groups[f", source seed {seed} (trained in {ours[0]['source_seconds']:,.0f} s)"] = ours
+                    for detail, group in groups.items():
                         if group:
                             found[name + detail] = [r["adapt_seconds"] / r["source_seconds"] for r in group]
     for backend in RECIPE_BACKENDS:  # where a small target's training time goes
