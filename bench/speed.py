@@ -116,6 +116,31 @@ def suffix(precision: str) -> str:
     return f", {precision}" if precision != "fp32" else ""
 
 
+def adapt_shares(bench: str, target: str) -> dict[str, list[float]]:
+    """Adapt time / source training time of `bench`'s updates, a row per machine, backend
+    and precision (a share holds on the machine that measured both times); crossner's
+    (one source per seed) also a row per source, so a source timed on busy cores shows."""
+    def group(r: dict) -> tuple[str, str, str]:  # paper_tasks' records: BiLSTM-CRF in fp32
+        return r.get("machine", "not recorded"), r.get("backend", "bilstm-crf"), r.get("precision", "fp32")
+
+    def share(r: dict) -> float:
+        return r["adapt_seconds"] / r["source_seconds"]
+
+    runs = [r for r in load_records(bench) if r.get("source_seconds")]
+    rows: dict[str, list[float]] = {}
+    for where, backend, precision in sorted({group(r) for r in runs}, key=lambda g: (
+            g[0], RECIPE_BACKENDS.index(g[1]), PRECISIONS.index(g[2]))):
+        mine = [r for r in runs if group(r) == (where, backend, precision)]
+        # the sources (bench/conll.py) trained in fp32: a bf16 update's share is not like for like
+        unlike = "" if precision == "fp32" else f", update in {precision}, source in fp32"
+        name = f"adapt time / source training time, {backend}{unlike}, target: {target} (bench/{bench}.py; ran on {where})"
+        rows[name] = [share(r) for r in mine]
+        for seed in sorted({r["seed"] for r in mine}) if bench == "crossner" else []:
+            ours = [r for r in mine if r["seed"] == seed]
+            rows[f"{name}, source seed {seed} (trained in {ours[0]['source_seconds']:,.0f} s)"] = [share(r) for r in ours]
+    return rows
+
+
 def collected() -> dict[str, list[float]]:
     """Peak training memory (bench/conll.py) and adapt time shares (bench/paper_tasks.py,
     bench/crossner.py)."""
@@ -125,26 +150,7 @@ def collected() -> dict[str, list[float]]:
         if runs:
             found[f"peak training RSS MB, {row} (bench/conll.py)"] = [r["peak_rss_mb"] for r in runs]
     for bench, target in (("paper_tasks", "WikiGold, WNUT-17 or half of CoNLL"), ("crossner", "100-200 CrossNER sentences")):
-        runs = load_records(bench)
-        # a share holds on the machine that measured both times: one row per machine; and
-        # only as well as its source's time was measured: crossner's runs (one source per
-        # seed) also get a row per source, so one source timed on busy cores shows
-        for where in sorted({r.get("machine", "not recorded") for r in runs}):
-            for backend in RECIPE_BACKENDS:
-                for precision in PRECISIONS:
-                    mine = [r for r in runs if r.get("source_seconds") and r.get("backend", "bilstm-crf") == backend  # paper_tasks: BiLSTM-CRF only
-                            and r.get("precision", "fp32") == precision and r.get("machine", "not recorded") == where]
-                    # the sources (bench/conll.py) trained in fp32: a bf16 update's share is not like for like
-                    unlike = "" if precision == "fp32" else f", update in {precision}, source in fp32"
-                    name = f"adapt time / source training time, {backend}{unlike}, target: {target} (bench/{bench}.py; ran on {where})"
-                    groups = {"": mine}
-                    if bench == "crossner":
-                        for seed in sorted({r["seed"] for r in mine}):
-                            ours = [r for r in mine if r["seed"] == seed]
-                            groups[f", source seed {seed} (trained in {ours[0]['source_seconds']:,.0f} s)"] = ours
-                    for detail, group in groups.items():
-                        if group:
-                            found[name + detail] = [r["adapt_seconds"] / r["source_seconds"] for r in group]
+        found.update(adapt_shares(bench, target))
     for backend in RECIPE_BACKENDS:  # where a small target's training time goes
         logs = [[json.loads(line) for line in log.read_text().splitlines()]
                 for log in sorted((CACHE / "crossner").glob(f"{backend}-*-seed*/train_log.jsonl"))
