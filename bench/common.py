@@ -155,11 +155,17 @@ def run_children(script: str, ones: list[list[str]], args: argparse.Namespace) -
 
 
 def ran_on(records: list[dict], key: str) -> str:
-    """'Ran on: ...', the machines each `key` value's runs were made on."""
-    by_machine: dict[str, set[str]] = {}
+    """'Ran on: ...', the machines each `key` value's runs were made on; a value whose runs
+    were split across machines names the seeds each one made."""
+    seeds: dict[tuple[str, str], set[int]] = {}
     for record in records:
-        by_machine.setdefault(record.get("machine", "not recorded"), set()).add(str(record[key]))
-    return "Ran on: " + "; ".join(f"{', '.join(sorted(v))}: {m}" for m, v in sorted(by_machine.items())) + "."
+        seeds.setdefault((record.get("machine", "not recorded"), str(record[key])), set()).add(record.get("seed", 0))
+    split = {value for _, value in seeds if sum(other == value for _, other in seeds) > 1}
+    by_machine: dict[str, list[str]] = {}
+    for (where, value), made in sorted(seeds.items()):
+        named = f"{value} (seed{'s' * (len(made) > 1)} {', '.join(map(str, sorted(made)))})" if value in split else value
+        by_machine.setdefault(where, []).append(named)
+    return "Ran on: " + "; ".join(f"{', '.join(v)}: {m}" for m, v in sorted(by_machine.items())) + "."
 
 
 def not_shown(pending: dict[str, int], what: str, min_seeds: int, where: str = "") -> list[str]:

@@ -36,3 +36,13 @@ def test_machine_line_is_the_lineage_record():
     record = machine_record(torch.device("cpu"))
     assert machine("cpu") == (f"{platform.machine()}, {record['cpu_cores']} CPU cores, "
                               f"Python {record['python']}, {platform.system()}")
+
+
+def test_ran_on_names_the_seeds_of_a_backend_split_across_machines():
+    from bench.common import ran_on
+
+    runs = ([{"backend": "bilstm-crf", "seed": s, "machine": "CPU"} for s in (0, 1, 2)]
+            + [{"backend": "transformer", "seed": 0, "machine": "GPU"}]
+            + [{"backend": "transformer", "seed": s, "machine": "CPU"} for s in (1, 2)])
+    assert ran_on(runs, "backend") == "Ran on: bilstm-crf, transformer (seeds 1, 2): CPU; transformer (seed 0): GPU."
+    assert ran_on(runs[:3], "backend") == "Ran on: bilstm-crf: CPU."
