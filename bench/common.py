@@ -8,6 +8,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -183,4 +184,5 @@ def publish(section: str, body: str, payload: Any, quick: bool) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
     (RESULTS / f"{name}.md").write_text(body + "\n")
     if not quick:
-        write_section(section, body, " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]))
+        # quoted as a shell would need it: a strategy such as "lower lr" is one argument
+        write_section(section, body, shlex.join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]))
