@@ -12,6 +12,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ def ran_on(records: list[dict], key: str) -> str:
     seeds: dict[tuple[str, str], set[int]] = {}
     for record in records:
         seeds.setdefault((record.get("machine", "not recorded"), str(record[key])), set()).add(record.get("seed", 0))
-    split = {value for _, value in seeds if sum(other == value for _, other in seeds) > 1}
+    split = {value for value, machines in Counter(value for _, value in seeds).items() if machines > 1}
     by_machine: dict[str, list[str]] = {}
     for (where, value), made in sorted(seeds.items()):
         named = f"{value} (seed{'s' * (len(made) > 1)} {', '.join(map(str, sorted(made)))})" if value in split else value
