@@ -104,15 +104,7 @@ class CRF(nn.Module):
         """log of the summed score of all paths (batch,); with `allowed` (batch, words, tags)
         only paths through allowed tags count: one-hot gold tags give the gold path's score,
         sets of tags give partial labels."""
-        start, transitions, end = self._scores()
-        if allowed is not None:
-            emissions = emissions.masked_fill(~allowed, FORBIDDEN)
-        alpha = start + emissions[:, 0]  # (batch, tags)
-        for t in range(1, emissions.size(1)):
-            # (batch, from, 1) + (from, to) + (batch, 1, to) -> sum over from
-            step = torch.logsumexp(alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
-            alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
-        return torch.logsumexp(alpha + end, dim=1)
+        return log_partition(emissions, mask, *self._scores(), allowed)
 
     def neg_log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
         """Mean over the batch of -log p(tags | emissions). `tags` is (batch, words) of indices,
@@ -144,6 +136,21 @@ def forbid(constraints: Constraints) -> tuple[Tensor, Tensor, Tensor]:
         for m in (constraints.start, constraints.transitions, constraints.end)
     )
     return start, transitions, end
+
+
+def log_partition(
+    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor, allowed: Tensor | None = None
+) -> Tensor:
+    """The forward algorithm: log of the summed score of all paths (batch,) under these
+    scores, only through `allowed` (batch, words, tags) tags when given."""
+    if allowed is not None:
+        emissions = emissions.masked_fill(~allowed, FORBIDDEN)
+    alpha = start + emissions[:, 0]  # (batch, tags)
+    for t in range(1, emissions.size(1)):
+        # (batch, from, 1) + (from, to) + (batch, 1, to) -> sum over from
+        step = torch.logsumexp(alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
+        alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
+    return torch.logsumexp(alpha + end, dim=1)
 
 
 def viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> list[list[int]]:

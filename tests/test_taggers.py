@@ -5,6 +5,8 @@ the tokenizer run word by word)."""
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 import re
 from collections import Counter
@@ -197,19 +199,57 @@ def test_an_allowed_mask_holding_nothing_at_padding_is_the_same_loss(kind, wikig
     assert head.loss(emissions, one_hot(gold, len(labels)), mask).item() == pytest.approx(by_index.item(), rel=1e-6)
 
 
-def test_a_word_allowing_every_tag_adds_nothing_to_the_softmax_loss(wikigold):
-    """An unlabelled word in a partially labelled sentence must carry no loss: p(any tag) is 1."""
+def test_a_word_allowing_every_tag_adds_nothing_to_the_softmax_loss_given_by_indices(wikigold):
+    """An unlabelled word (IGNORE) must carry no loss: words given by index score alone."""
     labels, gold, mask = real_gold(wikigold, "iob2")
     head = random_head(SoftmaxHead, labels, "iob2")
     emissions = torch.randn(*gold.shape, len(labels))
-    allowed = F.one_hot(gold.clamp(min=0), len(labels)).bool()
-    allowed[1, 2] = allowed[4, 0] = True  # these words may be anything
     unlabelled = gold.clone()
     unlabelled[1, 2] = unlabelled[4, 0] = IGNORE
     reference = F.cross_entropy(emissions[mask], unlabelled[mask])
-    assert head.loss(emissions, allowed, mask).item() == pytest.approx(reference.item(), rel=1e-6)
-    everything = torch.ones_like(allowed)
-    assert head.loss(emissions, everything, mask).item() == 0.0
+    assert head.loss(emissions, unlabelled, mask).item() == pytest.approx(reference.item(), rel=1e-6)
+
+
+def iob2_valid(path: list[str]) -> bool:
+    """Written out here, apart from the scheme tables: an I-X follows a B-X or an I-X."""
+    return all(not tag.startswith("I-") or (i > 0 and path[i - 1][2:] == tag[2:] and path[i - 1] != "O")
+               for i, tag in enumerate(path))
+
+
+def test_softmax_partial_loss_is_the_probability_of_valid_paths_through_the_sets():
+    """Brute force: sets of tags score -log of the summed probability of every iob2-valid
+    path through them (per labelled word), so mass on an I- the scheme forbids is not credited."""
+    labels = ["O", "B-A", "I-A", "B-B", "I-B"]
+    head = random_head(SoftmaxHead, labels, "iob2")
+    generator = torch.Generator().manual_seed(5)
+    emissions = 2 * torch.randn(2, 4, len(labels), generator=generator)
+    mask = torch.tensor([[True] * 4, [True, True, True, False]])
+    allowed = torch.rand(2, 4, len(labels), generator=generator) < 0.6
+    allowed[:, :, 0] = True  # O everywhere: some valid path always exists
+    allowed[0, 1] = True  # a word that may be anything
+    probs = emissions.softmax(dim=-1)
+    total = 0.0
+    for b in range(2):
+        words = int(mask[b].sum())
+        mass = 0.0
+        for path in itertools.product(range(len(labels)), repeat=words):
+            if iob2_valid([labels[j] for j in path]) and all(allowed[b, t, j] for t, j in enumerate(path)):
+                mass += math.prod(probs[b, t, j].item() for t, j in enumerate(path))
+        total -= math.log(mass)
+    labelled = int((mask & ~allowed.all(dim=-1)).sum())
+    assert head.loss(emissions, allowed, mask).item() == pytest.approx(total / labelled, rel=1e-5)
+
+
+def test_softmax_partial_loss_gives_no_credit_to_an_i_tag_after_o():
+    """The drift it stops: a word after an O that may be O or I-A, with all its mass on I-A,
+    costs -log p(O) there, not nothing."""
+    labels = ["O", "B-A", "I-A"]
+    head = random_head(SoftmaxHead, labels, "iob2")
+    emissions = torch.tensor([[[9.0, 0.0, 0.0], [0.0, 0.0, 9.0]]])
+    allowed = torch.tensor([[[True, False, False], [True, False, True]]])
+    log_probs = emissions.log_softmax(dim=-1)
+    expected = -(log_probs[0, 0, 0] + log_probs[0, 1, 0]) / 2
+    assert head.loss(emissions, allowed, torch.ones(1, 2, dtype=torch.bool)).item() == pytest.approx(expected.item())
 
 
 def test_crf_head_loss_is_the_crf_likelihood(wikigold):
