@@ -69,12 +69,13 @@ class SoftmaxHead(LinearHead):
         word by word, a set credits tags the scheme forbids there (an I-PER after an O), and
         on class-incremental CoNLL a transformer learnt to put nearly all of every O word's
         mass on I-PER, which the valid-path sum gives no credit (docs/benchmarks.md)."""
-        log_probs = emissions.float().log_softmax(dim=-1)
         allowed = _allowed(gold, self.num_tags) | ~mask.unsqueeze(2)  # padding allows all: no inf
         labelled = mask & ~allowed.all(dim=-1)
         if gold.dim() == 2:
+            log_probs = emissions.log_softmax(dim=-1)
             word_loss = -torch.logsumexp(log_probs.masked_fill(~allowed, float("-inf")), dim=-1)
             return torch.where(labelled, word_loss, 0.0).sum() / labelled.sum().clamp(min=1)
+        log_probs = emissions.float().log_softmax(dim=-1)  # the forward sums lose too much in bf16
         scores = (self.start_scores, self.transition_scores, self.end_scores)
         gold_score = log_partition(log_probs, mask, *scores, allowed)
         if (gold_score < FORBIDDEN / 2).any():
