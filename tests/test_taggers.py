@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagshift.corpus import Corpus, read_corpus
-from tagshift.crf import scheme_constraints
+from tagshift.crf import CRF, scheme_constraints
 from tagshift.errors import SchemeError, TagshiftError
 from tagshift.schemes import SCHEMES, Span, check_prefixes, chunks, convert_tags, encode, invalid_chunks
 from tagshift.taggers import DEFAULT_ENCODER, BiLSTMConfig, TransformerConfig, label_set
@@ -171,15 +171,26 @@ def test_softmax_loss_ignores_unlabelled_words_and_padding(wikigold):
     assert head.loss(emissions, gold, mask).item() == pytest.approx(reference.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("kind", [SoftmaxHead, CRFHead])
-def test_one_allowed_tag_per_word_is_the_same_loss_as_its_index(kind, wikigold):
-    """Partial-label training reduces to ordinary training when every word is labelled."""
+def test_one_allowed_tag_per_word_is_the_same_crf_loss_as_its_index(wikigold):
+    """With a CRF, partial-label training reduces to ordinary training when every word is labelled."""
     labels, gold, mask = real_gold(wikigold, "iobes")
-    head = random_head(kind, labels, "iobes")
+    head = random_head(CRFHead, labels, "iobes")
     emissions = torch.randn(*gold.shape, len(labels))
     allowed = F.one_hot(gold.clamp(min=0), len(labels)).bool()  # a real tag under the padding
     by_index = head.loss(emissions, gold, mask)
     assert head.loss(emissions, allowed, mask).item() == pytest.approx(by_index.item(), rel=1e-6)
+
+
+def test_softmax_sets_of_one_tag_are_the_likelihood_of_a_crf_that_only_forbids(wikigold):
+    """A softmax head scores tag sets as a CRF over its scores whose transitions are 0 where
+    the scheme allows a step (per-word normalisation cancels between paths)."""
+    labels, gold, mask = real_gold(wikigold, "iobes")
+    head = random_head(SoftmaxHead, labels, "iobes")
+    emissions = torch.randn(*gold.shape, len(labels))
+    crf = CRF(len(labels), scheme_constraints(labels, SCHEMES["iobes"]))  # parameters start at 0
+    per_sentence = crf.neg_log_likelihood(emissions, gold, mask) * gold.size(0)
+    expected = per_sentence / (gold != IGNORE)[mask].sum()
+    assert head.loss(emissions, one_hot(gold, len(labels)), mask).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -195,8 +206,9 @@ def test_an_allowed_mask_holding_nothing_at_padding_is_the_same_loss(kind, wikig
     labels, gold, mask = real_gold(wikigold, "iobes")
     head = random_head(kind, labels, "iobes")
     emissions = torch.randn(*gold.shape, len(labels))
-    by_index = head.loss(emissions, gold, mask)
-    assert head.loss(emissions, one_hot(gold, len(labels)), mask).item() == pytest.approx(by_index.item(), rel=1e-6)
+    tag_under_padding = F.one_hot(gold.clamp(min=0), len(labels)).bool()
+    expected = head.loss(emissions, tag_under_padding, mask)
+    assert head.loss(emissions, one_hot(gold, len(labels)), mask).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_a_word_allowing_every_tag_adds_nothing_to_the_softmax_loss_given_by_indices(wikigold):
@@ -216,9 +228,9 @@ def iob2_valid(path: list[str]) -> bool:
                for i, tag in enumerate(path))
 
 
-def test_softmax_partial_loss_is_the_probability_of_valid_paths_through_the_sets():
-    """Brute force: sets of tags score -log of the summed probability of every iob2-valid
-    path through them (per labelled word), so mass on an I- the scheme forbids is not credited."""
+def test_softmax_partial_loss_is_the_share_of_valid_paths_through_the_sets():
+    """Brute force: sets of tags score -log(the probability of the iob2-valid paths through
+    them / the probability of all valid paths), per labelled word."""
     labels = ["O", "B-A", "I-A", "B-B", "I-B"]
     head = random_head(SoftmaxHead, labels, "iob2")
     generator = torch.Generator().manual_seed(5)
@@ -231,25 +243,32 @@ def test_softmax_partial_loss_is_the_probability_of_valid_paths_through_the_sets
     total = 0.0
     for b in range(2):
         words = int(mask[b].sum())
-        mass = 0.0
+        through_sets = valid = 0.0
         for path in itertools.product(range(len(labels)), repeat=words):
-            if iob2_valid([labels[j] for j in path]) and all(allowed[b, t, j] for t, j in enumerate(path)):
-                mass += math.prod(probs[b, t, j].item() for t, j in enumerate(path))
-        total -= math.log(mass)
+            if iob2_valid([labels[j] for j in path]):
+                p = math.prod(probs[b, t, j].item() for t, j in enumerate(path))
+                valid += p
+                through_sets += p if all(allowed[b, t, j] for t, j in enumerate(path)) else 0.0
+        total -= math.log(through_sets / valid)
     labelled = int((mask & ~allowed.all(dim=-1)).sum())
     assert head.loss(emissions, allowed, mask).item() == pytest.approx(total / labelled, rel=1e-5)
 
 
 def test_softmax_partial_loss_gives_no_credit_to_an_i_tag_after_o():
-    """The drift it stops: a word after an O that may be O or I-A, with all its mass on I-A,
-    costs -log p(O) there, not nothing."""
+    """The drift it stops: a word after an O that may be O or I-A, with nearly all its mass
+    on I-A. No valid path uses that I-A, so the set is worth only its O, weighed against
+    the valid alternatives (O or B-A there), not the near-certainty a per-word sum gives."""
     labels = ["O", "B-A", "I-A"]
     head = random_head(SoftmaxHead, labels, "iob2")
     emissions = torch.tensor([[[9.0, 0.0, 0.0], [0.0, 0.0, 9.0]]])
     allowed = torch.tensor([[[True, False, False], [True, False, True]]])
-    log_probs = emissions.log_softmax(dim=-1)
-    expected = -(log_probs[0, 0, 0] + log_probs[0, 1, 0]) / 2
-    assert head.loss(emissions, allowed, torch.ones(1, 2, dtype=torch.bool)).item() == pytest.approx(expected.item())
+    p = emissions.softmax(dim=-1)[0]
+    # valid paths: O O, O B, B O, B B, B I (an I cannot start, nor follow an O)
+    valid = p[0, 0] * (p[1, 0] + p[1, 1]) + p[0, 1] * p[1].sum()
+    expected = -torch.log(p[0, 0] * p[1, 0] / valid) / 2
+    loss = head.loss(emissions, allowed, torch.ones(1, 2, dtype=torch.bool))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() > 0.3  # a per-word sum would give about 0.0002
 
 
 def test_crf_head_loss_is_the_crf_likelihood(wikigold):

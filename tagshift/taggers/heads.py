@@ -65,10 +65,12 @@ class SoftmaxHead(LinearHead):
 
     def loss(self, emissions: Tensor, gold: Tensor, mask: Tensor) -> Tensor:
         """-log p(gold), per labelled word. Tags given one per word score each word alone.
-        Sets of tags (partial labels) score p(a scheme-valid path through the sets): scored
-        word by word, a set credits tags the scheme forbids there (an I-PER after an O), and
-        on class-incremental CoNLL a transformer learnt to put nearly all of every O word's
-        mass on I-PER, which the valid-path sum gives no credit (docs/benchmarks.md)."""
+        Sets of tags (partial labels) are scored as decoding reads the head: over the
+        scheme-valid paths, each weighted by its words' probabilities, -log of the share
+        of those paths that go through the sets (a CRF whose transitions only forbid).
+        Scored word by word instead, an O word's set credits an I-PER there although no
+        decoded path can use it, and on class-incremental CoNLL a transformer learnt to
+        put nearly all of every O word's mass on I-PER (docs/benchmarks.md)."""
         allowed = _allowed(gold, self.num_tags) | ~mask.unsqueeze(2)  # padding allows all: no inf
         labelled = mask & ~allowed.all(dim=-1)
         if gold.dim() == 2:
@@ -77,10 +79,10 @@ class SoftmaxHead(LinearHead):
             return torch.where(labelled, word_loss, 0.0).sum() / labelled.sum().clamp(min=1)
         log_probs = emissions.float().log_softmax(dim=-1)  # the forward sums lose too much in bf16
         scores = (self.start_scores, self.transition_scores, self.end_scores)
-        gold_score = log_partition(log_probs, mask, *scores, allowed)
-        if (gold_score < FORBIDDEN / 2).any():
+        through_sets = log_partition(log_probs, mask, *scores, allowed)
+        if (through_sets < FORBIDDEN / 2).any():
             raise ValueError("a gold tag sequence is forbidden by the scheme; repair the data first")
-        return -gold_score.sum() / labelled.sum().clamp(min=1)
+        return -(through_sets - log_partition(log_probs, mask, *scores)).sum() / labelled.sum().clamp(min=1)
 
     def decode(self, emissions: Tensor, mask: Tensor, probabilities: bool = True) -> Decoded:
         log_probs = emissions.log_softmax(dim=-1)
