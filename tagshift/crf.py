@@ -110,10 +110,7 @@ class CRF(nn.Module):
         """Mean over the batch of -log p(tags | emissions). `tags` is (batch, words) of indices,
         or (batch, words, tags) bool for partial labels (any allowed tag may be the gold one)."""
         allowed = tags if tags.dim() == 3 else nn.functional.one_hot(tags.clamp(min=0), self.num_tags).bool()
-        gold = self.log_partition(emissions, mask, allowed)
-        if (gold < FORBIDDEN / 2).any():
-            raise ValueError("a gold tag sequence is forbidden by the CRF's constraints; repair the data first")
-        return (self.log_partition(emissions, mask) - gold).mean()
+        return sentence_neg_log_likelihood(emissions, mask, *self._scores(), allowed).mean()
 
     def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """p(tag at word t | sentence), (batch, words, tags): the gradient of log Z with
@@ -151,6 +148,17 @@ def log_partition(
         step = torch.logsumexp(alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
         alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
     return torch.logsumexp(alpha + end, dim=1)
+
+
+def sentence_neg_log_likelihood(
+    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor, allowed: Tensor
+) -> Tensor:
+    """-log of the share of all paths' score that goes through `allowed` (batch, words, tags),
+    per sentence (batch,): the likelihood of gold tags, or of partial labels."""
+    gold = log_partition(emissions, mask, start, transitions, end, allowed)
+    if (gold < FORBIDDEN / 2).any():
+        raise ValueError("a gold tag sequence is forbidden by the scheme's constraints; repair the data first")
+    return log_partition(emissions, mask, start, transitions, end) - gold
 
 
 def viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> list[list[int]]:
