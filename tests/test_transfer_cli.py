@@ -733,10 +733,14 @@ def test_lineage_records_the_training_file_as_read_even_with_pseudo_labels(sourc
     assert step["source_weights_sha256"]
 
 
-def test_options_with_nothing_to_act_on_are_said(source, files, tmp_path):
+def test_options_with_nothing_to_act_on_or_a_known_risk_are_said(source, files, tmp_path):
     result = adapt(source, files["six_train"], tmp_path / "model", "--labels", "replace", "--partial", "--epochs", "0")
     assert "note: --pseudo-label and --partial have nothing to do" in result.stderr
     assert "  kept: none" in result.stderr
+    alone = adapt(source, files["two_train"], tmp_path / "alone", "--head", "softmax", "--partial", "--epochs", "0")
+    assert "note: --partial alone can let a softmax head drift" in alone.stderr
+    anchored = adapt(source, files["two_train"], tmp_path / "anchored", "--head", "softmax", "--partial", "--distill", "--epochs", "0")
+    assert "--partial alone" not in anchored.stderr
 
 
 def test_a_mapping_head_checkpoint_can_be_adapted_again(source, files, tmp_path):

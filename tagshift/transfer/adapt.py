@@ -264,6 +264,12 @@ def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger) -> list[str]:
         notes.append("--head softmax drops the source's CRF transition scores, so the untrained model's predictions change")
     if not plan.unannotated and (options.pseudo_label is not None or options.partial):
         notes.append("--pseudo-label and --partial have nothing to do: the target data annotates every type of the adapted model")
+    if options.partial and options.pseudo_label is None and options.distill is None and plan.unannotated \
+            and (options.head or head_kind(source.head)) == "softmax":
+        notes.append(
+            "--partial alone can let a softmax head drift into an old type at words the data leaves O (nothing in "
+            "the partial likelihood prefers O there; docs/benchmarks.md, incremental): add --distill or --pseudo-label"
+        )
     if plan.operation == "replace" and options.init != "quiet":
         notes.append("--labels replace starts every head row fresh: --init decides only new vocabulary rows")
     if options.distill is None and options.temperature != DEFAULT_TEMPERATURE:
