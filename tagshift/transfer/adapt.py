@@ -241,7 +241,7 @@ def prepare(
             temperature=options.temperature,
         )
     return Prepared(tagger, plan, surgery, train, adapted, targets, distillation, pseudo, changed, options,
-                    weights_sha256(source), vocabulary, _notes(plan, options, source))
+                    weights_sha256(source), vocabulary, _notes(plan, options, source, tagger))
 
 
 def annotated_types(corpus: Corpus) -> set[str]:
@@ -257,7 +257,7 @@ def weights_sha256(tagger: Tagger) -> str:
     return digest.hexdigest()
 
 
-def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger) -> list[str]:
+def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger, adapted: Tagger) -> list[str]:
     """What the user asked for that has nothing to act on here, or that costs something."""
     notes = []
     if options.head == "softmax" and head_kind(source.head) == "crf" and plan.operation != "replace":
@@ -265,7 +265,7 @@ def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger) -> list[str]:
     if not plan.unannotated and (options.pseudo_label is not None or options.partial):
         notes.append("--pseudo-label and --partial have nothing to do: the target data annotates every type of the adapted model")
     if options.partial and options.pseudo_label is None and options.distill is None and plan.unannotated \
-            and (options.head or head_kind(source.head)) == "softmax":
+            and head_kind(adapted.head) == "softmax":
         notes.append(
             "--partial alone can let a softmax head drift into an old type at words the data leaves O (nothing in "
             "the partial likelihood prefers O there; docs/benchmarks.md, incremental): add --distill or --pseudo-label"
