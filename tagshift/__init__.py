@@ -1,3 +1,11 @@
-"""tagshift: transfer learning for named entity recognition."""
+"""tagshift: transfer learning for named entity recognition.
 
-__version__ = "0.1.0"
+    >>> import tagshift
+    >>> callable(tagshift.load) and callable(tagshift.save)
+    True
+"""
+
+from tagshift.bundle import load, save
+from tagshift.version import __version__
+
+__all__ = ["__version__", "load", "save"]

@@ -3,8 +3,8 @@
     config.json        backend, labels, scheme, sizes, format version (a transformer's is
                        also its Hugging Face config, with id2label/label2id)
     model.safetensors  the weights (a transformer's under Hugging Face names)
-    vocab.json         BiLSTM-CRF word and character vocabularies
-    tokenizer files    a transformer's tokenizer, as `save_pretrained` writes it
+    encoder files      what the family saves beside them (taggers/backends.py): a BiLSTM-CRF's
+                       vocab.json, a transformer's tokenizer as `save_pretrained` writes it
     lineage.json       the steps that made the model: data hashes, commands, scores
 
 Only JSON and safetensors are read back, so loading cannot execute code. A bundle is
@@ -27,52 +27,44 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from tagshift import __version__
 from tagshift.atomic import default_mode
-from tagshift.errors import TagshiftError
+from tagshift.errors import BundleError, TagshiftError
 from tagshift.lineage import file_sha256
-from tagshift.taggers.bilstm import BiLSTMConfig, BiLSTMEncoder
-from tagshift.taggers.heads import MappingHead
-from tagshift.taggers.tagger import Network, Tagger, make_head
-from tagshift.taggers.vocab import vocab_from_json, vocab_to_json
+from tagshift.taggers.backends import Backend, get_backend
+from tagshift.taggers.heads import MappingHead, head_kind_of_class, make_head
+from tagshift.taggers.tagger import Network, Tagger
+from tagshift.version import __version__
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 LINEAGE = "lineage.json"
-VOCAB = "vocab.json"
-HF_HEAD = "classifier"  # the Hugging Face name of a token-classification head
+
+__all__ = ["BundleError", "load", "save"]  # BundleError is raised here, defined with the other errors
 
 
-class BundleError(TagshiftError):
-    """A model directory that cannot be loaded as it is."""
+# --- weights under the family's names ---------------------------------------------------
 
 
-# --- weights under Hugging Face names --------------------------------------------------
-
-
-def _hf_names(tagger: Tagger) -> dict[str, str]:
-    """Our parameter names -> the names `AutoModelForTokenClassification` expects."""
+def _saved_names(tagger: Tagger) -> dict[str, str]:
+    """Our parameter names -> the names they are saved under (a transformer's as
+    `AutoModelForTokenClassification` expects them)."""
+    prefixes = tagger.backend.saved_prefixes(tagger.encoder)
     names = {}
-    prefix = getattr(tagger.encoder.model, "base_model_prefix", "model") if tagger.backend == "transformer" else None
     for name in tagger.network.state_dict():
-        if prefix and name.startswith("encoder.model."):
-            names[name] = f"{prefix}.{name.removeprefix('encoder.model.')}"
-        elif prefix and name.startswith("head.linear."):
-            names[name] = f"{HF_HEAD}.{name.removeprefix('head.linear.')}"
-        else:
-            names[name] = name
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        names[name] = prefixes[prefix] + name.removeprefix(prefix) if prefix else name
     return names
 
 
 def weights_to_save(tagger: Tagger) -> dict[str, Tensor]:
-    names = _hf_names(tagger)
+    names = _saved_names(tagger)
     return {names[k]: v.detach().cpu().contiguous() for k, v in tagger.network.state_dict().items()}
 
 
 def load_weights(tagger: Tagger, weights: dict[str, Tensor], source: str) -> None:
     """Put saved weights into `tagger`, checking that every name and shape fits."""
-    ours = {saved: name for name, saved in _hf_names(tagger).items()}
+    ours = {saved: name for name, saved in _saved_names(tagger).items()}
     state = tagger.network.state_dict()
     missing = sorted(set(ours) - set(weights))
     unexpected = sorted(set(weights) - set(ours))
@@ -110,7 +102,7 @@ def _config(tagger: Tagger, weights_sha256: str) -> dict[str, Any]:
     tagshift = {
         "format_version": FORMAT_VERSION,
         "version": __version__,
-        "backend": tagger.backend,
+        "backend": tagger.backend.name,
         "labels": tagger.labels,
         "scheme": tagger.scheme,
         "head": type(tagger.head).__name__,
@@ -118,19 +110,19 @@ def _config(tagger: Tagger, weights_sha256: str) -> dict[str, Any]:
         **_mapping_fields(tagger),
         "weights_sha256": weights_sha256,
     }
-    if tagger.backend != "transformer":
+    if tagger.backend.hf_config is None:
         return {"tagshift": tagshift}
-    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
-
-    hf = tagger.encoder.model.config.to_dict()
-    hf["id2label"] = {str(i): label for i, label in enumerate(tagger.labels)}
-    hf["label2id"] = {label: i for i, label in enumerate(tagger.labels)}
-    head_class = MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES.get(hf.get("model_type", ""))
-    tagshift["hf_compatible"] = bool(head_class) and type(tagger.head).__name__ == "SoftmaxHead" and not tagger.config.casing_dim
-    if head_class:
-        hf["architectures"] = [head_class]
+    hf, tagshift["hf_compatible"] = tagger.backend.hf_config(
+        tagger.encoder, tagger.labels, type(tagger.head).__name__ == "SoftmaxHead"
+    )
     hf["tagshift"] = tagshift
     return hf
+
+
+def save(tagger: Tagger, path: str | Path) -> None:
+    """Write `tagger` as a bundle directory at `path`, atomically: a crash leaves the old
+    bundle or the new one whole."""
+    save_bundle(tagger, path)
 
 
 def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[str, Tensor]] | None = None) -> None:
@@ -145,11 +137,7 @@ def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[st
         config = _config(tagger, file_sha256(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / LINEAGE).write_text(json.dumps(tagger.lineage, indent=2) + "\n", encoding="utf-8")
-        if tagger.backend == "bilstm-crf":
-            vocab = vocab_to_json(tagger.encoder.words, tagger.encoder.chars)
-            (tmp / VOCAB).write_text(json.dumps(vocab, ensure_ascii=False) + "\n", encoding="utf-8")
-        else:
-            tagger.encoder.tokenizer.save_pretrained(tmp)
+        tagger.backend.save_files(tagger.encoder, tmp)
         for name, content in (extra or {}).items():
             if isinstance(content, str):
                 (tmp / name).write_text(content, encoding="utf-8")
@@ -247,8 +235,16 @@ def read_lineage(path: str | Path) -> list[dict[str, Any]]:
     return lineage
 
 
+def load(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Tagger:
+    """The model saved at `path`, on `device`, computing in `precision`: the one entry point
+    that loads any bundle (also `tagshift.load`). Only JSON and safetensors are read."""
+    tagger = load_bundle(path).to(device)
+    tagger.precision = precision
+    return tagger
+
+
 def load_bundle(path: str | Path) -> Tagger:
-    """The tagger saved at `path`."""
+    """The tagger saved at `path`, on the CPU, as it was saved."""
     path = Path(path)
     fields = read_config(path)
     weights_file = path / WEIGHTS
@@ -260,26 +256,16 @@ def load_bundle(path: str | Path) -> Tagger:
             "the file is damaged or was replaced: restore it or re-save the model"
         )
     weights = read_weights(weights_file)
-    backend, labels, scheme = fields["backend"], fields["labels"], fields["scheme"]
-    mapped = fields.get("head") == "MappingHead"  # a checkpoint of `adapt --labels map`
-    head_kind = "crf" if fields.get("inner_head" if mapped else "head") == "CRFHead" else "softmax"
-    if backend == "bilstm-crf":
-        # bundles saved before freeze_vectors existed trained their vectors: load them as they were
-        values = fields["model"]
-        values = {"freeze_vectors": False, **values} if isinstance(values, dict) else values
-        config = _model_config(BiLSTMConfig, values, path)
-        try:
-            words, chars = vocab_from_json(json.loads((path / VOCAB).read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:
-            raise BundleError(f"{path / VOCAB}: missing or unreadable ({err})") from None
-        encoder = BiLSTMEncoder(config, words, chars)
-        head = make_head(head_kind, encoder.output_dim, labels, scheme)
-    elif backend == "transformer":
-        encoder, config = _transformer_encoder(path, fields)
-        dropout = getattr(encoder.model.config, "hidden_dropout_prob", 0.1)
-        head = make_head(head_kind, encoder.output_dim, labels, scheme, dropout)
-    else:
-        raise BundleError(f"{path / CONFIG}: unknown backend '{backend}'")
+    labels, scheme = fields["labels"], fields["scheme"]
+    try:
+        backend = get_backend(fields["backend"])
+        mapped = fields.get("head") == "MappingHead"  # a checkpoint of `adapt --labels map`
+        head_kind = head_kind_of_class(fields.get("inner_head" if mapped else "head") or "SoftmaxHead")
+    except TagshiftError as err:
+        raise BundleError(f"{path / CONFIG}: {err}") from None
+    config = _model_config(backend, fields["model"], path)
+    encoder = backend.load_encoder(config, path)
+    head = make_head(head_kind, encoder.output_dim, labels, scheme, backend.head_dropout(encoder))
     if mapped:
         head = MappingHead(head, fields.get("mapping_source_labels") or [])
     try:
@@ -291,8 +277,11 @@ def load_bundle(path: str | Path) -> Tagger:
     return tagger
 
 
-def _model_config(config_class: Any, values: Any, path: Path) -> Any:
-    """The model's config dataclass from the bundle's values, or a BundleError saying why not."""
+def _model_config(backend: Backend, values: Any, path: Path) -> Any:
+    """The model's config dataclass from the bundle's values (with the defaults older bundles
+    were made with), or a BundleError saying why not."""
+    config_class = backend.config_class
+    values = {**backend.legacy_options, **values} if isinstance(values, dict) else values
     known = {f.name for f in dataclass_fields(config_class)}
     unknown = sorted(set(values) - known) if isinstance(values, dict) else []
     if not isinstance(values, dict) or unknown:
@@ -304,19 +293,6 @@ def _model_config(config_class: Any, values: Any, path: Path) -> Any:
         return config_class(**values)
     except (TypeError, ValueError) as err:
         raise BundleError(f"{path / CONFIG}: model options are invalid ({err})") from None
-
-
-def _transformer_encoder(path: Path, fields: dict[str, Any]) -> tuple[Any, Any]:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    from tagshift.taggers.transformer import TransformerConfig, TransformerEncoder, quiet_transformers, without_pooler
-
-    config = _model_config(TransformerConfig, fields["model"], path)
-    with quiet_transformers():
-        hf_config = AutoConfig.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    model = without_pooler(AutoModel.from_config, hf_config)
-    return TransformerEncoder(config, model, tokenizer), config
 
 
 def bundle_size(path: str | Path) -> int:
@@ -338,7 +314,7 @@ def describe_bundle(path: str | Path, fields: dict[str, Any], lineage: list[dict
         f"head: {fields.get('head')}; scheme: {fields['scheme']}; {len(fields['labels'])} labels",
         f"types ({len(types)}): {', '.join(types)}",
     ]
-    if fields["backend"] == "transformer":
+    if "hf_compatible" in fields:  # a family saved in Hugging Face's layout
         hf = "yes" if fields.get("hf_compatible") else "no (it has a CRF or casing features)"
         lines.append(f"loads in transformers' AutoModelForTokenClassification: {hf}")
     for number, step in enumerate(lineage, start=1):

@@ -21,6 +21,10 @@ class LabelMapError(TagshiftError):
     """A label map that is malformed or names labels that do not exist."""
 
 
+class BundleError(TagshiftError):
+    """A model directory that cannot be loaded as it is."""
+
+
 class AlignmentError(TagshiftError):
     """Two corpora that should hold the same sentences do not."""
 

@@ -1,24 +1,51 @@
-"""What `tagshift train` does, from files to a saved bundle: a typed job (from a TOML file
-and command-line options, options winning), a new or resumed tagger, training, scores; and
-the job of `tagshift adapt`, read the same way."""
+"""The recipes of `tagshift train` and `tagshift adapt` as library functions, from files to a
+saved bundle: a typed job (from a TOML file and command-line options, options winning), the
+corpora read with one set of read options, a new, resumed or adapted tagger, training,
+scores. The CLI only parses options into these."""
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from tagshift.bundle import CONFIG, load_bundle
-from tagshift.corpus import read_corpus
+from tagshift.bundle import CONFIG, load, load_bundle
+from tagshift.corpus import Corpus, read_corpus
+from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
 from tagshift.errors import TagshiftError
-from tagshift.taggers.bilstm import BiLSTMConfig
-from tagshift.taggers.build import DEFAULT_SCHEMES, bilstm_crf, transformer
-from tagshift.taggers.tagger import BACKENDS, Tagger
-from tagshift.taggers.transformer import TransformerConfig
-from tagshift.training import CHECKPOINT, TrainConfig, TrainResult
+from tagshift.labelmap import LabelMap
+from tagshift.taggers.backends import Backend, get_backend
+from tagshift.taggers.tagger import PRECISIONS, Tagger
+from tagshift.training import CHECKPOINT, TrainConfig, TrainResult, fit
+from tagshift.transfer import Prepared, adapt_config, adapt_training, few_steps_hint, prepare, train_prepared
 
 _JOB_KEYS = ("backend", "train", "dev", "test", "out", "scheme")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How every command reads its corpora: declared once, here and as one group of CLI options."""
+
+    token_col: int | None = None  # detected when None
+    tag_col: int | None = None  # detected when None
+    max_tokens: int = MAX_SENTENCE_TOKENS
+    encoding: str = "utf-8"
+
+    def read(self, path: str | Path) -> Corpus:
+        return read_corpus(path, token_col=self.token_col, tag_col=self.tag_col, max_tokens=self.max_tokens,
+                           encoding=self.encoding)
+
+
+def training_precision(training: dict[str, Any], precision: str | None) -> str:
+    """The precision a job trains in: the option, else a `[training] precision` a job file
+    gives (where it was documented before the tagger became its home), else fp32. Taken out
+    of `training`, which then holds TrainConfig fields only."""
+    precision = precision or training.pop("precision", None) or "fp32"
+    training.pop("precision", None)
+    if precision not in PRECISIONS:
+        raise TagshiftError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    return precision
 
 
 @dataclass
@@ -34,11 +61,13 @@ class TrainJob:
     model: dict[str, Any] = field(default_factory=dict)  # fields of BiLSTMConfig / TransformerConfig
     training: dict[str, Any] = field(default_factory=dict)  # fields of TrainConfig
 
+    precision: str | None = None  # how the network computes while it trains (the tagger's setting); None: fp32
+
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise TagshiftError(f"backend '{self.backend}' is not one of {', '.join(BACKENDS)}")
-        self.scheme = self.scheme or DEFAULT_SCHEMES[self.backend]
-        model_fields = {f.name for f in fields(self.model_config_class)}
+        family = self.family
+        self.scheme = self.scheme or family.default_scheme
+        self.precision = training_precision(self.training, self.precision)
+        model_fields = {f.name for f in fields(family.config_class)}
         unknown = sorted(set(self.model) - model_fields)
         if unknown:
             raise TagshiftError(
@@ -46,14 +75,11 @@ class TrainJob:
             )
 
     @property
-    def model_config_class(self) -> type:
-        return BiLSTMConfig if self.backend == "bilstm-crf" else TransformerConfig
+    def family(self) -> Backend:
+        return get_backend(self.backend)
 
-    def model_config(self) -> BiLSTMConfig | TransformerConfig:
-        try:
-            return self.model_config_class(**self.model)
-        except (TypeError, ValueError) as err:
-            raise TagshiftError(f"[model] options: {err}") from None
+    def model_config(self) -> Any:
+        return self.family.new_config(**self.model)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig.for_backend(self.backend, **self.training)
@@ -114,6 +140,10 @@ class AdaptJob:
     map: Path | None = None
     adapt: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    precision: str | None = None  # the adapted model's while it trains (the source tags in fp32); None: fp32
+
+    def __post_init__(self) -> None:
+        self.precision = training_precision(self.training, self.precision)
 
 
 _ADAPT_KEYS = ("source", "train", "dev", "test", "out", "map")
@@ -130,7 +160,7 @@ def make_adapt_job(config_file: str | Path | None, **options: Any) -> AdaptJob:
         raise TagshiftError(f"missing {', '.join(missing)} (give them as options or in --config)")
     optional = {k: Path(data[k]) if data.get(k) else None for k in ("dev", "test", "map")}
     return AdaptJob(Path(data["source"]), Path(data["train"]), Path(data["out"]), **optional,
-                    adapt=data["adapt"], training=data["training"])
+                    adapt=data["adapt"], training=data["training"], precision=data.get("precision"))
 
 
 def make_job(config_file: str | Path | None, **options: Any) -> TrainJob:
@@ -149,6 +179,7 @@ def make_job(config_file: str | Path | None, **options: Any) -> TrainJob:
         scheme=data.get("scheme"),
         model=data["model"],
         training=data["training"],
+        precision=data.get("precision"),
     )
 
 
@@ -167,20 +198,59 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 def run_job(
     job: TrainJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
-    device: str = "cpu", **read_options: Any,
+    device: str = "cpu", read: ReadOptions = ReadOptions(),
 ) -> tuple[Tagger, TrainResult]:
     """Build (or resume) and train the job's tagger; the bundle ends up in `job.out`."""
     options = job.train_config()
     check_out(job.out, resume, overwrite)
-    train = read_corpus(job.train, **read_options)
-    dev = read_corpus(job.dev, **read_options) if job.dev else None
-    test = read_corpus(job.test, **read_options) if job.test else None
+    train = read.read(job.train)
+    dev = read.read(job.dev) if job.dev else None
+    test = read.read(job.test) if job.test else None
     if resume:
         tagger = load_bundle(job.out / CHECKPOINT)
-    elif job.backend == "bilstm-crf":
-        tagger = bilstm_crf(job.model_config(), train, job.scheme, options.seed, extra=dev)
     else:
-        tagger = transformer(job.model_config(), train, job.scheme, options.seed)
+        tagger = job.family.build(job.model_config(), train, job.scheme, options.seed, extra=dev)
     tagger.to(device)
-    result = tagger.train(train, dev, options, job.out, resume=resume, progress=progress, command=command, test=test)
+    tagger.precision = job.precision
+    result = fit(tagger, train, dev, options, job.out, resume=resume, progress=progress, command=command, test=test)
     return tagger, result
+
+
+def run_adapt(
+    job: AdaptJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
+    device: str = "cpu", read: ReadOptions = ReadOptions(), report: Callable[[str], None] = lambda text: None,
+) -> tuple[Prepared, TrainResult]:
+    """Adapt the job's source to its data: load, read, plan and operate on the head (the plan
+    and the training schedule go to `report` before any epoch runs), then train; the adapted
+    bundle ends up in `job.out` and the tagger is `prepared.tagger`."""
+    if job.out.resolve() == job.source.resolve():
+        raise TagshiftError(f"--out {job.out} is the source model; adapt writes a new model: choose another directory")
+    options = adapt_config(job.adapt)
+    check_out(job.out, resume, overwrite)
+    source = load(job.source, device)
+    train = read.read(job.train)
+    dev = read.read(job.dev) if job.dev else None
+    test = read.read(job.test) if job.test else None
+    training = adapt_training(source.backend, **job.training)
+    prepared = prepare(source, train, options, training.seed, LabelMap.from_toml(job.map) if job.map else None,
+                       dev, progress)
+    prepared.tagger.precision = job.precision
+    report(prepared.render())
+    report(_schedule(training, dev is not None))
+    hint = few_steps_hint(len(prepared.train), training)
+    if hint:
+        report(f"note: {hint}")
+    result = train_prepared(prepared, dev, training, job.out, str(job.source), resume, progress, command, test)
+    return prepared, result
+
+
+def _schedule(training: TrainConfig, has_dev: bool) -> str:
+    """adapt's training schedule, for people."""
+    return (
+        f"training: {training.epochs} epochs at most, head lr {training.head_lr or training.lr:g}, encoder lr "
+        f"{training.encoder_lr:g} (a tenth of the head's unless set: a trained encoder moves slowly)"
+        + (f", encoder frozen for {training.freeze_epochs} epochs then unfrozen ({training.unfreeze})"
+           if training.freeze_epochs else "")
+        + (f"; early stopping after {training.patience} epochs without a better dev F1, not before step {training.min_steps}"
+           if has_dev and training.patience else "")
+    )

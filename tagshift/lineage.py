@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from tagshift import __version__
 from tagshift.corpus import Corpus
+from tagshift.version import __version__
 
 
 def file_sha256(path: str | Path) -> str:

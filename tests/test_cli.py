@@ -36,7 +36,7 @@ def test_evaluate_json_shape_and_table(cli, tmp_path):
     assert cli("convert", WIKI, pred, "--to", "iob2").exit_code == 0
     data = json.loads(cli("evaluate", WIKI, pred, "--json").stdout)
     assert data["mode"] == "conlleval"
-    assert data["micro"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert data["micro"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}  # n / n: exact
     assert set(data["macro"]) == {"precision", "recall", "f1"}
     assert set(data["per_type"]["PER"]) == {"precision", "recall", "f1", "support", "predicted", "correct"}
     table = cli("evaluate", WIKI, pred, "--mode", "strict").stdout
@@ -50,8 +50,8 @@ def test_evaluate_with_a_baseline_and_groups(cli, tmp_path):
     cli("convert", WIKI, system, "--map", lost)
     result = cli("evaluate", WIKI, system, "--baseline", WIKI, "--group", "old=PER,LOC,ORG", "--group", "new=MISC", "--json")
     data = json.loads(result.stdout)
-    assert data["groups"]["old"]["delta_micro_f1"] == 0.0
-    assert data["groups"]["new"]["system_micro_f1"] == 0.0
+    assert data["groups"]["old"]["delta_micro_f1"] == 0.0  # one F1 of the same counts minus itself: exact
+    assert data["groups"]["new"]["system_micro_f1"] == 0.0  # no correct entity: exact
     assert data["per_type"]["MISC"]["group"] == "new"
 
 

@@ -45,6 +45,8 @@ def assert_same(ours: Scores, reference: dict) -> None:
     assert set(ours.per_type) == set(reference["per_type"])
     for label, (p, r, f, s) in reference["per_type"].items():
         prf = ours.per_type[label]
+        # ratios of integer counts in float64 on both sides, by other formulas: they differ by
+        # ~1e-16, so pytest's default rel=1e-6 here and below holds on any CPU
         assert prf.precision == pytest.approx(p) and prf.recall == pytest.approx(r)
         assert prf.f1 == pytest.approx(f) and prf.support == s
     micro, macro = ours.micro, ours.macro
@@ -150,6 +152,7 @@ def test_macro_and_per_type_by_hand():
         "ORG": PRF(correct=1, predicted=1, support=1),
         "PER": PRF(correct=1, predicted=1, support=2),
     }
+    # float64 ratios of these counts against exact fractions: default rel=1e-6 is ~10^10 eps
     assert scores.per_type["PER"].f1 == pytest.approx(2 / 3)
     assert (scores.micro.precision, scores.micro.recall, scores.micro.f1) == pytest.approx((0.5, 0.4, 4 / 9))
     macro = scores.macro
@@ -165,6 +168,7 @@ def test_comparison_splits_old_and_new_types():
     system = score_spans(gold, [[Span(0, 1, "PER"), Span(4, 5, "NEW")]], "conlleval")
     comparison = compare(system, baseline, {"old": ["PER", "LOC"], "new": ["NEW"]})
     data = comparison.to_json()
+    # F1s of 0/1 counts are exact (0.0, 1.0); 2/3 - 1 goes through float64 rounding: default rel=1e-6
     assert data["per_type"]["LOC"]["delta_f1"] == pytest.approx(-1.0)
     assert data["per_type"]["NEW"] == {
         "group": "new", "baseline_f1": 0.0, "system_f1": 1.0, "delta_f1": 1.0, "support": 1

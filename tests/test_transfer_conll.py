@@ -11,9 +11,9 @@ import pytest
 
 from tagshift.corpus import Corpus, read_corpus
 from tagshift.schemes import SCHEMES, chunks, encode
+from tagshift.taggers.backends import BILSTM_CRF
 from tagshift.taggers.bilstm import BiLSTMConfig
-from tagshift.taggers.build import bilstm_crf
-from tagshift.training import TrainConfig, evaluate_tagger
+from tagshift.training import TrainConfig, evaluate_tagger, fit
 from tagshift.transfer import AdaptConfig, adapt, adapt_training
 
 OLD = ["LOC", "ORG", "PER"]
@@ -42,8 +42,8 @@ def conll(shared_data: Path) -> dict[str, Corpus]:
 
 
 def test_pseudo_labels_keep_the_old_types_while_a_new_one_is_learned(conll):
-    source = bilstm_crf(BiLSTMConfig(), conll["source_train"], seed=0)
-    source.train(conll["source_train"], conll["source_dev"], TrainConfig(epochs=8))
+    source = BILSTM_CRF.build(BiLSTMConfig(), conll["source_train"], seed=0)
+    fit(source, conll["source_train"], conll["source_dev"], TrainConfig(epochs=8))
     before = evaluate_tagger(source, conll["test"])
     training = adapt_training("bilstm-crf", epochs=8)
     runs = {}

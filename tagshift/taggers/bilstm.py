@@ -4,16 +4,24 @@ and read in context by a word-level BiLSTM."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from tagshift.errors import BundleError
 from tagshift.fields import check_fields
-from tagshift.taggers.vocab import Vocab, word_lookup
+from tagshift.taggers.heads import head_kind_named
+from tagshift.taggers.vectors import embedding_matrix, load_vectors
+from tagshift.taggers.vocab import Vocab, build_vocabs, vocab_from_json, vocab_to_json, word_key, word_lookup
 from tagshift.taggers.words import SHAPES, word_shape
+
+if TYPE_CHECKING:
+    from tagshift.corpus import Corpus
 
 MAX_WORD_CHARS = 50  # longer tokens (URLs, garbage) are cut for the character model only
 
@@ -50,6 +58,10 @@ class BiLSTMConfig:
         )
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.word_dropout < 1.0:
             raise ValueError("dropout and word_dropout must lie in [0, 1)")
+        head_kind_named(self.head)
+
+    def encoder_name(self) -> str:
+        return "BiLSTM"
 
 
 @dataclass(frozen=True)
@@ -165,3 +177,42 @@ class BiLSTMEncoder(nn.Module):
         output, _ = self.lstm(packed)
         output, _ = pad_packed_sequence(output, batch_first=True, total_length=words.size(1))
         return self.dropout(output)  # (batch, words, 2 * hidden)
+
+
+# --- the family's part of building, saving and loading (taggers/backends.py lists it) ----
+
+VOCAB = "vocab.json"  # the word and character vocabularies, in a bundle
+
+
+def new_encoder(config: BiLSTMConfig, train: Corpus, seed: int, extra: Corpus | None = None) -> BiLSTMEncoder:
+    """An untrained encoder for the words of `train`. Words of `extra` (dev data, unlabelled
+    text) join the vocabulary only where a pretrained vector covers them: no label is read
+    from it. Sets `config.word_dim` to the vectors' size when vectors are given."""
+    vectors = load_vectors(config.vectors) if config.vectors else None
+    spelled: dict[str, str] = {}  # vocabulary key (digits as 0) -> a word spelled that way
+    if vectors is not None:
+        sentences = [s.tokens for s in train.sentences] + ([s.tokens for s in extra.sentences] if extra else [])
+        candidates = [t for tokens in sentences for t in tokens] + vectors.common_words(config.max_vectors)
+        for word in candidates:
+            key = word_key(word)
+            if key not in spelled and vectors.get(word) is not None:
+                spelled[key] = word
+        config.word_dim = vectors.dim
+    words, chars = build_vocabs((s.tokens for s in train.sentences), config.min_count, spelled)
+    matrix, _ = embedding_matrix(words, vectors, config.word_dim, torch.Generator().manual_seed(seed), spelled)
+    return BiLSTMEncoder(config, words, chars, matrix)
+
+
+def save_files(encoder: BiLSTMEncoder, directory: Path) -> None:
+    """The vocabularies beside the weights (the embedding rows follow their order)."""
+    vocab = vocab_to_json(encoder.words, encoder.chars)
+    (directory / VOCAB).write_text(json.dumps(vocab, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_encoder(config: BiLSTMConfig, directory: Path) -> BiLSTMEncoder:
+    """An encoder shaped as the bundle in `directory` saved it (weights are loaded after)."""
+    try:
+        words, chars = vocab_from_json(json.loads((directory / VOCAB).read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:
+        raise BundleError(f"{directory / VOCAB}: missing or unreadable ({err})") from None
+    return BiLSTMEncoder(config, words, chars)

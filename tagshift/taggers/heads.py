@@ -11,11 +11,16 @@ Gold tags come as indices (batch, words), -100 where a word has no label, or as 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import Tensor, nn
 
-from tagshift.crf import CRF, Constraints, forbid, sentence_neg_log_likelihood, unconstrained, viterbi
+from tagshift.crf import (
+    CRF, Constraints, forbid, scheme_constraints, sentence_neg_log_likelihood, unconstrained, viterbi,
+)
+from tagshift.errors import TagshiftError
+from tagshift.schemes import SCHEMES
 
 IGNORE = -100
 
@@ -146,3 +151,46 @@ class MappingHead(nn.Module):
 
 
 Head = SoftmaxHead | CRFHead
+
+
+class HeadKind(str, Enum):
+    """The heads a model can have; a bundle's config names the class (`HEAD_CLASSES`)."""
+
+    crf = "crf"
+    softmax = "softmax"
+
+
+HEAD_CLASSES: dict[HeadKind, type[Head]] = {HeadKind.crf: CRFHead, HeadKind.softmax: SoftmaxHead}
+
+
+def head_kind_named(name: str) -> HeadKind:
+    """The head kind called `name` (crf, softmax), or an error that lists the kinds.
+
+    >>> head_kind_named("crf")
+    <HeadKind.crf: 'crf'>
+    """
+    try:
+        return HeadKind(name)
+    except ValueError:
+        raise TagshiftError(f"unknown head '{name}'; choose one of {', '.join(k.value for k in HeadKind)}") from None
+
+
+def head_kind_of_class(class_name: str) -> HeadKind:
+    """The kind of a head saved under its class name (a bundle's config.json)."""
+    for kind, head_class in HEAD_CLASSES.items():
+        if head_class.__name__ == class_name:
+            return kind
+    known = ", ".join(c.__name__ for c in HEAD_CLASSES.values())
+    raise TagshiftError(f"unknown head class '{class_name}'; this tagshift knows {known}")
+
+
+def head_kind(head: Head | MappingHead) -> HeadKind:
+    """The kind of a head (a mapping head's: the kind it folds into)."""
+    inner = head.inner if isinstance(head, MappingHead) else head
+    return next(kind for kind, head_class in HEAD_CLASSES.items() if isinstance(inner, head_class))
+
+
+def make_head(kind: str, hidden: int, labels: list[str], scheme: str, dropout: float = 0.0) -> Head:
+    """A head of `kind` for `labels`, constrained to `scheme`'s valid sequences."""
+    head_class = HEAD_CLASSES[head_kind_named(kind)]
+    return head_class(hidden, len(labels), scheme_constraints(labels, SCHEMES[scheme]), dropout)

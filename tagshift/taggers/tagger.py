@@ -1,33 +1,30 @@
-"""The `Tagger`: an encoder and a head, the labels they score, and the scheme of those labels.
+"""The `Tagger`: the model. An encoder and a head, the labels they score and the scheme of
+those labels; it computes emissions, decodes them and predicts.
 
-Both backends share this class; they differ only in their encoder. The transfer layer works
-on `tagger.encoder` (freeze, unfreeze) and `tagger.head` (swap, extend rows), and the
-training loop on `tagger.network`, so nothing here knows which backend it holds.
+Every family shares this class; they differ only in their encoder (`tagger.backend` is the
+family's record, taggers/backends.py). The transfer layer works on `tagger.encoder` (freeze,
+unfreeze) and `tagger.head` (swap, extend rows), and training on `tagger.network`, so nothing
+here knows which family it holds. Saving and loading live in bundle.py, training in
+training/: the model imports neither.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from tagshift.crf import scheme_constraints
 from tagshift.errors import SchemeError, TagshiftError
-from tagshift.schemes import SCHEMES, Span, chunks, get_scheme, split_tag
-from tagshift.taggers.bilstm import BiLSTMConfig, BiLSTMEncoder
-from tagshift.taggers.heads import CRFHead, IGNORE, MappingHead, SoftmaxHead
+from tagshift.progress import progress_bar
+from tagshift.schemes import Span, check_model_scheme, chunks, split_tag
+from tagshift.taggers.heads import IGNORE, CRFHead, MappingHead, SoftmaxHead
 
 if TYPE_CHECKING:
     from tagshift.corpus import Corpus
-    from tagshift.taggers.transformer import TransformerConfig, TransformerEncoder
-    from tagshift.training import TrainConfig, TrainResult
 
-BACKENDS = ("bilstm-crf", "transformer")
-MODEL_SCHEMES = ("iob2", "iobes", "bilou", "io")
 # How the network computes (not how weights are stored: they stay fp32). bf16 runs the
 # matrix products in bfloat16 under autocast: faster on CPUs with bf16 instructions
 # (AVX512-BF16, AMX; bench/speed.py measures it), slower on CPUs without them.
@@ -59,25 +56,6 @@ class Tagged:
         return [Span(e.start, e.end, e.label) for e in self.entities]
 
 
-def label_set(types: set[str] | list[str], scheme: str) -> list[str]:
-    """All tags of `types` in `scheme`: O first, then each type's prefixes in B, I, E, S order.
-
-    >>> label_set({"PER", "LOC"}, "iobes")
-    ['O', 'B-LOC', 'I-LOC', 'E-LOC', 'S-LOC', 'B-PER', 'I-PER', 'E-PER', 'S-PER']
-    """
-    s = get_scheme(scheme)
-    prefixes = [p for p in dict.fromkeys((s.begin, s.inside, s.last, s.single, s.begin_after_same)) if p]
-    return ["O"] + [f"{prefix}-{t}" for t in sorted(set(types)) for prefix in prefixes]
-
-
-def check_model_scheme(scheme: str) -> None:
-    if scheme not in MODEL_SCHEMES:
-        raise SchemeError(
-            f"a model cannot tag in '{scheme}'; choose one of {', '.join(MODEL_SCHEMES)} "
-            "(iob1 and flat cannot mark where two entities of one type touch)"
-        )
-
-
 class Network(nn.Module):
     """The trainable part: encoder then head. `forward` gives emissions (batch, words, tags)."""
 
@@ -88,13 +66,6 @@ class Network(nn.Module):
 
     def forward(self, batch: Any) -> Tensor:
         return self.head(self.encoder(batch))
-
-
-def make_head(kind: str, hidden: int, labels: list[str], scheme: str, dropout: float = 0.0) -> nn.Module:
-    """A CRF or softmax head for `labels`, constrained to `scheme`'s valid sequences."""
-    constraints = scheme_constraints(labels, SCHEMES[scheme])
-    head_class = CRFHead if kind == "crf" else SoftmaxHead
-    return head_class(hidden, len(labels), constraints, dropout)
 
 
 def usable_device(name: str | torch.device) -> torch.device:
@@ -118,19 +89,19 @@ def _to(batch: Any, device: torch.device) -> Any:
 
 
 class Tagger:
-    """A trained (or trainable) NER model: `predict`, `train`, `save`, `load`."""
+    """A trained (or trainable) NER model: `predict` tags sentences. It is the one home of
+    where the network runs (`to`) and how it computes (`precision`): training and prediction
+    use them as set and leave them so."""
 
     def __init__(
         self,
-        backend: str,
-        config: BiLSTMConfig | TransformerConfig,
+        backend: Any,  # the family's record (taggers/backends.py's Backend, which imports this module)
+        config: Any,  # the family's config dataclass (backend.config_class)
         labels: list[str],
         scheme: str,
         network: Network,
         lineage: list[dict[str, Any]] | None = None,
     ):
-        if backend not in BACKENDS:
-            raise TagshiftError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
         check_model_scheme(scheme)
         if network.head.num_tags != len(labels):
             raise TagshiftError(f"the head scores {network.head.num_tags} tags but {len(labels)} labels were given")
@@ -154,7 +125,7 @@ class Tagger:
         self._precision = value
 
     @property
-    def encoder(self) -> BiLSTMEncoder | TransformerEncoder:
+    def encoder(self) -> nn.Module:
         return self.network.encoder
 
     @property
@@ -242,8 +213,6 @@ class Tagger:
     ) -> list[Tagged]:
         """Tag sentences (lists of tokens), in batches of similar length; results in input order.
         `confidence=False` skips the entity confidences (faster with a CRF head)."""
-        from tagshift.progress import progress_bar
-
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
         results: list[Tagged | None] = [None] * len(sentences)
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -257,33 +226,9 @@ class Tagger:
         tagged = self.predict([s.tokens for s in corpus.sentences], batch_size, progress, confidence=False)
         return corpus.with_sentences([s.with_tags(t.tags) for s, t in zip(corpus.sentences, tagged)])
 
-    # --- training, saving, loading --------------------------------------------------
-
-    def train(
-        self, train: Corpus, dev: Corpus | None, options: TrainConfig, out: str | Path | None = None, **kwargs: Any
-    ) -> TrainResult:
-        """Train on `train`, keeping the weights best on `dev` (see `tagshift.training.fit`)."""
-        from tagshift.training import fit
-
-        return fit(self, train, dev, options, out, **kwargs)
-
-    def save(self, path: str | Path) -> None:
-        """Write the bundle directory at `path`, atomically (see `tagshift.bundle`)."""
-        from tagshift.bundle import save_bundle
-
-        save_bundle(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", precision: str = "fp32") -> Tagger:
-        from tagshift.bundle import load_bundle
-
-        tagger = load_bundle(path).to(device)
-        tagger.precision = precision
-        return tagger
-
     def parameters(self) -> Iterator[nn.Parameter]:
         return self.network.parameters()
 
     def describe(self) -> str:
-        encoder = self.config.encoder if hasattr(self.config, "encoder") else "BiLSTM"
-        return f"{self.backend} ({encoder}, {type(self.head).__name__}), {len(self.types)} types in {self.scheme}"
+        return (f"{self.backend.name} ({self.config.encoder_name()}, {type(self.head).__name__}), "
+                f"{len(self.types)} types in {self.scheme}")

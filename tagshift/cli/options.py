@@ -1,0 +1,105 @@
+"""What the commands share: the app, the one-line error handling, and options declared once
+(corpus read options as one group, handed to a command as `ReadOptions`)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import shlex
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any, Callable, Iterator, Optional
+
+import typer
+
+from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
+from tagshift.errors import TagshiftError
+from tagshift.jobs import ReadOptions
+from tagshift.schemes import SCHEMES
+from tagshift.taggers.backends import BACKENDS
+from tagshift.taggers.tagger import PRECISIONS
+
+app = typer.Typer(
+    help="Transfer learning for named entity recognition: corpora, tag schemes, label maps, taggers, scores.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SchemeName = Enum("SchemeName", {name: name for name in SCHEMES}, type=str)  # type: ignore[misc]
+BackendName = Enum("BackendName", {name: name for name in BACKENDS}, type=str)  # type: ignore[misc]
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
+
+
+class Mode(str, Enum):
+    conlleval = "conlleval"
+    strict = "strict"
+
+
+class Format(str, Enum):
+    conll = "conll"
+    jsonl = "jsonl"
+    spans = "spans"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn errors the user can fix into one line on stderr and exit code 1."""
+    try:
+        yield
+    except (TagshiftError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
+def command_line() -> str:
+    """The command as typed, for the lineage."""
+    return shlex.join(["tagshift", *sys.argv[1:]])
+
+
+# How every command reads corpora: one group of options, added by `read_options`.
+READ_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "token_col": (Optional[int], typer.Option(None, "--token-col", help="Token column (0-based; negative counts from the end). Detected if not given.")),
+    "tag_col": (Optional[int], typer.Option(None, "--tag-col", help="Tag column (0-based; negative counts from the end). Detected if not given.")),
+    "max_tokens": (int, typer.Option(MAX_SENTENCE_TOKENS, "--max-tokens", help="Longest sentence accepted, in tokens.")),
+    "encoding": (str, typer.Option("utf-8", "--encoding", help="Text encoding of the input files.")),
+}
+
+
+def read_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the corpus read options (all, or those `names`), after its own, and
+    hand them to it as one `read: ReadOptions` argument."""
+    chosen = names or tuple(READ_OPTIONS)
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.name != "read"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=READ_OPTIONS[name][1],
+                                   annotation=READ_OPTIONS[name][0]) for name in chosen]
+
+        @functools.wraps(command)
+        def with_read(**kwargs: Any) -> Any:
+            read = ReadOptions(**{name: kwargs.pop(name) for name in chosen})
+            return command(read=read, **kwargs)
+
+        with_read.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+        with_read.__annotations__ = {**command.__annotations__, **{n: READ_OPTIONS[n][0] for n in chosen}}
+        return with_read
+
+    return decorate
+
+
+# Options `train` and `adapt` share.
+TRAIN_BATCH_SIZE = typer.Option(None, "--batch-size", help="Sentences per batch.")
+SEED = typer.Option(None, "--seed", help="Random seed: the same seed gives the same model.")
+RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace a model already in --out.")
+PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
+PRECISION_HELP = ("How the network computes: fp32, or bf16 (matrix products in bfloat16; weights stay fp32): "
+                  "faster on CPUs with bf16 instructions (AVX512-BF16, AMX; bench/speed.py measures it), slower on others.")
+TRAIN_PRECISION = typer.Option(None, "--precision", help=PRECISION_HELP + " Default fp32; dev scoring uses the same.")
+PREDICT_PRECISION = typer.Option(Precision("fp32"), "--precision", help=PRECISION_HELP)
+DEVICE = typer.Option("cpu", "--device", help="Where the network runs: cpu, cuda, cuda:N (a GPU) or mps (Apple). Models save and load the same on any device.")
+
+

@@ -1,0 +1,194 @@
+"""Commands that make a model: `train` and `adapt`. They parse options into a job and run
+its recipe (tagshift/jobs.py)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tagshift.cli.options import (
+    DEVICE, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, BackendName, Precision,
+    SchemeName, app, command_line, read_options, user_errors,
+)
+from tagshift.errors import TagshiftError
+from tagshift.jobs import ReadOptions, make_adapt_job, make_job, run_adapt, run_job
+from tagshift.taggers.backends import BACKENDS
+from tagshift.taggers.transformer import DEFAULT_ENCODER
+from tagshift.training import CURVES, LOG
+from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
+from tagshift.transfer.pseudo import DEFAULT_THRESHOLD
+
+
+@app.command()
+@read_options()
+def train(
+    train_file: Optional[Path] = typer.Option(None, "--train", help="Training corpus."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev corpus: early stopping and the best epoch are chosen on its entity F1."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
+    backend: Optional[BackendName] = typer.Option(None, "--backend", help="Model family."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the model bundle, log, curves and checkpoints."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with any of these options, plus [model] and [training] tables."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help=f"Transformer: HF model name or local path (default {DEFAULT_ENCODER}, shipped as a package)."),
+    vectors: Optional[str] = typer.Option(None, "--vectors", help="BiLSTM-CRF: word vectors, a GloVe/word2vec text file, spacy:PACKAGE or hf:MODEL."),
+    freeze_vectors: Optional[bool] = typer.Option(None, "--freeze-vectors/--train-vectors", help="BiLSTM-CRF: keep the word vectors as loaded (default when --vectors is given: +2 F1 and 3x faster on CoNLL) or train them."),
+    head: Optional[str] = typer.Option(None, "--head", help="crf or softmax (default: crf for the BiLSTM, softmax for transformers)."),
+    scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme the model predicts in (default: iobes for the BiLSTM, iob2 for transformers)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+    batch_size: Optional[int] = TRAIN_BATCH_SIZE,
+    precision: Optional[Precision] = TRAIN_PRECISION,
+    device: str = DEVICE,
+    seed: Optional[int] = SEED,
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
+    progress: bool = PROGRESS,
+    read: ReadOptions = ReadOptions(),
+) -> None:
+    """Train a tagger; the best epoch on --dev is saved to --out with its log, learning
+    curves and lineage.
+
+    Example: tagshift train --train train.conll --dev dev.conll --backend bilstm-crf --out models/ner
+    """
+    with user_errors():
+        model = {"encoder": encoder, "vectors": vectors, "freeze_vectors": freeze_vectors, "head": head}
+        if backend is not None:
+            _check_model_options(backend.value, model)
+        training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+        job = make_job(
+            config,
+            backend=backend.value if backend else None,
+            train=train_file,
+            dev=dev,
+            test=test,
+            out=out,
+            scheme=scheme.value if scheme else None,
+            model=model,
+            training=training,
+            precision=precision.value if precision else None,
+        )
+        tagger, result = run_job(
+            job, resume=resume, overwrite=overwrite, progress=progress, command=command_line(), device=device, read=read,
+        )
+        typer.echo(f"trained {tagger.describe()}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
+        if result.best_dev is not None:
+            typer.echo(f"dev entity F1 (conlleval): {100 * result.best_dev.micro.f1:.2f}", err=True)
+        if result.test is not None:
+            typer.echo(result.test.render())
+        typer.echo(f"saved to {job.out} (log: {job.out / LOG}, curves: {job.out / CURVES})", err=True)
+
+
+MODEL_FLAGS = {"encoder": "--encoder", "vectors": "--vectors", "freeze_vectors": "--freeze-vectors/--train-vectors",
+               "head": "--head"}
+
+
+def _check_model_options(backend: str, model: dict[str, object]) -> None:
+    """Refuse a model option the chosen family does not have, naming the family that has it."""
+    for name, value in model.items():
+        own = {f.name for f in fields(BACKENDS[backend].config_class)}
+        if value is not None and name not in own:
+            owners = [b.name for b in BACKENDS.values() if name in {f.name for f in fields(b.config_class)}]
+            raise TagshiftError(f"{MODEL_FLAGS[name]} is an option of {' and '.join(owners)}, not of {backend}")
+
+
+class LabelOperation(str, Enum):
+    extend = "extend"
+    map = "map"
+    replace = "replace"
+
+
+class Init(str, Enum):
+    quiet = "quiet"
+    normal = "normal"
+
+
+class Unfreeze(str, Enum):
+    all = "all"
+    gradual = "gradual"
+
+
+@app.command()
+@read_options()
+def adapt(
+    source: Optional[Path] = typer.Argument(None, help="The trained model to adapt (a model directory); it is not changed."),
+    train_file: Optional[Path] = typer.Option(None, "--train", help="Target training corpus: may annotate only some types."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the adapted model, its log, curves and checkpoints."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Target dev corpus; its F1 over the types it annotates picks the best epoch (it may annotate more types than --train)."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with source, train, dev, test, out, map, an [adapt] table (these options) and a [training] table; options given here win."),
+    label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
+    labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows (default); map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only."),
+    init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
+    head: Optional[str] = typer.Option(None, "--head", help="crf or softmax: the adapted model's head (default: the source's). A softmax source given a CRF head predicts what it did (its transition scores start at 0) and then learns transitions (the CrossNER benchmark compares both heads on small targets)."),
+    drop: list[str] = typer.Option([], "--drop", help="A source type the adapted model will not predict (repeatable)."),
+    scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the adapted model. Default: the source's."),
+    pseudo_label: Optional[bool] = typer.Option(None, "--pseudo-label/--no-pseudo-label", help=f"Let the source tag the target data first and write in its confident entities of types the data does not annotate (--pseudo-label=T sets the threshold; default {DEFAULT_THRESHOLD}). --no-* switches off what a --config file switched on, here and below."),
+    pseudo_threshold: Optional[float] = typer.Option(None, "--pseudo-threshold", help="Lowest confidence of a pseudo-label (implies --pseudo-label)."),
+    partial: Optional[bool] = typer.Option(None, "--partial/--no-partial", help="Read the target data's O as 'O or a type it does not annotate', not as O."),
+    distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help=f"Keep the source's scores on its labels at O words (knowledge distillation; --distill=W sets the weight; default {DISTILL_WEIGHT})."),
+    distill_weight: Optional[float] = typer.Option(None, "--distill-weight", help="Weight of the distillation term (implies --distill)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Distillation temperature (default 2)."),
+    extend_vocab: Optional[bool] = typer.Option(None, "--extend-vocab/--keep-vocab", help="BiLSTM-CRF: add the target's frequent words and new characters as embedding rows (default; starting as UNK's under --init quiet, from the word vectors under normal)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train; 0 applies the head operation and saves, untrained."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the head (default: training's)."),
+    head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Same as --lr."),
+    encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Learning rate of the encoder (default: a tenth of the head's)."),
+    freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs that train only the head (and CRF) before the encoder joins."),
+    unfreeze: Optional[Unfreeze] = typer.Option(None, "--unfreeze", help="After the frozen epochs: all layers at once, or gradual (top layers first)."),
+    batch_size: Optional[int] = TRAIN_BATCH_SIZE,
+    precision: Optional[Precision] = TRAIN_PRECISION,
+    device: str = DEVICE,
+    seed: Optional[int] = SEED,
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
+    progress: bool = PROGRESS,
+    read: ReadOptions = ReadOptions(),
+) -> None:
+    """Adapt a trained model to target data: new domain, new types, renamed, merged or
+    dropped types, another scheme. Prints the label plan before training.
+
+    Example: tagshift adapt models/news --train med.conll --dev med.dev.conll --pseudo-label --out models/med
+    """
+    with user_errors():
+        if head_lr is not None and lr is not None and head_lr != lr:
+            raise TagshiftError("--lr and --head-lr name the same rate; give one")
+        threshold = _switch_value("--pseudo-label", pseudo_label, "--pseudo-threshold", pseudo_threshold)
+        weight = _switch_value("--distill", distill, "--distill-weight", distill_weight)
+        job = make_adapt_job(
+            config, source=source, train=train_file, out=out, dev=dev, test=test, map=label_map,
+            adapt={"labels": labels.value if labels else None, "init": init.value if init else None, "head": head,
+                   "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
+                   "pseudo_label": threshold, "partial": partial, "distill": weight,
+                   "temperature": temperature, "extend_vocab": extend_vocab},
+            training={"epochs": epochs, "lr": lr or head_lr, "head_lr": lr or head_lr, "encoder_lr": encoder_lr,
+                      "freeze_epochs": freeze_epochs,
+                      "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed},
+            precision=precision.value if precision else None,
+        )
+        prepared, result = run_adapt(
+            job, resume=resume, overwrite=overwrite, progress=progress, command=command_line(), device=device,
+            read=read, report=lambda text: typer.echo(text, err=True),
+        )
+        tagger = prepared.tagger
+        typer.echo(f"adapted {tagger.describe()}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
+        if result.best_dev is not None:
+            typer.echo(f"dev entity F1 (conlleval, types the target annotates): {100 * result.best_dev.micro.f1:.2f}", err=True)
+        if result.test is not None:
+            typer.echo(result.test.render())
+        typer.echo(f"saved to {job.out}; compare with the source: tagshift evaluate {job.out} TEST --baseline {job.source}", err=True)
+
+
+def _switch_value(name: str, switch: bool | None, value_name: str, value: float | None) -> float | bool | None:
+    """An on/off option with an optional value: the value if given (which switches it on),
+    else the switch (True: the default value; False: off even if a config file has it on;
+    None: the config file decides)."""
+    if value is None:
+        return switch
+    if switch is False:
+        raise TagshiftError(f"--no-{name[2:]} and {value_name} contradict each other; give one")
+    return value
+
+

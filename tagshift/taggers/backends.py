@@ -1,0 +1,117 @@
+"""The model families tagshift can build, save, load, train and adapt, declared as data.
+
+One `Backend` record per family: its config class, how a new encoder is built, how the
+encoder's own files are saved and loaded, its default scheme, its training defaults and
+adapt's rate factor. This is the only module that knows the families by name; everything
+else reads a record (`get_backend(name)`, or `tagger.backend`). A new family is one module
+(its encoder, config dataclass and the functions below) plus one entry in `BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from tagshift.convert import entity_labels
+from tagshift.corpus import Corpus
+from tagshift.errors import TagshiftError
+from tagshift.schemes import check_model_scheme, label_set
+from tagshift.taggers import bilstm, transformer
+from tagshift.taggers.heads import make_head
+from tagshift.taggers.tagger import Network, Tagger
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A model family: what differs between families, and nothing else."""
+
+    name: str
+    config_class: type  # the dataclass of the family's model options (`[model]` in a job file)
+    # (config, training corpus, seed, extra corpus) -> an untrained encoder for that data
+    new_encoder: Callable[[Any, Corpus, int, Corpus | None], nn.Module]
+    save_files: Callable[[Any, Path], None]  # the encoder's files beside the weights (vocabulary, tokenizer)
+    load_encoder: Callable[[Any, Path], nn.Module]  # an encoder shaped as a bundle saved it
+    default_scheme: str
+    training: dict[str, Any]  # TrainConfig values that differ from its defaults
+    # adapt trains the head at training's rate times this (the encoder at a tenth of the head's)
+    adapt_head_lr_factor: float = 1.0
+    head_dropout: Callable[[Any], float] = lambda encoder: 0.0
+    # weight-name prefixes saved under other names (a transformer's, so Hugging Face loads them)
+    saved_prefixes: Callable[[Any], dict[str, str]] = lambda encoder: {}
+    # the encoder's part of config.json and whether Hugging Face can load the bundle; None: the
+    # config holds the tagshift section alone
+    hf_config: Callable[[Any, list[str], bool], tuple[dict[str, Any], bool]] | None = None
+    grows_vocabulary: bool = False  # adapt can add the target's words to the encoder
+    # model options older bundles lack, with the value those bundles were made with
+    legacy_options: dict[str, Any] = field(default_factory=dict)
+
+    def new_config(self, **options: Any) -> Any:
+        """The family's model options, checked, with a one-line error naming the bad ones."""
+        try:
+            return self.config_class(**options)
+        except (TypeError, ValueError) as err:
+            raise TagshiftError(f"{self.name} model options: {err}") from None
+
+    def build(
+        self, config: Any, train: Corpus, scheme: str | None = None, seed: int = 0, extra: Corpus | None = None
+    ) -> Tagger:
+        """A new, untrained tagger for the entity types of `train`, tagging in `scheme` (the
+        family's default when None). `extra` words may join a vocabulary (see the family)."""
+        scheme = scheme or self.default_scheme
+        check_model_scheme(scheme)
+        torch.manual_seed(seed)
+        encoder = self.new_encoder(config, train, seed, extra)
+        labels = label_set(entity_labels(train), scheme)
+        head = make_head(config.head, encoder.output_dim, labels, scheme, self.head_dropout(encoder))
+        return Tagger(self, config, labels, scheme, Network(encoder, head))
+
+
+BILSTM_CRF = Backend(
+    name="bilstm-crf",
+    config_class=bilstm.BiLSTMConfig,
+    new_encoder=bilstm.new_encoder,
+    save_files=bilstm.save_files,
+    load_encoder=bilstm.load_encoder,
+    default_scheme="iobes",
+    training={},  # TrainConfig's defaults are the BiLSTM-CRF's (Adam, 2e-3, up to 30 epochs)
+    grows_vocabulary=True,
+    legacy_options={"freeze_vectors": False},  # saved before the option existed, they trained their vectors
+)
+
+TRANSFORMER = Backend(
+    name="transformer",
+    config_class=transformer.TransformerConfig,
+    new_encoder=transformer.new_encoder,
+    save_files=transformer.save_files,
+    load_encoder=transformer.load_encoder,
+    default_scheme="iob2",
+    # the BERT recipe: AdamW, warm-up then linear decay, few epochs
+    training=dict(epochs=4, batch_size=16, optimizer="adamw", lr=5e-5, weight_decay=0.01, clip=1.0,
+                  warmup=0.1, decay="linear", patience=0),
+    # 5e-5 is an encoder's rate: a new head at that rate needs thousands of steps, where a
+    # small target gives tens (on CrossNER politics a fresh head had not learnt a type after
+    # 4 epochs), so adapt trains the head at ten times that rate and the encoder at it
+    adapt_head_lr_factor=10.0,
+    head_dropout=transformer.head_dropout,
+    saved_prefixes=transformer.saved_prefixes,
+    hf_config=transformer.hf_config,
+)
+
+BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (BILSTM_CRF, TRANSFORMER)}
+
+
+def get_backend(name: str | Backend) -> Backend:
+    """The family called `name` (a record passes through), or an error that lists them.
+
+    >>> get_backend("transformer").default_scheme
+    'iob2'
+    """
+    if isinstance(name, Backend):
+        return name
+    if name not in BACKENDS:
+        raise TagshiftError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
+    return BACKENDS[name]

@@ -1,0 +1,260 @@
+"""The training loop every objective shares: seeded epochs of optimiser steps as a generator,
+and the consumers that act on each epoch it yields (the log and curves, the checkpoint and
+resume, early stopping), the shape of spaCy's training loop.
+
+An objective (the tagging one in ner.py; masked-LM pretraining later) says what a batch's
+loss is, how the model scores on dev, and how it saves itself. The loop owns the rest:
+batch order, gradient accumulation, clipping, the learning-rate schedule, the best weights.
+
+Determinism: each epoch reseeds torch from (seed, epoch), and draws its batch order from a
+generator seeded the same way, so epoch k does the same work whether or not the run was
+interrupted before it. A checkpoint holds the weights, the best weights so far, the
+optimiser state and the loop state: everything else is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from tagshift.atomic import write_text_atomic
+from tagshift.bundle import read_weights
+from tagshift.charts import plot_learning_curves
+from tagshift.errors import TagshiftError
+from tagshift.progress import progress_bar
+from tagshift.training.config import TrainConfig, epoch_steps
+
+LOG = "train_log.jsonl"
+CURVES = "learning_curve.png"
+CHECKPOINT = "checkpoint"
+STATE = "trainer_state.json"
+OPTIMIZER = "optimizer.safetensors"
+BEST = "best.safetensors"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An objective's score on dev: `score` picks the best epoch (higher is better),
+    `record` joins the epoch's log line, `saved` is kept as the best epoch's scores."""
+
+    score: float
+    record: dict[str, float]
+    saved: dict[str, Any]
+
+
+class Objective(Protocol):
+    """What a training objective gives the loop."""
+
+    network: nn.Module
+
+    def batches(self, generator: torch.Generator) -> list[list[int]]:
+        """One epoch's batches, as indices of training examples, in the order they train."""
+
+    def start_epoch(self, epoch: int) -> None:
+        """Put the network in train mode and freeze or unfreeze what `epoch` trains."""
+
+    def loss(self, batch: list[int]) -> Tensor:
+        """The loss of one batch, to minimise."""
+
+    def evaluate(self) -> Evaluation | None:
+        """The score on dev after an epoch; None when there is no dev set (every epoch is best)."""
+
+    def save(self, path: Path, extra: dict[str, str | dict[str, Tensor]]) -> None:
+        """Save the model at `path` (atomically) with the `extra` files (the checkpoint's)."""
+
+    def restore(self, path: Path) -> None:
+        """Load the weights a `save` wrote at `path`."""
+
+
+@dataclass
+class LoopState:
+    """What the checkpoint carries besides weights and optimiser state."""
+
+    epoch: int = 0  # epochs completed
+    best_f1: float = -1.0  # the best epoch's Evaluation.score (named for the tagging objective's)
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_dev: dict[str, Any] | None = None
+
+
+@dataclass
+class Run:
+    """A run in progress: the optimiser, the loop state and the best weights so far."""
+
+    optimizer: torch.optim.Optimizer
+    state: LoopState
+    best_weights: dict[str, Tensor]
+    stopped_early: bool = False
+
+    @classmethod
+    def start(cls, network: nn.Module, optimizer: torch.optim.Optimizer) -> Run:
+        return cls(optimizer, LoopState(), {k: v.clone() for k, v in network.state_dict().items()})
+
+
+def lr_factor(step: int, total: int, options: TrainConfig) -> float:
+    """Multiplier of the base learning rate at optimiser step `step` of `total`.
+
+    >>> [lr_factor(s, 10, TrainConfig(warmup=0.2, decay="linear")) for s in (0, 1, 2, 6)]
+    [0.5, 1.0, 1.0, 0.5]
+    """
+    warmup = int(options.warmup * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    if options.decay == "linear":
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return 1.0
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop after `patience` epochs without a better dev score, once `min_steps` optimiser
+    steps have run (a new head needs them); patience 0 never stops."""
+
+    patience: int
+    min_steps: int
+
+    def done(self, state: LoopState, steps: int) -> bool:
+        return bool(self.patience) and state.bad_epochs >= self.patience and steps >= self.min_steps
+
+
+def epochs(
+    objective: Objective,
+    run: Run,
+    options: TrainConfig,
+    examples: int,
+    stopping: EarlyStopping | None = None,
+    progress: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Train epoch after epoch, from the one after `run.state.epoch`, and yield each epoch's
+    log record once its weights, scores and `run` are up to date. Stops early where
+    `stopping` says so (checked before each epoch, so a resumed run stops where the
+    uninterrupted one would)."""
+    optimizer, state = run.optimizer, run.state
+    steps_per_epoch = epoch_steps(examples, options)
+    total_steps = steps_per_epoch * options.epochs
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    started = time.perf_counter() - state.seconds
+    for epoch in range(state.epoch + 1, options.epochs + 1):
+        steps_done = (epoch - 1) * steps_per_epoch
+        if stopping is not None and stopping.done(state, steps_done):
+            run.stopped_early = True
+            return
+        epoch_seed = options.seed * 100_003 + epoch
+        torch.manual_seed(epoch_seed)
+        batches = objective.batches(torch.Generator().manual_seed(epoch_seed))
+        objective.start_epoch(epoch)
+        total_loss, optimizer_step = 0.0, steps_done
+        bar = progress_bar(batches, f"epoch {epoch}/{options.epochs}", enabled=progress, unit="batch")
+        for number, batch in enumerate(bar, start=1):
+            loss = objective.loss(batch)
+            (loss / options.accumulate).backward()
+            total_loss += float(loss.detach())
+            if number % options.accumulate == 0 or number == len(batches):
+                if options.clip:
+                    torch.nn.utils.clip_grad_norm_(objective.network.parameters(), options.clip)
+                factor = lr_factor(optimizer_step, total_steps, options)
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * factor
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                optimizer_step += 1
+            bar.set_postfix(loss=f"{total_loss / number:.3f}", refresh=False)
+        record: dict[str, Any] = {"epoch": epoch, "steps": optimizer_step, "train_loss": total_loss / len(batches),
+                                  "lr": optimizer.param_groups[-1]["lr"]}
+        scoring_started = time.perf_counter()
+        evaluation = objective.evaluate()
+        record["dev_seconds"] = round(time.perf_counter() - scoring_started, 2)  # where the epoch's time went
+        if evaluation is not None:
+            record.update(evaluation.record)
+        improved = evaluation is None or evaluation.score > state.best_f1
+        if improved:
+            state.best_f1 = evaluation.score if evaluation is not None else -1.0
+            state.best_epoch = epoch
+            state.best_dev = evaluation.saved if evaluation is not None else None
+            state.bad_epochs = 0
+            run.best_weights = {k: v.detach().clone() for k, v in objective.network.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        state.epoch = epoch
+        state.seconds = time.perf_counter() - started
+        record.update(best=improved, seconds=round(state.seconds, 2))
+        state.history.append(record)
+        if progress:
+            dev_text = f", dev F1 {100 * record['dev_f1']:.2f}" if "dev_f1" in record else ""
+            bar.write(f"epoch {epoch}: loss {record['train_loss']:.4f}{dev_text}{' (best)' if improved else ''}")
+        yield record
+
+
+# --- consumers ----------------------------------------------------------------------------
+
+
+def write_progress(out: Path, history: list[dict[str, Any]], title: str) -> None:
+    """The log (a JSON line an epoch) and the learning curves, rewritten after each epoch."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / LOG, "".join(json.dumps(h) + "\n" for h in history))
+    plot_learning_curves(history, out / CURVES, title)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The checkpoint at `path`: after each epoch the model, the best weights, the optimiser
+    and the loop state, saved as one directory swapped in whole. `fingerprint` (the data's
+    hashes and the options) must match to resume, so a resumed run is the run it continues."""
+
+    path: Path
+    fingerprint: dict[str, Any]
+
+    def save(self, objective: Objective, run: Run) -> None:
+        tensors, groups = _optimizer_tensors(run.optimizer)
+        trainer = {"state": asdict(run.state), "param_groups": groups, "fingerprint": self.fingerprint}
+        best = {k: v.contiguous() for k, v in run.best_weights.items()}
+        objective.save(self.path, {STATE: json.dumps(trainer), OPTIMIZER: tensors, BEST: best})
+
+    def restore(self, objective: Objective, run: Run) -> None:
+        """Weights, optimiser and progress from the checkpoint, if it matches this run."""
+        if not (self.path / STATE).is_file():
+            raise TagshiftError(f"{self.path}: no checkpoint to resume from; start without --resume")
+        trainer = json.loads((self.path / STATE).read_text(encoding="utf-8"))
+        if trainer["fingerprint"] != self.fingerprint:
+            raise TagshiftError(
+                f"{self.path}: the checkpoint was made with other {' and '.join(self._changed(trainer['fingerprint']))}; "
+                "resume with the same data and options, or start afresh without --resume"
+            )
+        objective.restore(self.path)
+        run.best_weights = read_weights(self.path / BEST)
+        _load_optimizer(run.optimizer, read_weights(self.path / OPTIMIZER), trainer["param_groups"])
+        run.state = LoopState(**trainer["state"])
+
+    def _changed(self, before: dict[str, Any]) -> list[str]:
+        now = self.fingerprint
+        changed = [k for k in now if k != "step" and before.get(k) != now[k]]
+        step_before, step_now = before.get("step") or {}, now.get("step") or {}
+        return changed + [f"adapt {k}" for k in step_now if step_before.get(k) != step_now[k]]
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    """Optimiser state as flat tensors (safetensors) and param groups as JSON, so that a
+    checkpoint, like a bundle, loads without running code."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"{index}.{key}": (value if isinstance(value, Tensor) else torch.tensor(value)).contiguous()
+        for index, entries in state["state"].items()
+        for key, value in entries.items()
+    }
+    return tensors, state["param_groups"]
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list[dict[str, Any]]) -> None:
+    state: dict[int, dict[str, Tensor]] = {}
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})

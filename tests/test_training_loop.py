@@ -1,0 +1,111 @@
+"""The shared training loop with an objective that is not tagging: what a second objective
+(masked-LM pretraining, issue 24) needs from it, shown on least squares: the loop trains it,
+its checkpoint resumes it to the uninterrupted result, early stopping ends it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from tagshift.training import EarlyStopping, Evaluation, Run, TrainConfig, epochs
+from tagshift.training.loop import Checkpoint, LoopState
+
+
+class LeastSquares:
+    """Fit y = x W on fixed random data; dev score = minus the dev error."""
+
+    def __init__(self, seed: int = 0, dev_noise: float = 0.0):
+        generator = torch.Generator().manual_seed(seed)
+        truth = torch.randn(4, 2, generator=generator)
+        self.x = torch.randn(64, 4, generator=generator)
+        self.y = self.x @ truth
+        self.dev_x = torch.randn(16, 4, generator=generator)
+        self.dev_y = self.dev_x @ truth + dev_noise * torch.randn(16, 2, generator=generator)
+        torch.manual_seed(seed)
+        self.network = nn.Linear(4, 2, bias=False)
+
+    def batches(self, generator: torch.Generator) -> list[list[int]]:
+        order = torch.randperm(len(self.x), generator=generator).tolist()
+        return [order[i : i + 8] for i in range(0, len(order), 8)]
+
+    def start_epoch(self, epoch: int) -> None:
+        self.network.train()
+
+    def loss(self, batch: list[int]) -> Tensor:
+        return ((self.network(self.x[batch]) - self.y[batch]) ** 2).mean()
+
+    def evaluate(self) -> Evaluation:
+        with torch.no_grad():
+            error = float(((self.network(self.dev_x) - self.dev_y) ** 2).mean())
+        return Evaluation(-error, {"dev_error": error}, {"error": error})
+
+    def save(self, path: Path, extra: dict) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.network.state_dict().items()}, path / "model.safetensors")
+        for name, content in extra.items():
+            if isinstance(content, str):
+                (path / name).write_text(content)
+            else:
+                save_file(content, path / name)
+
+    def restore(self, path: Path) -> None:
+        self.network.load_state_dict(load_file(path / "model.safetensors"))
+
+
+OPTIONS = TrainConfig(epochs=6, batch_size=8, lr=0.05, clip=0.0, seed=1)
+
+
+def train(objective: LeastSquares, options: TrainConfig, checkpoint: Checkpoint | None = None,
+          resume: bool = False, stop_after: int | None = None) -> Run:
+    run = Run.start(objective.network, torch.optim.SGD(objective.network.parameters(), lr=options.lr))
+    if resume:
+        checkpoint.restore(objective, run)
+    stopping = EarlyStopping(options.patience, options.min_steps)
+    for record in epochs(objective, run, options, len(objective.x), stopping):
+        if checkpoint is not None:
+            checkpoint.save(objective, run)
+        if record["epoch"] == stop_after:
+            break  # as if killed after this epoch's checkpoint
+    return run
+
+
+def test_the_loop_trains_another_objective_and_keeps_its_best_epoch():
+    objective = LeastSquares()
+    before = objective.evaluate().record["dev_error"]
+    run = train(objective, OPTIONS)
+    history = run.state.history
+    assert [h["epoch"] for h in history] == list(range(1, 7))
+    # exact data, a linear model: each epoch of SGD shrinks the error by a large factor
+    assert history[-1]["dev_error"] < 0.1 * before
+    assert run.state.best_dev == {"error": min(h["dev_error"] for h in history)}
+
+
+def test_its_checkpoint_resumes_to_the_uninterrupted_result(tmp_path):
+    uninterrupted = LeastSquares()
+    straight = train(uninterrupted, OPTIONS)
+    fingerprint = {"options": json.loads(json.dumps(OPTIONS.__dict__))}
+    interrupted = LeastSquares()
+    train(interrupted, OPTIONS, Checkpoint(tmp_path / "checkpoint", fingerprint), stop_after=3)
+    resumed = LeastSquares(seed=0)  # a fresh process: the same start, then the checkpoint
+    run = train(resumed, OPTIONS, Checkpoint(tmp_path / "checkpoint", fingerprint), resume=True)
+    assert run.state.epoch == 6 and [h["epoch"] for h in run.state.history] == list(range(1, 7))
+    # the same operations in the same order on the same machine: bit for bit
+    assert torch.equal(resumed.network.weight, uninterrupted.network.weight)
+    for a, b in zip(run.state.history, straight.state.history):
+        assert {k: v for k, v in a.items() if "seconds" not in k} == {k: v for k, v in b.items() if "seconds" not in k}
+    assert all(torch.equal(run.best_weights[k], straight.best_weights[k]) for k in straight.best_weights)
+    shutil.rmtree(tmp_path / "checkpoint")
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving():
+    """With noise on dev, the error stops falling within a few epochs; patience 1 ends the
+    run there, before the last epoch, and says so."""
+    options = TrainConfig(epochs=30, batch_size=8, lr=0.05, clip=0.0, seed=1, patience=1, min_steps=0)
+    run = train(LeastSquares(dev_noise=1.0), options)
+    assert run.stopped_early and run.state.epoch < 30
+    assert run.state.bad_epochs >= 1 and isinstance(run.state, LoopState)
