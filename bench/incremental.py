@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, add_run_options, configure_run, load_records, mean_std, not_shown, on_device, publish, ran_on, records,
-    require_shared, run_children, save_record, stamp,
+    CACHE, add_run_options, configure_run, load_records, mean_std, new_tagger, not_shown, publish, quick_model,
+    ran_on, records, require_shared, run_children, save_record, seeds_phrase, stamp,
 )
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
@@ -88,12 +88,10 @@ def step1_path(folder: Path, backend: str, seed: int) -> Path:
     return folder / f"{backend}-step1-seed{seed}"  # shared by every strategy
 
 
-def train_step1(backend: str, seed: int, quick: bool, folder: Path) -> None:
+def train_step1(backend: str, seed: int, quick: bool, folder: Path, device: str = "cpu") -> None:
     """Step 1's model (main trains it before the strategies, which start from it)."""
     from tagshift.bundle import CONFIG
-    from tagshift.taggers import BiLSTMConfig, TransformerConfig
-    from tagshift.taggers.build import bilstm_crf, transformer
-    from tagshift.training import CHECKPOINT, TrainConfig
+    from tagshift.training import CHECKPOINT, TrainConfig, fit
 
     first = step1_path(folder, backend, seed)
     if (first / CONFIG).is_file():
@@ -101,32 +99,31 @@ def train_step1(backend: str, seed: int, quick: bool, folder: Path) -> None:
     d = data(quick)  # read only when step 1 must be trained
     recipe = CONLL_RECIPES[CONLL_ROW[backend]]
     training = TrainConfig.for_backend(
-        backend, **{**recipe["training"], "seed": seed, "precision": PRECISION[backend],
-                    **({"epochs": QUICK["epochs"]} if quick else {})}
+        backend, **{**recipe["training"], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
     )
     resume = (first / CHECKPOINT / CONFIG).is_file()
     if resume:
         from tagshift.bundle import load_bundle
 
-        tagger = load_bundle(first / CHECKPOINT)
-    elif backend == "bilstm-crf":
-        tagger = bilstm_crf(BiLSTMConfig(**({} if quick else recipe["model"])), d["train"][0], seed=seed, extra=d["dev"][0])
+        tagger = load_bundle(first / CHECKPOINT).to(device)
     else:
-        tagger = transformer(TransformerConfig(**recipe["model"]), d["train"][0], seed=seed)
-    on_device(tagger).train(d["train"][0], d["dev"][0], training, first, resume=resume, command="python bench/incremental.py (step 1)")
+        model = quick_model(recipe["model"]) if quick else recipe["model"]
+        tagger = new_tagger(backend, model, d["train"][0], seed, extra=d["dev"][0], device=device)
+    tagger.precision = PRECISION[backend]
+    fit(tagger, d["train"][0], d["dev"][0], training, first, resume=resume, command="python bench/incremental.py (step 1)")
 
 
-def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -> dict:
+def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path, device: str = "cpu") -> dict:
     """All steps of one (backend, strategy, seed) from step 1's model; each step's model is cached."""
+    import tagshift
     from tagshift.bundle import CONFIG
-    from tagshift.taggers import Tagger
     from tagshift.training import CHECKPOINT, TrainConfig, evaluate_tagger
     from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
 
     d = data(quick)
     steps = []
-    train_step1(backend, seed, quick, folder)
-    model = on_device(Tagger.load(step1_path(folder, backend, seed)))
+    train_step1(backend, seed, quick, folder, device)
+    model = tagshift.load(step1_path(folder, backend, seed), device)
     step1_lr = TrainConfig.for_backend(backend, **CONLL_RECIPES[CONLL_ROW[backend]]["training"]).lr
     for k in range(len(ORDER)):
         if k > 0:
@@ -134,17 +131,17 @@ def run_one(backend: str, strategy: str, seed: int, quick: bool, folder: Path) -
             out = folder / f"{backend}-{strategy.replace(' ', '')}-step{k + 1}-seed{seed}"
             if not (out / CONFIG).is_file():
                 training = adapt_training(
-                    backend, **{**LATER[backend], "seed": seed, "precision": PRECISION[backend],
-                                **({"epochs": QUICK["epochs"]} if quick else {})}
+                    backend, **{**LATER[backend], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
                 )
                 if "encoder" in at_step1_rate:
                     training.encoder_lr = step1_lr
                 if "head" in at_step1_rate:
                     training.head_lr = step1_lr
                 prepared = prepare(model, d["train"][k], AdaptConfig(**adapt_options), seed, dev=d["dev"][k])
+                prepared.tagger.precision = PRECISION[backend]  # the source tags in fp32, as loaded
                 train_prepared(prepared, d["dev"][k], training, out, resume=(out / CHECKPOINT / CONFIG).is_file(),
                                command=f"python bench/incremental.py ({backend}, {strategy}, step {k + 1}, seed {seed})")
-            model = on_device(Tagger.load(out))
+            model = tagshift.load(out, device)
         scores = evaluate_tagger(model, d["test"][k])
         seen = ORDER[: k + 1]
         steps.append({"step": k + 1, "types": seen, "micro": scores.restrict(seen).micro.f1,
@@ -172,15 +169,56 @@ def table(results: list[dict], quick: bool) -> str:
             cells = [f"{mean_std([r['steps'][k]['micro'] for r in rows])} / {mean_std([r['steps'][k]['macro'] for r in rows])}"
                      for k in range(len(ORDER))]
             lines.append(f"| {backend} | {strategy} | {len(rows)} | " + " | ".join(cells) + " |")
-        joint = load_records("conll", f"{CONLL_ROW[backend]}-seed*.json") if not quick else []
-        if joint:
-            micro = [r["test_f1"] for r in joint]
-            macro = [statistics.mean(r["test_per_type"].get(t, 0.0) for t in ORDER) for r in joint]
-            lines.append(f"| {backend} | joint training, all types (upper bound; bench/conll.py {CONLL_ROW[backend]}) | {len(joint)} | "
-                         + " | " * (len(ORDER) - 1) + f"{mean_std(micro)} / {mean_std(macro)} |")
+        seeds, bound = joint_bound(backend) if not quick else (0, "")
+        if seeds:
+            lines.append(f"| {backend} | joint training, all types (upper bound; bench/conll.py {CONLL_ROW[backend]}) | {seeds} | "
+                         + " | " * (len(ORDER) - 1) + f"{bound} |")
     lines += ["", ran_on(shown, "backend")] if shown else []
     lines += not_shown(pending, "strategies", min_seeds)
     return "\n".join(lines)
+
+
+def joint_bound(backend: str) -> tuple[int, str]:
+    """The upper bound, bench/conll.py's models trained on every type at once: its seeds and
+    'micro / macro' test F1 over ORDER's types (0 and '' before those runs exist)."""
+    joint = load_records("conll", f"{CONLL_ROW[backend]}-seed*.json")
+    if not joint:
+        return 0, ""
+    micro = [r["test_f1"] for r in joint]
+    macro = [statistics.mean(r["test_per_type"].get(t, 0.0) for t in ORDER) for r in joint]
+    return len(joint), f"{mean_std(micro)} / {mean_std(macro)}"
+
+
+# The README's rows, in its order, named by the adapt options a user would give.
+HEADLINE = {
+    "naive": "naive fine-tuning",
+    "distill": "`--distill`",
+    "pseudo-label": "`--pseudo-label`",
+    "pseudo-label + full lr": "`--pseudo-label`, encoder at step 1's rate (`--encoder-lr`)",
+}
+
+
+def headline(results: list[dict]) -> str:
+    """The README's rows: micro / macro F1 after the last step, a column per backend, for
+    the strategies with 3 seeds, and joint training as the upper bound."""
+    lines = ["| each step adapted with | " + " | ".join(BACKENDS) + " |", "|---|" + "---|" * len(BACKENDS)]
+    seeds: set[int] = set()
+    for strategy, name in HEADLINE.items():
+        cells = []
+        for backend in BACKENDS:
+            rows = [r for r in results if r["backend"] == backend and r["strategy"] == strategy]
+            seeds |= {len(rows)} if len(rows) >= 3 else set()
+            cells.append(f"{mean_std([r['steps'][-1]['micro'] for r in rows])} / "
+                         f"{mean_std([r['steps'][-1]['macro'] for r in rows])}" if len(rows) >= 3 else "")
+        if any(cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    bounds = [joint_bound(b) for b in BACKENDS]
+    seeds |= {n for n, _ in bounds if n}
+    lines.append("| joint training on every type (upper bound) | " + " | ".join(text for _, text in bounds) + " |")
+    caption = (f"Class-incremental CoNLL-2003 ({' → '.join(ORDER)}, one type per step, each step's data "
+               f"annotated for its type only), micro / macro F1 after the last step, {seeds_phrase(seeds)}. "
+               f"Published, {PUBLISHED}.")
+    return "\n".join([caption, "", *lines])
 
 
 def record_name(record: dict) -> str:
@@ -202,12 +240,12 @@ def main() -> None:
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
-        configure_run(args.threads, args.device)
+        configure_run(args.threads)
         backend, strategy, seed = args.one[0], args.one[1], int(args.one[2])
         if strategy == STEP1:
             train_step1(backend, seed, args.quick, folder)
             return
-        record = stamp(run_one(backend, strategy, seed, args.quick, folder))
+        record = stamp(run_one(backend, strategy, seed, args.quick, folder, args.device), args.device)
         save_record(name, record_name(record), record)
         return
 
@@ -222,7 +260,7 @@ def main() -> None:
     run_children(__file__, runs, args)
     results = load_records(name)
     body = table(results, args.quick)
-    publish("incremental", body, results, args.quick)
+    publish("incremental", body, results, args.quick, headline(results))
     print(body)
 
 

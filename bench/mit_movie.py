@@ -22,7 +22,8 @@ from bench.common import (  # noqa: E402
     save_record,
 )
 
-RECIPE = {"epochs": 4, "lr": 5e-5}  # the rest is TrainConfig.for_backend("transformer")
+BACKEND = "transformer"  # the default encoder
+RECIPE = {"epochs": 4, "lr": 5e-5}  # the rest is the family's training defaults
 PUBLISHED = "roberta-base ≈88.5 entity-level (a token-level 94.4 is not comparable)"
 QUICK = {"train": 100, "test": 100, "epochs": 1}
 
@@ -58,16 +59,16 @@ def corpora(quick: bool):
 def run_one(seed: int, quick: bool, folder: Path) -> dict:
     from tagshift.bundle import CONFIG, load_bundle
     from tagshift.metrics import score_tags
-    from tagshift.taggers import TransformerConfig
-    from tagshift.taggers.build import transformer
-    from tagshift.training import CHECKPOINT, TrainConfig
+    from tagshift.taggers.backends import get_backend
+    from tagshift.training import CHECKPOINT, TrainConfig, fit
 
     train, test = corpora(quick)
     out = folder / f"transformer-seed{seed}"
     resume = (out / CHECKPOINT / CONFIG).is_file()
-    tagger = load_bundle(out / CHECKPOINT) if resume else transformer(TransformerConfig(), train, seed=seed)
-    options = TrainConfig.for_backend("transformer", **{**RECIPE, "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})})
-    result = tagger.train(train, None, options, out, resume=resume, command=f"python bench/mit_movie.py (seed {seed})")
+    family = get_backend(BACKEND)
+    tagger = load_bundle(out / CHECKPOINT) if resume else family.build(family.config_class(), train, seed=seed)
+    options = TrainConfig.for_backend(BACKEND, **{**RECIPE, "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})})
+    result = fit(tagger, train, None, options, out, resume=resume, command=f"python bench/mit_movie.py (seed {seed})")
     predicted = [t.tags for t in tagger.predict([s.tokens for s in test.sentences], 64, confidence=False)]
     gold = test.tag_sequences
     scores = score_tags(gold, predicted, "conlleval")

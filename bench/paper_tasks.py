@@ -36,11 +36,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 from bench.common import (  # noqa: E402
-    CACHE, RECORDS, add_run_options, configure_run, load_records, mean_std, peak_rss_mb, publish, records,
-    require_shared, run_child, save_record,
+    CACHE, RECORDS, add_run_options, configure_run, load_records, mean_std, new_tagger, peak_rss_mb, publish,
+    records, require_shared, run_child, save_record,
 )
+from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
 OLD, NEW = ["LOC", "ORG", "PER"], "MISC"
 WNUT_TO_CONLL = {"person": "PER", "location": "LOC", "corporation": "ORG", "group": "ORG",
@@ -137,9 +137,7 @@ def type_counts(corpus) -> Counter:
 def train_source(task: str, seed: int, quick: bool, folder: Path):
     """Task (iii)'s source, or (quick) a tiny stand-in for bench/conll.py's models."""
     from tagshift.bundle import CONFIG, load_bundle
-    from tagshift.taggers import BiLSTMConfig
-    from tagshift.taggers.build import bilstm_crf
-    from tagshift.training import CHECKPOINT, TrainConfig
+    from tagshift.training import CHECKPOINT, TrainConfig, fit
 
     out = folder / f"source-{task}-seed{seed}"
     if (out / CONFIG).is_file():
@@ -155,8 +153,8 @@ def train_source(task: str, seed: int, quick: bool, folder: Path):
     model = {} if quick else SOURCE_RECIPE["model"]
     training = {**SOURCE_RECIPE["training"], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
     resume = (out / CHECKPOINT / CONFIG).is_file()
-    tagger = load_bundle(out / CHECKPOINT) if resume else bilstm_crf(BiLSTMConfig(**model), train, seed=seed, extra=dev)
-    result = tagger.train(train, dev, TrainConfig(**training), out, resume=resume,
+    tagger = load_bundle(out / CHECKPOINT) if resume else new_tagger(SOURCE_RECIPE["backend"], model, train, seed, extra=dev)
+    result = fit(tagger, train, dev, TrainConfig(**training), out, resume=resume,
                           command=f"python bench/paper_tasks.py (source of task {task}, seed {seed})")
     (out / "seconds.json").write_text(json.dumps({"seconds": result.seconds}))
     return tagger, result.seconds
@@ -164,7 +162,7 @@ def train_source(task: str, seed: int, quick: bool, folder: Path):
 
 def source_for(task: str, seed: int, quick: bool, folder: Path):
     """(tagger, its training seconds, its path)."""
-    from tagshift.taggers import Tagger
+    import tagshift
 
     if task == "iii" or quick:
         tagger, seconds = train_source(task, seed, quick, folder)
@@ -173,13 +171,13 @@ def source_for(task: str, seed: int, quick: bool, folder: Path):
     record = RECORDS / "conll" / f"bilstm-crf-seed{seed}.json"
     if not (conll / f"bilstm-crf-seed{seed}").is_dir():
         subprocess.run([sys.executable, str(Path(__file__).parent / "conll.py"), "--one", "bilstm-crf", str(seed)], check=True)
-    return Tagger.load(conll / f"bilstm-crf-seed{seed}"), json.loads(record.read_text())["train_seconds"], conll / f"bilstm-crf-seed{seed}"
+    return tagshift.load(conll / f"bilstm-crf-seed{seed}"), json.loads(record.read_text())["train_seconds"], conll / f"bilstm-crf-seed{seed}"
 
 
 def run_one(task: str, strategy: str, seed: int, quick: bool, folder: Path) -> dict:
-    from tagshift.training import CHECKPOINT, evaluate_tagger
     from tagshift.bundle import CONFIG
-    from tagshift.transfer import AdaptConfig, prepare, train_prepared, adapt_training
+    from tagshift.training import CHECKPOINT, evaluate_tagger
+    from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
 
     data = tasks(quick)[task]
     source, source_seconds, source_path = source_for(task, seed, quick, folder)

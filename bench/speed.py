@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, RECORDS, load_records, publish, require_shared  # noqa: E402
+from bench.common import CACHE, RECORDS, load_records, new_tagger, publish, quick_model, require_shared  # noqa: E402
 from bench.conll import RECIPES  # noqa: E402  (one row per recipe of the CoNLL table)
 from tagshift.taggers.tagger import PRECISIONS  # noqa: E402
 
@@ -45,18 +45,16 @@ def best_of(run, repeats: int = 3) -> float:
 def models(quick: bool, train):
     """The taggers to time, one per recipe: bench/conll.py's seed-0 models, or (quick) fresh
     ones (without pretrained vectors)."""
-    from tagshift.taggers import BiLSTMConfig, Tagger, TransformerConfig
-    from tagshift.taggers.build import bilstm_crf, transformer
+    import tagshift
 
-    if quick:
-        return {row: bilstm_crf(BiLSTMConfig(**{k: v for k, v in recipe["model"].items() if k != "vectors"}), train)
-                if recipe["backend"] == "bilstm-crf" else transformer(TransformerConfig(**recipe["model"]), train)
+    if quick:  # (without vectors, a BiLSTM's embeddings train: freeze_vectors goes too)
+        return {row: new_tagger(recipe["backend"], quick_model(recipe["model"]), train, seed=0)
                 for row, recipe in RECIPES.items()}
     found = {row: CACHE / "conll" / f"{row}-seed0" for row in RECIPES}
     missing = [b for b, path in found.items() if not (path / "config.json").is_file()]
     if missing:
         sys.exit(f"no bench/conll.py model for {', '.join(missing)}: run python bench/conll.py first")
-    return {b: Tagger.load(path) for b, path in found.items()}
+    return {b: tagshift.load(path) for b, path in found.items()}
 
 
 def training_tokens_per_second(tagger, train) -> float:
