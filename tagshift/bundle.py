@@ -7,17 +7,25 @@
                        vocab.json, a transformer's tokenizer as `save_pretrained` writes it
     lineage.json       the steps that made the model: data hashes, commands, scores
 
-Only JSON and safetensors are read back, so loading cannot execute code. A bundle is
-written to a temporary directory beside its destination and swapped in with renames:
-a crash leaves either the old bundle or the new one whole.
+Only JSON and safetensors are read back, so loading cannot execute code; the JSON fields
+tagshift reads are checked against schemas (`CONFIG_SCHEMA`, `LINEAGE_STEP_SCHEMA`) before
+use, so a damaged file is one BundleError naming the file and the field.
+
+A bundle is written to a temporary directory `.NAME.XXXXXXXX.saving` beside its destination
+and swapped in with two renames (the old bundle is `NAME.old` in between): a crash leaves
+the old bundle or the new one whole, and the next save or load tidies up after it
+(`recover`, `_remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -28,10 +36,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from tagshift.atomic import default_mode
-from tagshift.errors import BundleError, TagshiftError
+from tagshift.errors import BundleError, SchemeError, TagshiftError
 from tagshift.lineage import file_sha256
+from tagshift.schemes import MODEL_SCHEMES, label_set, split_tag
 from tagshift.taggers.backends import Backend, get_backend
-from tagshift.taggers.heads import MappingHead, head_kind_of_class, make_head
+from tagshift.taggers.heads import HEAD_CLASSES, MappingHead, head_kind_of_class, make_head
 from tagshift.taggers.tagger import Network, Tagger
 from tagshift.version import __version__
 
@@ -40,7 +49,9 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 LINEAGE = "lineage.json"
 
-__all__ = ["BundleError", "load", "save"]  # BundleError is raised here, defined with the other errors
+__all__ = ["BundleError", "load", "recover", "save"]  # BundleError is raised here, defined with the other errors
+
+_FIX = "the file was edited or damaged: restore it or re-save the model"
 
 
 # --- weights under the family's names ---------------------------------------------------
@@ -131,7 +142,9 @@ def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[st
     that the bundle does not write (training log, curves) are kept."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".saving", dir=path.parent))
+    recover(path)  # so that the files an interrupted save left in NAME.old are kept too
+    _remove_stale_temporaries(path)
+    tmp = _new_temporary(path)
     try:
         save_file(weights_to_save(tagger), tmp / WEIGHTS, metadata={"format": "pt"})
         config = _config(tagger, file_sha256(tmp / WEIGHTS))
@@ -149,6 +162,52 @@ def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[st
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _old(path: Path) -> Path:
+    """Where the old bundle waits between the swap's two renames."""
+    return path.with_name(path.name + ".old")
+
+
+def _new_temporary(path: Path) -> Path:
+    """A new private directory `.NAME.XXXXXXXX.saving` beside `path`: named by us rather
+    than by tempfile, so that `_remove_stale_temporaries` knows the name for sure."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.saving"
+        try:
+            tmp.mkdir(mode=0o700)
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of saves to `path` that were killed mid-write. Safe before a
+    save starts its own: only one writer writes an output at a time (jobs lock it). The
+    pattern takes 8 characters of tempfile's alphabet too (earlier versions named them with
+    it), and never another output's: `.NAME.v2.XXXXXXXX.saving` has a part more."""
+    ours = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.saving")
+    for entry in path.parent.iterdir():
+        if ours.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def recover(path: str | Path) -> bool:
+    """Finish what a save killed between its two renames left: when `path` holds no bundle
+    and `path.old` holds a whole one, rename it back. True when it did; False when there was
+    nothing to recover or it could not be done (read-only; `read_config` then says what to
+    rename). Loading and saving call it; so does a run before it looks for a checkpoint."""
+    path = Path(path)
+    old = _old(path)
+    if (path / CONFIG).is_file() or not (old / CONFIG).is_file():
+        return False
+    if path.is_symlink() or path.is_file() or (path.is_dir() and any(path.iterdir())):
+        return False  # something else is there: leave both for the user to sort out
+    try:
+        os.replace(old, path)  # also over an empty directory
+    except OSError:  # read-only, or another process recovered it first
+        return False
+    return True
 
 
 def _keep_others(old: Path, new: Path) -> None:
@@ -178,22 +237,187 @@ def _swap_in(new: Path, path: Path) -> None:
         if f.is_file():
             with open(f, "rb") as handle:
                 os.fsync(handle.fileno())
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(new, path)
+    old = _old(path)
+    for attempt in range(3):
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        try:
+            os.replace(new, path)
+            break
+        except OSError:
+            # A reader's `recover` may have moved the old bundle back between our renames:
+            # move it aside again; otherwise the failure is real.
+            if attempt == 2 or not (path / CONFIG).is_file():
+                raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# --- schemas ---------------------------------------------------------------------------
+
+# What each JSON field may hold, by dotted path ('*': any key of an object). An entry lists
+# the kinds allowed: a type as json.loads returns it (float: any number), None for null,
+# list[str] for a list of strings, or literal strings for a choice. Fields not listed are not read, so not checked.
+Kind = Any
+_KIND_NAMES: dict[Kind, str] = {
+    str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
+    list: "a list", None: "null", list[str]: "a list of strings",
+}
+_HEAD_NAMES = tuple(c.__name__ for c in HEAD_CLASSES.values())
+
+CONFIG_SCHEMA: dict[str, tuple[Kind, ...]] = {  # the tagshift section of config.json
+    "version": (str,),
+    "backend": (str,),  # which ones: get_backend says, with the families it knows
+    "scheme": MODEL_SCHEMES,
+    "labels": (list[str],),
+    "head": (*_HEAD_NAMES, MappingHead.__name__),
+    "inner_head": _HEAD_NAMES,
+    "model": (dict,),  # its options: the family's config class checks them
+    "mapping_source_labels": (list[str],),
+    "weights_sha256": (str,),
+    "hf_compatible": (bool,),
+}
+
+LINEAGE_STEP_SCHEMA: dict[str, tuple[Kind, ...]] = {  # one step of lineage.json: what is read back
+    "step": (str,),
+    "date": (str,),
+    "tagshift": (str,),
+    "command": (str, None),
+    "source": (str, None),
+    "source_weights_sha256": (str, None),
+    "plan": (dict, None),
+    "plan.operation": (str,),
+    "plan.target_of": (dict,),
+    "plan.target_of.*": (str,),
+    "plan.renamed": (dict,),
+    "plan.renamed.*": (str,),
+    "plan.merged": (dict,),
+    "plan.merged.*": (list[str],),
+    "plan.kept": (list[str],),
+    "plan.new": (list[str],),
+    "plan.dropped": (list[str],),
+    "pseudo_labels": (dict, None),
+    "pseudo_labels.entities": (dict,),
+    "pseudo_labels.entities.*": (float,),
+    "data": (dict, None),
+    "data.*": (dict, None),
+    "data.*.sha256": (str, None),
+    "scores": (dict, None),
+    "scores.*": (dict, None),
+    "scores.*.mode": (str,),
+    "scores.*.micro": (dict,),
+    "scores.*.micro.*": (float,),
+}
+
+
+def _fits(value: Any, kind: Kind) -> bool:
+    """Whether a value json.loads gave is of `kind` (true and false are not numbers here)."""
+    if isinstance(kind, str):  # one value of a choice
+        return value == kind
+    if kind is None:
+        return value is None
+    if kind == list[str]:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def _expected(kinds: tuple[Kind, ...]) -> str:
+    """'one of iob2, iobes' for a choice, 'a string or null' for kinds."""
+    if all(isinstance(k, str) for k in kinds):
+        return "one of " + ", ".join(kinds)
+    return " or ".join(_KIND_NAMES[k] for k in kinds)
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message ('a string' in quotes, else as JSON), cut short."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _values_at(data: Any, keys: list[str], name: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) of each field at the path `keys` that `data` has."""
+    if not keys:
+        yield name, data
+        return
+    if not isinstance(data, dict):
+        return
+    present = data.keys() if keys[0] == "*" else [keys[0]] if keys[0] in data else []
+    for key in present:
+        yield from _values_at(data[key], keys[1:], f"{name}.{key}" if name else key)
+
+
+def _check_schema(data: dict[str, Any], schema: dict[str, tuple[Kind, ...]], where: str) -> None:
+    """Raise a BundleError for the first field of `data` that `schema` does not allow."""
+    for path, kinds in schema.items():  # parents come before their fields
+        for name, value in _values_at(data, path.split(".")):
+            if not any(_fits(value, kind) for kind in kinds):
+                raise BundleError(f"{where}field '{name}' is {_shown(value)}; expected {_expected(kinds)}: {_FIX}")
+
+
+def _check_config_fields(fields: dict[str, Any], file: Path) -> None:
+    """The tagshift section's fields against `CONFIG_SCHEMA`, then what ties them together:
+    the labels are the scheme's tags of their types, and a mapping head names its parts."""
+    _check_schema(fields, CONFIG_SCHEMA, f"{file}: ")
+    _check_labels(fields["labels"], fields["scheme"], file)
+    if fields.get("head") == MappingHead.__name__:
+        for key in ("inner_head", "mapping_source_labels"):
+            if key not in fields:
+                raise BundleError(f"{file}: field '{key}' is missing; a MappingHead needs it: {_FIX}")
+
+
+def _check_labels(labels: list[str], scheme: str, file: Path) -> None:
+    """Labels as a model holds them: 'O', then every tag of each of their types in `scheme`
+    (the head has one row per label, and decoding reads the prefixes)."""
+    if not labels or labels[0] != "O":
+        found = f"starts with {_shown(labels[0])}" if labels else "is []"
+        raise BundleError(f"{file}: field 'labels' {found}; expected 'O' first: {_FIX}")
+    try:
+        types = {split_tag(label)[1] for label in labels} - {""}
+    except SchemeError as err:
+        raise BundleError(f"{file}: field 'labels': {err}") from None
+    expected = label_set(types, scheme)
+    missing = [label for label in expected if label not in labels]
+    foreign = [label for label in labels if label not in expected]
+    repeated = sorted(label for label, count in Counter(labels).items() if count > 1)
+    if missing or foreign or repeated:
+        found = [f"{what} {', '.join(items[:5])}" for what, items in
+                 (("lacks", missing), ("has", foreign), ("repeats", repeated)) if items]
+        raise BundleError(
+            f"{file}: field 'labels' {'; '.join(found)}; expected 'O' then every {scheme} tag of its types: {_FIX}"
+        )
+
+
+def _check_lineage_fields(lineage: Any, file: Path) -> None:
+    """A list of steps (objects), each against `LINEAGE_STEP_SCHEMA`."""
+    if not isinstance(lineage, list) or not all(isinstance(step, dict) for step in lineage):
+        raise BundleError(f"{file}: a lineage is a JSON list of steps (objects); found {_shown(lineage)}")
+    for number, step in enumerate(lineage, start=1):
+        _check_schema(step, LINEAGE_STEP_SCHEMA, f"{file}: step {number}: ")
 
 
 # --- loading ---------------------------------------------------------------------------
 
 
+def _read_json(file: Path) -> Any:
+    """A bundle's JSON file, or a BundleError naming it (RecursionError: nesting too deep)."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise BundleError(f"{file}: not valid JSON ({err})") from None
+    except OSError as err:
+        raise BundleError(f"{file}: not readable ({err.strerror or err})") from None
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The tagshift part of a bundle's config.json, checked for a format this version reads."""
+    """The tagshift part of a bundle's config.json, checked for a format this version reads
+    and against `CONFIG_SCHEMA`. A bundle an interrupted save left as `NAME.old` is moved
+    back first (`recover`)."""
     path = Path(path)
+    recover(path)
     if not (path / CONFIG).is_file():
-        old = path.with_name(path.name + ".old")
+        old = _old(path)
         if (old / CONFIG).is_file():
             raise BundleError(f"{path}: missing, but {old} holds the bundle an interrupted save left: rename it to {path}")
         if path.is_file():
@@ -201,15 +425,12 @@ def read_config(path: str | Path) -> dict[str, Any]:
         if not path.exists():
             raise BundleError(f"{path}: no such model directory")
         raise BundleError(f"{path}: not a tagshift model (no {CONFIG}); train one with 'tagshift train'")
-    try:
-        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"{path / CONFIG}: not valid JSON ({err})") from None
+    config = _read_json(path / CONFIG)
     fields = config.get("tagshift") if isinstance(config, dict) else None
     if not isinstance(fields, dict):
         raise BundleError(f"{path / CONFIG}: no 'tagshift' section; this directory was not saved by tagshift")
     version = fields.get("format_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise BundleError(f"{path / CONFIG}: no bundle format_version")
     if version > FORMAT_VERSION:
         raise BundleError(
@@ -219,6 +440,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     missing = [key for key in ("backend", "labels", "scheme", "model") if key not in fields]
     if missing:
         raise BundleError(f"{path / CONFIG}: the tagshift section lacks {', '.join(missing)}; the file was edited or cut")
+    _check_config_fields(fields, path / CONFIG)
     return fields
 
 
@@ -226,12 +448,8 @@ def read_lineage(path: str | Path) -> list[dict[str, Any]]:
     file = Path(path) / LINEAGE
     if not file.is_file():
         return []
-    try:
-        lineage = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"{file}: not valid JSON ({err})") from None
-    if not isinstance(lineage, list) or not all(isinstance(step, dict) for step in lineage):
-        raise BundleError(f"{file}: a lineage is a JSON list of steps (objects)")
+    lineage = _read_json(file)
+    _check_lineage_fields(lineage, file)
     return lineage
 
 
@@ -259,17 +477,18 @@ def load_bundle(path: str | Path) -> Tagger:
     labels, scheme = fields["labels"], fields["scheme"]
     try:
         backend = get_backend(fields["backend"])
-        mapped = fields.get("head") == "MappingHead"  # a checkpoint of `adapt --labels map`
-        head_kind = head_kind_of_class(fields.get("inner_head" if mapped else "head") or "SoftmaxHead")
     except TagshiftError as err:
         raise BundleError(f"{path / CONFIG}: {err}") from None
+    mapped = fields.get("head") == MappingHead.__name__  # a checkpoint of `adapt --labels map`
+    head_kind = head_kind_of_class(fields.get("inner_head" if mapped else "head", "SoftmaxHead"))
     config = _model_config(backend, fields["model"], path)
     encoder = backend.load_encoder(config, path)
     head = make_head(head_kind, encoder.output_dim, labels, scheme, backend.head_dropout(encoder))
     if mapped:
-        head = MappingHead(head, fields.get("mapping_source_labels") or [])
+        head = MappingHead(head, fields["mapping_source_labels"])
+    lineage = read_lineage(path)
     try:
-        tagger = Tagger(backend, config, labels, scheme, Network(encoder, head), read_lineage(path))
+        tagger = Tagger(backend, config, labels, scheme, Network(encoder, head), lineage)
     except TagshiftError as err:
         raise BundleError(f"{path}: {err}") from None
     load_weights(tagger, weights, str(weights_file))
@@ -277,22 +496,23 @@ def load_bundle(path: str | Path) -> Tagger:
     return tagger
 
 
-def _model_config(backend: Backend, values: Any, path: Path) -> Any:
+def _model_config(backend: Backend, values: dict[str, Any], path: Path) -> Any:
     """The model's config dataclass from the bundle's values (with the defaults older bundles
-    were made with), or a BundleError saying why not."""
+    were made with), or a BundleError saying why not. The config class checks each option's
+    type and range, as it does for a job file's."""
     config_class = backend.config_class
-    values = {**backend.legacy_options, **values} if isinstance(values, dict) else values
+    values = {**backend.legacy_options, **values}
     known = {f.name for f in dataclass_fields(config_class)}
-    unknown = sorted(set(values) - known) if isinstance(values, dict) else []
-    if not isinstance(values, dict) or unknown:
+    unknown = sorted(set(values) - known)
+    if unknown:
         raise BundleError(
-            f"{path / CONFIG}: model options {', '.join(unknown) or values!r} are unknown to this tagshift "
+            f"{path / CONFIG}: model options {', '.join(unknown)} are unknown to this tagshift "
             f"({__version__}); the bundle was made by another version: upgrade tagshift to load it"
         )
     try:
         return config_class(**values)
     except (TypeError, ValueError) as err:
-        raise BundleError(f"{path / CONFIG}: model options are invalid ({err})") from None
+        raise BundleError(f"{path / CONFIG}: field 'model' is invalid: {err}; {_FIX}") from None
 
 
 def bundle_size(path: str | Path) -> int:

@@ -211,8 +211,10 @@ def save_files(encoder: BiLSTMEncoder, directory: Path) -> None:
 
 def load_encoder(config: BiLSTMConfig, directory: Path) -> BiLSTMEncoder:
     """An encoder shaped as the bundle in `directory` saved it (weights are loaded after)."""
+    file = directory / VOCAB
     try:
-        words, chars = vocab_from_json(json.loads((directory / VOCAB).read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:
-        raise BundleError(f"{directory / VOCAB}: missing or unreadable ({err})") from None
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise BundleError(f"{file}: missing or unreadable ({err})") from None
+    words, chars = vocab_from_json(data, file)
     return BiLSTMEncoder(config, words, chars)

@@ -4,6 +4,8 @@ split into overlapping windows so that no word is ever dropped."""
 
 from __future__ import annotations
 
+import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 import torch
 from torch import Tensor, nn
 
-from tagshift.errors import TagshiftError
+from tagshift.errors import BundleError, TagshiftError
 from tagshift.fields import check_fields
 from tagshift.taggers.heads import head_kind_named
 from tagshift.taggers.words import SHAPES, word_shape
@@ -236,14 +238,66 @@ def save_files(encoder: TransformerEncoder, directory: Path) -> None:
     encoder.tokenizer.save_pretrained(directory)
 
 
+HF_CONFIG = "config.json"  # the bundle's config: Hugging Face's, with the tagshift section in it
+_MODEL_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # 'bert', 'xlm-roberta': no path, no dots
+
+
 def load_encoder(config: TransformerConfig, directory: Path) -> TransformerEncoder:
-    """An encoder shaped as the Hugging Face config in `directory` says (weights are loaded after)."""
+    """An encoder shaped as the Hugging Face config in `directory` says (weights are loaded
+    after). What transformers or tokenizers cannot load is a BundleError naming the file."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    with quiet_transformers():
-        hf_config = AutoConfig.from_pretrained(directory)
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-    return TransformerEncoder(config, without_pooler(AutoModel.from_config, hf_config), tokenizer)
+    file = directory / HF_CONFIG
+    _check_model_type(file)
+    # A damaged config or tokenizer raises anything: OSError, ValueError, KeyError, TypeError,
+    # huggingface_hub's StrictDataclassError, torch's RuntimeError for a size it cannot
+    # allocate, and tokenizers' Rust errors as a plain Exception. Here all mean a damaged bundle.
+    try:
+        with quiet_transformers():
+            hf_config = AutoConfig.from_pretrained(directory)
+        model = without_pooler(AutoModel.from_config, hf_config)
+    except Exception as err:  # noqa: BLE001
+        raise BundleError(f"{file}: the Hugging Face config does not build a model ({_one_line(err)}); "
+                          "the file was edited or damaged: restore it or re-save the model") from None
+    try:
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(directory)
+    except Exception as err:  # noqa: BLE001
+        raise BundleError(f"{directory}: the tokenizer files do not load ({_one_line(err)}); "
+                          "they were edited or damaged: restore them or re-save the model") from None
+    try:
+        return TransformerEncoder(config, model, tokenizer)
+    except TagshiftError as err:
+        raise BundleError(f"{file}: {err}") from None
+
+
+def _check_model_type(file: Path) -> None:
+    """Refuse a `model_type` that is not a plain name transformers knows, before transformers
+    reads it (it picks classes and files by that name)."""
+    import transformers
+
+    try:
+        hf_config = json.loads(file.read_text(encoding="utf-8"))
+        model_type = hf_config.get("model_type")
+    except (OSError, ValueError, AttributeError) as err:  # read_config has read it: a race or a swap
+        raise BundleError(f"{file}: not readable as a Hugging Face config ({_one_line(err)})") from None
+    if not isinstance(model_type, str) or not _MODEL_TYPE.fullmatch(model_type):
+        found = f"is {model_type!r}"[:64] if "model_type" in hf_config else "is missing"
+        raise BundleError(
+            f"{file}: field 'model_type' {found}; expected a Hugging Face model type "
+            "such as 'bert' (letters, digits, '_' and '-'): the file was edited or damaged: re-save the model"
+        )
+    if model_type not in transformers.CONFIG_MAPPING:
+        raise BundleError(
+            f"{file}: field 'model_type' is '{model_type}', which this transformers ({transformers.__version__}) "
+            "does not know: upgrade transformers, or restore the file if it was edited"
+        )
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line, cut short (transformers' run to paragraphs)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def head_dropout(encoder: TransformerEncoder) -> float:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
+from tagshift.errors import BundleError
 from tagshift.taggers.words import normalise_digits
 
 PAD, UNK = "<pad>", "<unk>"
+_FIX = "the file was edited or damaged: restore it or re-save the model"
 
 
 @dataclass(frozen=True)
@@ -75,5 +79,32 @@ def vocab_to_json(words: Vocab, chars: Vocab) -> dict[str, Any]:
     return {"words": list(words.symbols), "chars": list(chars.symbols)}
 
 
-def vocab_from_json(data: dict[str, Any]) -> tuple[Vocab, Vocab]:
+def vocab_from_json(data: Any, source: str | Path = "vocab.json") -> tuple[Vocab, Vocab]:
+    """The vocabularies `vocab_to_json` wrote, read from `source` (named in errors)."""
+    _check_vocab_fields(data, source)
     return Vocab(tuple(data["words"])), Vocab(tuple(data["chars"]))
+
+
+def _check_vocab_fields(data: Any, source: str | Path) -> None:
+    """Each vocabulary a list of distinct strings from PAD and UNK on: the embedding rows
+    follow its order, so a damaged one must not load as another mapping of words to rows."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{source}: holds {_shown(data)}; expected an object with 'words' and 'chars' lists: {_FIX}")
+    for key in ("words", "chars"):
+        symbols = data.get(key)
+        ok = isinstance(symbols, list) and all(isinstance(s, str) for s in symbols) and symbols[:2] == [PAD, UNK]
+        if not ok:
+            found = f"is {_shown(symbols)}" if key in data else "is missing"
+            raise BundleError(f"{source}: field '{key}' {found}; expected a list of strings starting with "
+                              f"{PAD!r}, {UNK!r}: {_FIX}")
+        seen: set[str] = set()
+        for symbol in symbols:
+            if symbol in seen:
+                raise BundleError(f"{source}: field '{key}' lists {_shown(symbol)} twice: {_FIX}")
+            seen.add(symbol)
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message ('a string' in quotes, else as JSON), cut short."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
