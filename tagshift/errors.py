@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 
 
@@ -34,3 +35,39 @@ def where(path: str | Path | None, line: int | None) -> str:
     if path is None:
         return ""
     return f"{path}:{line}: " if line is not None else f"{path}: "
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict, _SHORT_REPR.maxstring = 2, 4, 4, 40
+
+
+def quoted(value: object, limit: int = 80) -> str:
+    """`value` as a message quotes it: repr'd, so it stays on one line, and cut to about
+    `limit` characters, so a 10 MB line does not become a 10 MB message.
+
+    >>> quoted("B-PER")
+    "'B-PER'"
+    >>> quoted("x" * 100_000, limit=5)
+    "'xxxxx'… (100,000 characters)"
+    >>> quoted("a\\u2028b")
+    "'a\\\\u2028b'"
+    >>> quoted(list(range(100)))
+    '[0, 1, 2, 3, ...]'
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
+    # reprlib elides inside containers without building the whole repr first
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def requoted(message: str, value: str, limit: int = 80) -> str:
+    """`message` from a lower layer that quotes `value` whole as '{value}', with that quote
+    cut as `quoted` cuts it (the layer below knows the value, not the file it came from).
+
+    >>> requoted("'" + "B-" * 50 + "' is not a tag", "B-" * 50, limit=4)
+    "'B-B-'… (100 characters) is not a tag"
+    """
+    return message.replace(f"'{value}'", quoted(value, limit))

@@ -19,9 +19,9 @@ import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
-from tagshift.errors import LabelMapError
+from tagshift.errors import LabelMapError, quoted
 from tagshift.schemes import Span
 
 _SECTIONS = ("rename", "merge", "drop")
@@ -42,7 +42,15 @@ class LabelMap:
         path = Path(path)
         if not path.is_file():
             raise LabelMapError(f"{path}: no such label map file")
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")  # a BOM, as some Windows editors write it, is not a TOML error
+        except UnicodeDecodeError as err:
+            line = raw.count(b"\n", 0, err.start) + 1
+            raise LabelMapError(
+                f"{path}:{line}: byte 0x{raw[err.start]:02x} is not valid UTF-8; "
+                "TOML files are UTF-8, re-encode the map"
+            ) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
@@ -53,21 +61,37 @@ class LabelMap:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "label map", text: str = "") -> LabelMap:
-        """Build and validate a map from the parsed TOML tables."""
-        unknown = set(data) - set(_SECTIONS)
+        """Build and validate a map from the parsed TOML tables; `text`, the TOML itself, lets
+        messages name the line of a bad entry."""
+
+        def fail(table: str | None, key: str, problem: str) -> NoReturn:
+            line = _key_line(text, table, key) if table is None else _entry_line(text, table, key)
+            raise LabelMapError(f"{source}:{line}: {problem}" if line else f"{source}: {problem}")
+
+        unknown = sorted(set(data) - set(_SECTIONS))
         if unknown:
-            raise LabelMapError(
-                f"{source}: unknown section(s) {sorted(unknown)}; a label map has [rename], [merge] and [drop]"
-            )
-        rename = data.get("rename", {})
-        merge = data.get("merge", {})
-        drop = data.get("drop", {})
-        if not all(isinstance(v, str) and v for v in rename.values()):
-            raise LabelMapError(f'{source}: [rename] entries are old = "new", with a non-empty new label')
-        if not all(isinstance(v, list) and v and all(isinstance(x, str) for x in v) for v in merge.values()):
-            raise LabelMapError(f'{source}: [merge] entries are new = ["old", ...]')
-        if set(drop) - {"labels"} or not isinstance(drop.get("labels", []), list):
-            raise LabelMapError(f'{source}: [drop] holds one entry, labels = ["old", ...]')
+            known = "a label map has [rename], [merge] and [drop]"
+            fail(None, unknown[0], f"unknown section(s) {quoted(unknown)}; {known}")
+        for section in _SECTIONS:
+            if not isinstance(data.get(section, {}), dict):
+                found = _found(data[section])
+                fail(None, section, f"{section} is {found}; expected a table, [{section}] on its own line")
+        rename, merge, drop = (data.get(section, {}) for section in _SECTIONS)
+        for old, new in rename.items():
+            if not isinstance(new, str):
+                fail("rename", old, f'[rename] {quoted(old)} is {_found(new)}; [rename] entries are old = "new"')
+            if _not_a_type(new):
+                fail("rename", old, _not_a_type_message(new))
+        for new, olds in merge.items():
+            if _not_a_type(new):
+                fail("merge", new, _not_a_type_message(new))
+            if not isinstance(olds, list) or not olds or not all(isinstance(x, str) for x in olds):
+                fail("merge", new, f'[merge] {quoted(new)} is {_found(olds)}; [merge] entries are new = ["old", ...]')
+        for key, labels in drop.items():
+            if key != "labels":
+                fail("drop", key, f'[drop] holds one entry, labels = ["old", ...]; found {quoted(key)}')
+            if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+                fail("drop", key, f'[drop] labels is {_found(labels)}; expected labels = ["old", ...]')
         label_map = cls(
             rename=dict(rename),
             merge={new: tuple(olds) for new, olds in merge.items()},
@@ -75,10 +99,18 @@ class LabelMap:
             source=source,
             text=text,
         )
+        for label in label_map.named_labels():
+            if _not_a_type(label):  # it could never match, and would break the messages that list labels
+                line = label_map._line_of(label)
+                place = f"{source}:{line}" if line else source
+                raise LabelMapError(f"{place}: {_not_a_type_message(label)}")
         seen = Counter(label_map.named_labels())
         twice = sorted(label for label, n in seen.items() if n > 1)
         if twice:
-            raise LabelMapError(f"{source}: {', '.join(twice)} named by more than one rule; name each old label once")
+            more = f" and {len(twice) - _LISTED} more" if len(twice) > _LISTED else ""
+            raise LabelMapError(
+                f"{source}: {', '.join(twice[:_LISTED])}{more} named by more than one rule; name each old label once"
+            )
         return label_map
 
     def named_labels(self) -> list[str]:
@@ -114,29 +146,102 @@ class LabelMap:
             if label not in known:
                 line = self._line_of(label)
                 place = f"{self.source}:{line}" if line else self.source
-                raise LabelMapError(
-                    f"{place}: label '{label}' is not in {what}; its labels are: {', '.join(sorted(known)) or '(none)'}"
-                )
+                listed = ", ".join(sorted(known)[:_LISTED]) or "(none)"
+                more = f" and {len(known) - _LISTED} more" if len(known) > _LISTED else ""
+                raise LabelMapError(f"{place}: label {quoted(label)} is not in {what}; its labels are: {listed}{more}")
 
     def _line_of(self, label: str) -> int | None:
         """The line of the TOML text where the map names `label` as an old label."""
-        section = "rename" if label in self.rename else "drop" if label in self.drop else "merge"
-        quoted = re.compile(rf"[\"']{re.escape(label)}[\"']")
-        as_key = re.compile(rf"^\s*[\"']?{re.escape(label)}[\"']?\s*=")
+        if label in self.rename:
+            return _key_line(self.text, "rename", label)
+        section = "drop" if label in self.drop else "merge"
+        as_string = re.compile(rf"[\"']{re.escape(label)}[\"']")
         current = None
-        for number, line in enumerate(self.text.splitlines(), start=1):
+        for number, line in enumerate(self.text.split("\n"), start=1):
             code = line.split("#", 1)[0]
-            header = re.match(r"^\s*\[([^\]]+)\]", code)
+            header = _HEADER.match(code)
             if header:
-                current = header.group(1).strip()
+                current = _key_parts(header.group(1))
                 continue
-            if current != section:
-                continue
-            if section == "rename" and as_key.search(code):
-                return number
-            if section != "rename" and quoted.search(code.split("=", 1)[-1]):
+            if current == (section,) and as_string.search(code.split("=", 1)[-1]):
                 return number
         return None
+
+
+_MAX_LABEL = 200  # longer is a pasted line, not an entity type; it would flood every message
+_LISTED = 40  # labels listed in a message
+_HEADER = re.compile(r"^\s*\[\[?([^\]]*)\]")
+_TOML_TYPES = (
+    (bool, "a boolean"),  # before int: a bool is an int to Python
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "a table"),
+)
+
+
+def _toml_type(value: Any) -> str:
+    """What a TOML value is, as the TOML spec names it."""
+    return next((name for kind, name in _TOML_TYPES if isinstance(value, kind)), "a date or time")
+
+
+def _found(value: Any) -> str:
+    """What a map entry holds instead of what it should: `an integer (5)`, `an empty array`,
+    `an array holding a table ({'a': 1})`."""
+    if value == []:
+        return "an empty array"
+    if isinstance(value, list):
+        bad = next((x for x in value if not isinstance(x, str)), None)
+        if bad is not None:
+            return f"an array holding {_found(bad)}"
+    return f"{_toml_type(value)} ({quoted(value)})"
+
+
+def _not_a_type(label: str) -> bool:
+    """Whether `label` cannot be an entity type: corpora split types on whitespace."""
+    return not label or len(label) > _MAX_LABEL or any(ch.isspace() for ch in label)
+
+
+def _not_a_type_message(label: str) -> str:
+    return f"{quoted(label)} is not an entity type: types hold no whitespace and have 1 to {_MAX_LABEL} characters"
+
+
+def _key_parts(key: str) -> tuple[str, ...]:
+    """`a."b.c"` as ('a', 'b.c'): a dotted TOML key as tomllib reads it (quotes, escapes),
+    () when it is none."""
+    try:
+        value: Any = tomllib.loads(f"{key} = 0")
+    except tomllib.TOMLDecodeError:
+        return ()
+    parts = []
+    while isinstance(value, dict):
+        name, value = next(iter(value.items()))
+        parts.append(name)
+    return tuple(parts)
+
+
+def _key_line(text: str, table: str | None, key: str) -> int | None:
+    """The line of `text` where `key` is set in `[table]` (None: at the top, before any table),
+    or where a `[table.key]` header opens it. tomllib keeps no positions, so the text is scanned."""
+    current: tuple[str, ...] = ()
+    here = (table,) if table is not None else ()
+    for number, line in enumerate(text.split("\n"), start=1):  # TOML counts lines by \n alone
+        header = _HEADER.match(line)
+        if header:
+            current = _key_parts(header.group(1))
+            if current[: len(here) + 1] == (*here, key):
+                return number
+            continue
+        assignment = line.split("=", 1)
+        if current == here and len(assignment) == 2 and _key_parts(assignment[0])[:1] == (key,):
+            return number
+    return None
+
+
+def _entry_line(text: str, table: str, key: str) -> int | None:
+    """The line of entry `key` of `[table]`, else of the table itself (an inline table)."""
+    return _key_line(text, table, key) or _key_line(text, None, table)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from tagshift.corpus.model import ColumnLayout, Corpus, DocStart, Sentence
-from tagshift.errors import CorpusError, SchemeError, where
+from tagshift.errors import CorpusError, SchemeError, quoted, requoted, where
 from tagshift.schemes import split_tag
 
 DOCSTART = "-DOCSTART-"
@@ -33,6 +33,10 @@ def decode_text(data: bytes, path: str | Path, encoding: str = "utf-8") -> str:
         raise CorpusError(f"{where(path, line)}file looks binary (NUL byte); expected a text corpus")
     try:
         text = data.decode("utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding)
+    except LookupError:
+        raise CorpusError(
+            f"{where(path, None)}{quoted(encoding)} is not a text encoding; pass one like utf-8, latin-1 or cp1252"
+        ) from None
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise CorpusError(
@@ -50,7 +54,7 @@ def _fields(line: str, delimiter: str | None, path: str | Path, number: int) -> 
         fields = line.rstrip(" ").split("\t")  # a stray trailing space is not a separator
         if any(" " in f for f in fields):
             raise CorpusError(
-                f"{where(path, number)}line mixes tab and space separators: {line!r}; "
+                f"{where(path, number)}line mixes tab and space separators: {quoted(line)}; "
                 "use one separator per line"
             )
         return fields
@@ -181,7 +185,7 @@ def read_columns(
 def _wrong_columns(path: str | Path, number: int, line: str, row: list[str], columns: int) -> None:
     hint = " (a missing tag?)" if len(row) < columns else ""
     raise CorpusError(
-        f"{where(path, number)}expected {columns} columns like the lines before, found {len(row)}{hint}: {line!r}"
+        f"{where(path, number)}expected {columns} columns like the lines before, found {len(row)}{hint}: {quoted(line)}"
     )
 
 
@@ -199,16 +203,16 @@ def _check_tag(tag: str, token: str, flat_file: bool, path: str | Path, number: 
     try:
         prefix, _ = split_tag(tag)
     except SchemeError as err:
-        raise CorpusError(f"{where(path, number)}{err}") from None
+        raise CorpusError(f"{where(path, number)}{requoted(str(err), tag)}") from None
     if prefix == "" and not flat_file:
         swapped = _LOOKS_LIKE_TAG.match(token) is not None
-        hint = f"; the columns look swapped ('{token}' is in the token column)" if swapped else ""
+        hint = f"; the columns look swapped ({quoted(token)} is in the token column)" if swapped else ""
         raise CorpusError(
-            f"{where(path, number)}'{tag}' is not a tag: the file's tags are 'O' or prefixed like 'B-PER'{hint}"
+            f"{where(path, number)}{quoted(tag)} is not a tag: the file's tags are 'O' or prefixed like 'B-PER'{hint}"
         )
     if prefix not in ("", "O") and flat_file:
         raise CorpusError(
-            f"{where(path, number)}tag '{tag}' is prefixed but the file's other tags are flat labels; "
+            f"{where(path, number)}tag {quoted(tag)} is prefixed but the file's other tags are flat labels; "
             "use one style throughout"
         )
 
@@ -227,7 +231,7 @@ def format_columns(corpus: Corpus, layout: ColumnLayout | None = None) -> str:
         for i, (token, tag) in enumerate(zip(sentence.tokens, sentence.tags)):
             if not token or any(ch.isspace() for ch in token):
                 raise CorpusError(
-                    f"{corpus.location(index)}: token {token!r} is empty or holds whitespace and "
+                    f"{corpus.location(index)}: token {quoted(token)} is empty or holds whitespace and "
                     "cannot be written to a column file; write JSONL instead (--format jsonl)"
                 )
             fields = list(sentence.extra[i]) if sentence.extra else []

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS, decode_text
 from tagshift.corpus.model import Corpus, Sentence
-from tagshift.errors import CorpusError, SchemeError
+from tagshift.errors import CorpusError, SchemeError, quoted, requoted
 from tagshift.schemes import SCHEMES, Span, chunks, encode, split_tag
-from tagshift.tokenize import tokenize
+from tagshift.tokenize import cluster_around, tokenize
 
 _TAG_KEYS = ("tags", "ner_tags", "labels")
 _SPAN_KEYS = ("spans", "entities", "label", "labels")
@@ -61,7 +61,7 @@ def _records(text: str, path: str) -> Iterator[tuple[str, int | None, dict[str, 
     """(location prefix for messages, line number, record) for each record."""
     if text.lstrip().startswith("["):
         try:
-            records = json.loads(text)
+            records = _loads(text, f"{path}: ")
         except json.JSONDecodeError as err:
             raise CorpusError(f"{path}:{err.lineno}: not valid JSON: {err.msg} (column {err.colno})") from None
         if not isinstance(records, list):
@@ -75,10 +75,22 @@ def _records(text: str, path: str) -> Iterator[tuple[str, int | None, dict[str, 
             continue
         place = f"{path}:{number}: "
         try:
-            record = json.loads(line)
+            record = _loads(line, place)
         except json.JSONDecodeError as err:
             raise CorpusError(f"{place}not valid JSON: {err.msg} (column {err.colno})") from None
         yield place, number, _object(record, place)
+
+
+def _loads(text: str, place: str) -> Any:
+    """json.loads, with the two failures that are not JSONDecodeError made corpus errors."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise CorpusError(f"{place}JSON nested too deeply to read; records are flat objects") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as err:  # Python refuses integers of over 4300 digits
+        raise CorpusError(f"{place}cannot read JSON: {quoted(str(err).split(';')[0])}") from None
 
 
 def _object(record: Any, place: str) -> dict[str, Any]:
@@ -88,10 +100,10 @@ def _object(record: Any, place: str) -> dict[str, Any]:
 
 
 def _sentence(record: dict[str, Any], place: str, unlabelled: bool = False) -> Sentence:
-    tag_key = next((k for k in _TAG_KEYS if isinstance(record.get(k), list) and "tokens" in record), None)
     tokens = record.get("tokens")
-    if tag_key and all(isinstance(t, str) for t in record["tokens"]):
-        return _tagged_sentence(record["tokens"], record[tag_key], place)
+    tag_key = next((k for k in _TAG_KEYS if isinstance(record.get(k), list) and isinstance(tokens, list)), None)
+    if tag_key and all(isinstance(t, str) for t in tokens):
+        return _tagged_sentence(tokens, record[tag_key], place)
     if unlabelled and "text" not in record and isinstance(tokens, list) and all(isinstance(t, str) for t in tokens):
         return _tagged_sentence(tokens, ["O"] * len(tokens), place)
     text = record.get("text")
@@ -100,7 +112,7 @@ def _sentence(record: dict[str, Any], place: str, unlabelled: bool = False) -> S
     if isinstance(text, str):
         return _span_sentence(text, record, place)
     raise CorpusError(
-        f"{place}a record needs 'tokens' and 'tags', or 'text' and 'spans'; found keys {sorted(record)}"
+        f"{place}a record needs 'tokens' and 'tags', or 'text' and 'spans'; found keys {quoted(sorted(record))}"
     )
 
 
@@ -112,12 +124,13 @@ def _tagged_sentence(tokens: list[Any], tags: list[Any], place: str) -> Sentence
     for tag in tags:
         if not isinstance(tag, str):
             raise CorpusError(
-                f"{place}tag {tag!r} is not a string; tagshift needs tag names (map the dataset's ids to names first)"
+                f"{place}tag {quoted(tag)} is not a string; "
+                "tagshift needs tag names (map the dataset's ids to names first)"
             )
         try:
             split_tag(tag)
         except SchemeError as err:
-            raise CorpusError(f"{place}{err}") from None
+            raise CorpusError(f"{place}{requoted(str(err), tag)}") from None
     return Sentence(list(tokens), list(tags))
 
 
@@ -125,7 +138,7 @@ def _span_fields(entry: Any, place: str) -> tuple[int, int, str]:
     """(start, end, label) from one span in any of the accepted shapes."""
     if isinstance(entry, (list, tuple)) and len(entry) == 3:
         start, end, label = entry
-    elif isinstance(entry, dict):
+    elif isinstance(entry, dict) and isinstance(entry.get("value", entry), dict):
         value = entry.get("value", entry)  # Label Studio wraps the span in "value"
         start = value.get("start", value.get("start_offset"))
         end = value.get("end", value.get("end_offset"))
@@ -133,12 +146,41 @@ def _span_fields(entry: Any, place: str) -> tuple[int, int, str]:
         if label is None and isinstance(value.get("labels"), list) and value["labels"]:
             label = value["labels"][0]
     else:
-        raise CorpusError(f"{place}cannot read span {entry!r}; expected {{'start', 'end', 'label'}}")
-    if not isinstance(start, int) or not isinstance(end, int) or not isinstance(label, str) or not label:
-        raise CorpusError(f"{place}span {entry!r} needs integer 'start' and 'end' and a 'label'")
+        raise CorpusError(f"{place}cannot read span {quoted(entry)}; expected {{'start', 'end', 'label'}}")
+    if not _is_int(start) or not _is_int(end) or not isinstance(label, str) or not label:
+        raise CorpusError(f"{place}span {quoted(entry)} needs integer 'start' and 'end' and a 'label'")
     if any(ch.isspace() for ch in label):
-        raise CorpusError(f"{place}label {label!r} holds whitespace; rename it (e.g. '{'_'.join(label.split())}')")
+        suggestion = quoted("_".join(label.split()))
+        raise CorpusError(f"{place}label {quoted(label)} holds whitespace; rename it (e.g. {suggestion})")
     return start, end, label
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no offset
+
+
+def _span_name(start: int, end: int, label: str) -> str:
+    """`0-5 (PER)` for messages; a long label is cut."""
+    return f"{quoted(start)}-{quoted(end)} ({label if len(label) <= 80 else quoted(label)})"
+
+
+def _given_tokens(given: list[dict[str, Any]], text: str, place: str) -> list[tuple[str, int, int]]:
+    """(token, start, end) from Prodigy-style tokens, which must lie in the text, in order."""
+    triples = []
+    previous_end = 0
+    for index, token in enumerate(given):
+        start, end = token.get("start"), token.get("end")
+        if not _is_int(start) or not _is_int(end) or not previous_end <= start < end <= len(text):
+            raise CorpusError(
+                f"{place}token {index} {quoted(token)} needs integer 'start' and 'end' in order, "
+                f"within the text of {len(text)} characters"
+            )
+        word = token.get("text", text[start:end])
+        if not isinstance(word, str) or not word:
+            raise CorpusError(f"{place}token {index} {quoted(token)} has a 'text' that is not a non-empty string")
+        triples.append((word, start, end))
+        previous_end = end
+    return triples
 
 
 def _raw_spans(record: dict[str, Any]) -> list[Any]:
@@ -147,7 +189,8 @@ def _raw_spans(record: dict[str, Any]) -> list[Any]:
             return record[key]
     annotations = record.get("annotations")
     if isinstance(annotations, list) and annotations and isinstance(annotations[0], dict):
-        return [r for r in annotations[0].get("result", []) if isinstance(r, dict) and "value" in r]
+        results = annotations[0].get("result", [])
+        return [r for r in results if isinstance(r, dict) and "value" in r] if isinstance(results, list) else []
     return []
 
 
@@ -156,24 +199,29 @@ def _span_sentence(text: str, record: dict[str, Any], place: str) -> Sentence:
     for entry in _raw_spans(record):
         start, end, label = _span_fields(entry, place)
         if not 0 <= start < end <= len(text):
-            raise CorpusError(f"{place}span {start}-{end} ({label}) lies outside the text of {len(text)} characters")
+            raise CorpusError(
+                f"{place}span {_span_name(start, end, label)} lies outside the text of {len(text)} characters"
+            )
+        if start == 0 and text.startswith("\ufeff"):  # the BOM is no part of an entity
+            start = 1
         while start < end and text[start].isspace():  # tools often include a trailing space
             start += 1
         while end > start and text[end - 1].isspace():
             end -= 1
         if start == end:
-            raise CorpusError(f"{place}span {entry!r} covers only whitespace")
+            raise CorpusError(f"{place}span {quoted(entry)} covers only whitespace")
         char_spans.append((start, end, label))
     char_spans.sort()
     for (s1, e1, l1), (s2, e2, l2) in zip(char_spans, char_spans[1:]):
         if s2 < e1:
             raise CorpusError(
-                f"{place}spans {s1}-{e1} ({l1}) and {s2}-{e2} ({l2}) overlap; nested entities are not supported"
+                f"{place}spans {_span_name(s1, e1, l1)} and {_span_name(s2, e2, l2)} overlap; "
+                "nested entities are not supported"
             )
 
     given = record.get("tokens")
     if isinstance(given, list) and given and all(isinstance(t, dict) and "start" in t for t in given):
-        triples = [(t.get("text", text[t["start"] : t["end"]]), t["start"], t["end"]) for t in given]
+        triples = _given_tokens(given, text, place)
     else:
         triples = tokenize(text, cuts=[c for s, e, _ in char_spans for c in (s, e)])
     if not triples:
@@ -183,7 +231,16 @@ def _span_sentence(text: str, record: dict[str, Any], place: str) -> Sentence:
     token_spans = []
     for start, end, label in char_spans:
         if start not in starts or end not in ends:
-            raise CorpusError(f"{place}span {start}-{end} ({label}) does not start and end on token edges")
+            for edge in (start, end):
+                inside = cluster_around(text, edge)
+                if inside is not None:  # e.g. between "i" and its combining accent, or in a flag
+                    left, right = inside
+                    raise CorpusError(
+                        f"{place}span {_span_name(start, end, label)} has an edge inside {quoted(text[left:right])}, "
+                        f"one character on screen made of {right - left} code points ({left}-{right}); "
+                        f"move the edge to {left} or {right}"
+                    )
+            raise CorpusError(f"{place}span {_span_name(start, end, label)} does not start and end on token edges")
         token_spans.append(Span(starts[start], ends[end] + 1, label))
     tags = encode(token_spans, len(triples), SCHEMES["iob2"])
     return Sentence(
