@@ -35,10 +35,21 @@ def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> N
 
 
 def check_writable(path: str | Path) -> None:
-    """Raise, before any work is done, if `path` cannot be written as a file."""
+    """Raise, before any work is done, if `path` cannot be written as a file: a directory, a
+    path under a file, a directory that does not exist (a typo should not create one), or
+    one where no file can be created (read-only, /proc). The last is tried for real, with a
+    temporary file of our naming that is removed at once."""
     path = Path(path)
     if path.is_dir():
         raise TagshiftError(f"{path} is a directory; give a file name")
     parent = next((p for p in path.absolute().parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise TagshiftError(f"{path}: {parent} is a file, not a directory")
+    if not path.absolute().parent.is_dir():
+        raise TagshiftError(f"{path}: its directory {path.parent} does not exist; create it first")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.absolute().parent)
+    except OSError as err:
+        raise TagshiftError(f"{path}: cannot write there ({err.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)

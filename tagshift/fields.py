@@ -3,6 +3,7 @@ fails where it is read, with the field's name, not later inside torch."""
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import fields
@@ -22,8 +23,8 @@ def _fits(value: Any, kind: Any) -> bool:
         return any(_fits(value, option) for option in typing.get_args(kind))
     if kind is type(None):
         return value is None
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is float:  # nan and inf are floats no option means: a rate of nan trains NaN weights
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind) if isinstance(kind, type) else True
@@ -37,6 +38,8 @@ def _describe(kind: Any) -> str:
         return " or ".join(_describe(option) for option in typing.get_args(kind))
     if kind is type(None):
         return "None"
+    if kind is float:
+        return "a finite number"
     return getattr(kind, "__name__", str(kind))
 
 
@@ -50,6 +53,12 @@ def check_fields(config: Any, positive: tuple[str, ...] = (), non_negative: tupl
     >>> check_fields(C(size="3"))
     Traceback (most recent call last):
     ValueError: size = '3' should be int
+    >>> @dataclass
+    ... class R:
+    ...     rate: float = 0.1
+    >>> check_fields(R(rate=float("inf")))
+    Traceback (most recent call last):
+    ValueError: rate = inf should be a finite number
     """
     hints = typing.get_type_hints(type(config))
     for f in fields(config):

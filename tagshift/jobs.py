@@ -6,15 +6,16 @@ scores. The CLI only parses options into these."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from tagshift.bundle import CONFIG, load, load_bundle
+from tagshift.bundle import CONFIG, load, load_bundle, recover
 from tagshift.corpus import Corpus, read_corpus
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
 from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
+from tagshift.lock import output_lock
 from tagshift.taggers.backends import Backend, get_backend
 from tagshift.taggers.tagger import PRECISIONS, Tagger
 from tagshift.training import CHECKPOINT, TrainConfig, TrainResult, fit
@@ -187,6 +188,10 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to start where a run would lose work: an interrupted run not resumed, a model
     not meant to be overwritten, or a resume with nothing to resume."""
     checkpoint = out / CHECKPOINT
+    if out.exists() and not out.is_dir():
+        raise TagshiftError(f"{out} is a file; a model is saved as a directory: choose another --out")
+    for bundle in (out, checkpoint):  # a save killed between its two renames left the bundle as NAME.old
+        recover(bundle)
     if resume and not (checkpoint / CONFIG).is_file():
         finished = (out / CONFIG).is_file()
         raise TagshiftError(f"{out}: {'training there has finished' if finished else 'no checkpoint'}; nothing to resume")
@@ -200,20 +205,38 @@ def run_job(
     job: TrainJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
     device: str = "cpu", read: ReadOptions = ReadOptions(),
 ) -> tuple[Tagger, TrainResult]:
-    """Build (or resume) and train the job's tagger; the bundle ends up in `job.out`."""
+    """Build (or resume) and train the job's tagger; the bundle ends up in `job.out`. The
+    output is locked for the run: a second writer is refused."""
     options = job.train_config()
-    check_out(job.out, resume, overwrite)
-    train = read.read(job.train)
-    dev = read.read(job.dev) if job.dev else None
-    test = read.read(job.test) if job.test else None
-    if resume:
-        tagger = load_bundle(job.out / CHECKPOINT)
-    else:
-        tagger = job.family.build(job.model_config(), train, job.scheme, options.seed, extra=dev)
-    tagger.to(device)
-    tagger.precision = job.precision
-    result = fit(tagger, train, dev, options, job.out, resume=resume, progress=progress, command=command, test=test)
+    with output_lock(job.out, command or "tagshift train"):
+        check_out(job.out, resume, overwrite)
+        train = read.read(job.train)
+        dev = read.read(job.dev) if job.dev else None
+        test = read.read(job.test) if job.test else None
+        if resume:
+            tagger = load_bundle(job.out / CHECKPOINT)
+            check_same_model(job, tagger, job.out / CHECKPOINT)
+        else:
+            tagger = job.family.build(job.model_config(), train, job.scheme, options.seed, extra=dev)
+        tagger.to(device)
+        tagger.precision = job.precision
+        result = fit(tagger, train, dev, options, job.out, resume=resume, progress=progress, command=command, test=test)
     return tagger, result
+
+
+def check_same_model(job: TrainJob, tagger: Tagger, checkpoint: Path) -> None:
+    """Refuse to resume a checkpoint as another model than the job asks for (another family,
+    scheme or model option), naming each difference: it would finish as the checkpoint's
+    model while the lineage recorded the job's."""
+    wanted = asdict(job.model_config())
+    found = asdict(tagger.config)
+    differ = [f"backend {tagger.backend.name} (now {job.family.name})"] if tagger.backend is not job.family else []
+    differ += [f"scheme {tagger.scheme} (now {job.scheme})"] if tagger.scheme != job.scheme else []
+    differ += [f"{name} {found.get(name)!r} (now {value!r})" for name, value in wanted.items()
+               if name not in job.family.derived_options and found.get(name) != value]
+    if differ:
+        raise TagshiftError(f"{checkpoint}: the checkpoint is a model with another {'; '.join(differ)}; resume with "
+                            "the same model options, or start afresh without --resume")
 
 
 def run_adapt(
@@ -226,6 +249,12 @@ def run_adapt(
     if job.out.resolve() == job.source.resolve():
         raise TagshiftError(f"--out {job.out} is the source model; adapt writes a new model: choose another directory")
     options = adapt_config(job.adapt)
+    with output_lock(job.out, command or "tagshift adapt"):
+        return _adapt_locked(job, options, resume, overwrite, progress, command, device, read, report)
+
+
+def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, progress: bool, command: str | None,
+                  device: str, read: ReadOptions, report: Callable[[str], None]) -> tuple[Prepared, TrainResult]:
     check_out(job.out, resume, overwrite)
     source = load(job.source, device)
     train = read.read(job.train)

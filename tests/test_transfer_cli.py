@@ -777,9 +777,12 @@ def test_plot_paths_are_checked_before_any_work(source, files, tmp_path):
     result = invoke("evaluate", source, files["six_test"], "--baseline", source, "--plot", tmp_path)
     assert_one_line_error(result, "is a directory")
     assert result.stdout == ""
-    nested = tmp_path / "new" / "dir" / "chart.png"
-    assert invoke("evaluate", source, files["six_test"], "--baseline", source, "--plot", nested).exit_code == 0
-    assert nested.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    nested = tmp_path / "new" / "dir" / "chart.png"  # issue 22: a typo must not create directories
+    assert_one_line_error(invoke("evaluate", source, files["six_test"], "--baseline", source, "--plot", nested),
+                          "does not exist")
+    chart = tmp_path / "chart.png"
+    assert invoke("evaluate", source, files["six_test"], "--baseline", source, "--plot", chart).exit_code == 0
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_adapt_reads_a_config_file_and_options_win(source, files, tmp_path):

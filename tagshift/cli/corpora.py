@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from tagshift.atomic import check_writable
 from tagshift.cli.options import Format, SchemeName, app, read_options, user_errors
 from tagshift.convert import convert_corpus, find_repairs, refuse_repairs
 from tagshift.corpus import output_format, write_corpus
@@ -54,6 +55,7 @@ def convert(
     Example: tagshift convert train.conll train.iobes --to iobes --map map.toml
     """
     with user_errors():
+        check_writable(target)  # before the work, not after it
         loaded = read.read(source)
         mapping = LabelMap.from_toml(label_map) if label_map is not None else None
         converted, report = convert_corpus(

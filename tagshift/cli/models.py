@@ -115,6 +115,8 @@ def labels_suggest(
     with user_errors():
         if not 0 < min_share <= 1:
             raise TagshiftError(f"--min-share {min_share} should lie in (0, 1]")
+        if out is not None:
+            check_writable(out)  # before the tagging, not after it
         tagger = load(source, device)
         corpus = read.read(target)
         suggestion = suggest_map(tagger, corpus, min_share, batch_size)
@@ -156,6 +158,8 @@ def predict(
     Example: tagshift predict models/ner news.txt --format spans --out news.entities.jsonl
     """
     with user_errors():
+        if out is not None:
+            check_writable(out)  # before the tagging, not after it
         tagger = load(model, device, precision.value)
         options: dict[str, object] = {"max_tokens": read.max_tokens, "encoding": read.encoding}
         if read.token_col is not None:

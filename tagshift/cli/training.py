@@ -155,6 +155,7 @@ def adapt(
     with user_errors():
         if head_lr is not None and lr is not None and head_lr != lr:
             raise TagshiftError("--lr and --head-lr name the same rate; give one")
+        rate = lr if lr is not None else head_lr  # (not `lr or head_lr`: an --lr 0 must reach the check, not vanish)
         threshold = _switch_value("--pseudo-label", pseudo_label, "--pseudo-threshold", pseudo_threshold)
         weight = _switch_value("--distill", distill, "--distill-weight", distill_weight)
         job = make_adapt_job(
@@ -163,7 +164,7 @@ def adapt(
                    "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
                    "pseudo_label": threshold, "partial": partial, "distill": weight,
                    "temperature": temperature, "extend_vocab": extend_vocab},
-            training={"epochs": epochs, "lr": lr or head_lr, "head_lr": lr or head_lr, "encoder_lr": encoder_lr,
+            training={"epochs": epochs, "lr": rate, "head_lr": rate, "encoder_lr": encoder_lr,
                       "freeze_epochs": freeze_epochs,
                       "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed},
             precision=precision.value if precision else None,

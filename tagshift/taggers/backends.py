@@ -48,6 +48,7 @@ class Backend:
     grows_vocabulary: bool = False  # adapt can add the target's words to the encoder
     # model options older bundles lack, with the value those bundles were made with
     legacy_options: dict[str, Any] = field(default_factory=dict)
+    derived_options: tuple[str, ...] = ()  # model options the build sets from the data (not the user's to compare)
 
     def new_config(self, **options: Any) -> Any:
         """The family's model options, checked, with a one-line error naming the bad ones."""
@@ -79,7 +80,8 @@ BILSTM_CRF = Backend(
     default_scheme="iobes",
     training={},  # TrainConfig's defaults are the BiLSTM-CRF's (Adam, 2e-3, up to 30 epochs)
     grows_vocabulary=True,
-    legacy_options={"freeze_vectors": False},  # saved before the option existed, they trained their vectors
+    legacy_options={"freeze_vectors": False},
+    derived_options=("word_dim",),  # the vectors' size, when vectors are given  # saved before the option existed, they trained their vectors
 )
 
 TRANSFORMER = Backend(

@@ -27,6 +27,7 @@ from tagshift.atomic import write_text_atomic
 from tagshift.bundle import read_weights
 from tagshift.charts import plot_learning_curves
 from tagshift.errors import TagshiftError
+from tagshift.fields import check_fields
 from tagshift.progress import progress_bar
 from tagshift.training.config import TrainConfig, epoch_steps
 
@@ -36,6 +37,10 @@ CHECKPOINT = "checkpoint"
 STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.safetensors"
 BEST = "best.safetensors"
+
+
+class Diverged(TagshiftError):
+    """The loss or the weights turned non-finite: the run stops before anything of it is saved."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,9 @@ def epochs(
         bar = progress_bar(batches, f"epoch {epoch}/{options.epochs}", enabled=progress, unit="batch")
         for number, batch in enumerate(bar, start=1):
             loss = objective.loss(batch)
+            if not torch.isfinite(loss):
+                raise Diverged(f"the training loss is {float(loss.detach())} at epoch {epoch}, batch {number} (optimiser step "
+                               f"{optimizer_step + 1}): training diverged; lower the learning rate")
             (loss / options.accumulate).backward()
             total_loss += float(loss.detach())
             if number % options.accumulate == 0 or number == len(batches):
@@ -167,6 +175,10 @@ def epochs(
                 optimizer.zero_grad(set_to_none=True)
                 optimizer_step += 1
             bar.set_postfix(loss=f"{total_loss / number:.3f}", refresh=False)
+        if not all(bool(torch.isfinite(p).all()) for p in objective.network.parameters()):
+            # the last step's update overflowed: nothing of this epoch is saved
+            raise Diverged(f"the weights turned non-finite in epoch {epoch} (optimiser step {optimizer_step}): "
+                           "training diverged; lower the learning rate")
         record: dict[str, Any] = {"epoch": epoch, "steps": optimizer_step, "train_loss": total_loss / len(batches),
                                   "lr": optimizer.param_groups[-1]["lr"]}
         scoring_started = time.perf_counter()
@@ -222,22 +234,66 @@ class Checkpoint:
         """Weights, optimiser and progress from the checkpoint, if it matches this run."""
         if not (self.path / STATE).is_file():
             raise TagshiftError(f"{self.path}: no checkpoint to resume from; start without --resume")
-        trainer = json.loads((self.path / STATE).read_text(encoding="utf-8"))
+        trainer = read_trainer_state(self.path / STATE)
         if trainer["fingerprint"] != self.fingerprint:
             raise TagshiftError(
-                f"{self.path}: the checkpoint was made with other {' and '.join(self._changed(trainer['fingerprint']))}; "
+                f"{self.path}: the checkpoint was made with other {'; '.join(changes(trainer['fingerprint'], self.fingerprint))}; "
                 "resume with the same data and options, or start afresh without --resume"
             )
         objective.restore(self.path)
         run.best_weights = read_weights(self.path / BEST)
-        _load_optimizer(run.optimizer, read_weights(self.path / OPTIMIZER), trainer["param_groups"])
-        run.state = LoopState(**trainer["state"])
+        try:
+            _load_optimizer(run.optimizer, read_weights(self.path / OPTIMIZER), trainer["param_groups"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise TagshiftError(f"{self.path / OPTIMIZER}: does not fit this run's optimiser ({err}); the checkpoint is "
+                                "damaged: start afresh without --resume") from None
+        run.state = trainer["state"]
 
-    def _changed(self, before: dict[str, Any]) -> list[str]:
-        now = self.fingerprint
-        changed = [k for k in now if k != "step" and before.get(k) != now[k]]
-        step_before, step_now = before.get("step") or {}, now.get("step") or {}
-        return changed + [f"adapt {k}" for k in step_now if step_before.get(k) != step_now[k]]
+
+FINGERPRINT_PARTS = {"train": "training data", "dev": "dev data", "options": "training options",
+                     "precision": "precision", "step": "adapt step"}
+
+
+def changes(before: Any, now: Any, path: tuple[str, ...] = ()) -> list[str]:
+    """What differs between a checkpoint's fingerprint and this run's, named down to the
+    option, with both values.
+
+    >>> changes({"options": {"lr": 0.01, "seed": 1}, "train": "ab12"}, {"options": {"lr": 0.005, "seed": 1}, "train": "ab12"})
+    ['training options: lr 0.01 (now 0.005)']
+    """
+    if isinstance(before, dict) and isinstance(now, dict):
+        return [c for key in dict.fromkeys([*now, *before]) for c in changes(before.get(key), now.get(key), (*path, key))]
+    if before == now:
+        return []
+    part = FINGERPRINT_PARTS.get(path[0], path[0]) if path else "fingerprint"
+    if len(path) < 2:
+        return [part]  # the data's content hashes: the values say nothing to a person
+    values = f"{json.dumps(before)} (now {json.dumps(now)})"
+    return [f"{part}: {'.'.join(path[1:])} {values if len(values) <= 80 else '(changed)'}"]
+
+
+def read_trainer_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's trainer_state.json, checked field by field: one line naming the field
+    where it is damaged, never a traceback."""
+    def damaged(what: str) -> TagshiftError:
+        return TagshiftError(f"{path}: {what}; the checkpoint is damaged: start afresh without --resume")
+
+    try:
+        trainer = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise damaged(f"not valid JSON ({err})") from None
+    if not isinstance(trainer, dict):
+        raise damaged("not a JSON object")
+    for key, kind in (("fingerprint", dict), ("state", dict), ("param_groups", list)):
+        if not isinstance(trainer.get(key), kind):
+            raise damaged(f"field '{key}' is {'missing' if key not in trainer else type(trainer[key]).__name__}; "
+                          f"expected a JSON {'object' if kind is dict else 'list'}")
+    try:
+        trainer["state"] = LoopState(**trainer["state"])
+        check_fields(trainer["state"], non_negative=("epoch", "best_epoch", "bad_epochs", "seconds"))
+    except (TypeError, ValueError) as err:
+        raise damaged(f"field 'state' does not hold a loop state ({err})") from None
+    return trainer
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
