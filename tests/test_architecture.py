@@ -99,14 +99,15 @@ def test_an_unknown_family_or_head_is_refused_with_the_known_ones():
 
 def test_a_bundle_saved_by_tagshift_0_1_0_before_the_redesign_predicts_as_it_did():
     """tests/fixtures/bilstm-0.1.0 was saved by the code before issue 21's redesign (a tiny
-    BiLSTM-CRF, 2 epochs on 150 wikigold sentences), with its predictions on 60 held-out
-    sentences. Loading it must give them back: the tags, and the confidences to float
+    BiLSTM-CRF, 12 epochs on 150 wikigold sentences), with its predictions on 60 held-out
+    sentences (105 entities). Loading it must give them back: the tags, and the confidences to float
     rounding (1e-4 relative: the saved ones were rounded to 6 places, and another CPU's
     BLAS may round the last bits of the marginals differently)."""
     expected = json.loads((FIXTURES / "bilstm-0.1.0.predictions.json").read_text())
     corpus = read_corpus(ROOT / "data" / "wikigold" / "wikigold.slice.conll")
     test = Corpus(corpus.sentences[200:260])
     tagged = tagshift.load(FIXTURES / "bilstm-0.1.0").predict([s.tokens for s in test.sentences])
+    assert sum(len(entities) for _, entities in expected) >= 100  # a comparison of something, not of all-O
     assert [t.tags for t in tagged] == [tags for tags, _ in expected]
     for t, (_, entities) in zip(tagged, expected):
         assert [(e.start, e.end, e.label) for e in t.entities] == [tuple(e[:3]) for e in entities]

@@ -338,7 +338,7 @@ def _replace_by_file(path: Path) -> None:
         (lambda p: (p / "config.json").write_text("{not json"), "config.json: not valid JSON"),
         (lambda p: (p / "config.json").write_text('{"model_type": "bert"}'), "not saved by tagshift"),
         (lambda p: (p / "model.safetensors").unlink(), "no model.safetensors; the bundle is incomplete"),
-        (_edit_tagshift_section(lambda s: s.update(labels=s["labels"][:-1])), "has shape .* the config implies"),
+        (_edit_tagshift_section(lambda s: s.update(labels=s["labels"][:-1])), "field 'labels' lacks S-PER"),
         (_edit_tagshift_section(lambda s: s.update(backend="lstm")), "unknown backend 'lstm'"),
         (lambda p: (p / "lineage.json").write_text("{oops"), "lineage.json: not valid JSON"),
         (_replace_by_file, "a model is a directory"),
@@ -474,7 +474,7 @@ def test_failed_swap_leaves_the_previous_bundle(bilstm_model, sentences, tmp_pat
 
 def test_crash_between_the_two_renames_leaves_the_old_bundle_whole(bilstm_model, sentences, tmp_path, monkeypatch):
     """Between moving the old bundle aside and moving the new one in, the old one must stay
-    whole, and loading must say where it is."""
+    whole, and loading puts it back (issue 22: a kill there must not lose the bundle)."""
     path = copy_bundle(bilstm_model[1], tmp_path / "model")
     before = tagshift.load(path).predict(sentences)
     changed = _changed_copy(path)
@@ -490,10 +490,8 @@ def test_crash_between_the_two_renames_leaves_the_old_bundle_whole(bilstm_model,
     with pytest.raises(OSError, match="killed"):
         tagshift.save(changed, path)
     monkeypatch.undo()
-    with pytest.raises(BundleError, match=r"model\.old.*rename it"):
-        tagshift.load(path)
-    os.replace(tmp_path / "model.old", path)
     assert_same_predictions(before, tagshift.load(path).predict(sentences))
+    assert not (tmp_path / "model.old").exists()
 
 
 def test_resave_keeps_files_the_bundle_does_not_write(bilstm_model, sentences, tmp_path):
@@ -696,9 +694,9 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(wiki, tmp_path, mon
     assert_no_pickle(out / "checkpoint")
     assert not (out / "config.json").exists()  # no final bundle yet
 
-    with pytest.raises(TagshiftError, match="other options"):
+    with pytest.raises(TagshiftError, match=r"other training options: lr 0.01 \(now 0.005\);"):  # named, with both values
         fit(tagshift.load(out / "checkpoint"), train, dev, dataclasses.replace(options, lr=5e-3), out=out, resume=True)
-    with pytest.raises(TagshiftError, match="other dev"):
+    with pytest.raises(TagshiftError, match="other dev data;"):
         fit(tagshift.load(out / "checkpoint"), train, wiki["dev40"], options, out=out, resume=True)
     with pytest.raises(TagshiftError, match="no checkpoint"):
         fit(tagshift.load(out / "checkpoint"), train, dev, options, out=tmp_path / "elsewhere", resume=True)
@@ -735,8 +733,11 @@ def test_bilstm_crf_learns_conll2003(shared_data):
     dev = conll2003(shared_data, "eng.testa", 300)
     tagger = BILSTM_CRF.build(BiLSTMConfig(), train)
     result = fit(tagger, train, dev, TrainConfig(epochs=8))
-    # measured best dev F1: 0.765 (seed 0, this test), 0.759 and 0.751 (seeds 1, 2); the bar sits 8 points below
+    # measured best dev F1: 0.765 (seed 0, this test; the same with AVX2 kernels), 0.759 and 0.751
+    # (seeds 1, 2); the bar sits 7 points under the lowest, 5x the spread between seeds, which is
+    # larger than what another CPU's rounding of the same seed moves
     assert result.best_dev.micro.f1 >= 0.68
+    # the same model scored again: the same counts, so the same float (exact when measured)
     assert evaluate_tagger(tagger, dev).micro.f1 == pytest.approx(result.best_dev.micro.f1, abs=1e-12)
 
 
@@ -746,5 +747,6 @@ def test_transformer_learns_conll2003(shared_data):
     dev = conll2003(shared_data, "eng.testa", 200)
     tagger = TRANSFORMER.build(TransformerConfig(), train)
     result = fit(tagger, train, dev, TrainConfig.for_backend("transformer", epochs=3, lr=1e-4))
-    # measured best dev F1: 0.600 (seed 0, this test) and 0.583 (seed 1); the bar sits 10 points below
+    # measured best dev F1: 0.600 (seed 0, this test; the same with AVX2 kernels) and 0.583 (seed 1);
+    # the bar sits 8 points under the lowest, 5x the spread between seeds
     assert result.best_dev.micro.f1 >= 0.50

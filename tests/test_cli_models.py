@@ -292,6 +292,8 @@ def test_test_option_prints_scores_and_records_them(cli, model, splits):
     table = model.result.stdout
     assert "micro" in table and all(t in table for t in ("LOC", "MISC", "ORG", "PER"))
     recorded = json.loads((model.out / "lineage.json").read_text())[0]["scores"]["test"]
+    # measured 0.028 (3 correct entities) with AVX512 and AVX2 kernels alike: thin, but > 0 only
+    # keeps the agreement below from comparing zeros, and a lower bar would be no bar
     assert recorded["micro"]["f1"] > 0
     afterwards = json.loads(cli("evaluate", model.out, splits.test, "--json").stdout)
     assert recorded["micro"] == pytest.approx(afterwards["micro"])  # same model and machine: exact when measured
@@ -531,8 +533,10 @@ def test_precision_bf16_trains_predicts_and_evaluates(cli, model, splits, tmp_pa
     assert json.loads((out / "lineage.json").read_text())[-1]["precision"] == "bf16"
     fp32, bf16 = (predicted_jsonl(cli, model.out, splits.test, "--precision", p) for p in ("fp32", "bf16"))
     words = [(a, b) for x, y in zip(fp32, bf16) for a, b in zip(x["tags"], y["tags"])]
+    # measured: all 2471 tags agree (AVX512-BF16 and AVX2 kernels); the bar lets 49 near-ties flip
     assert len(fp32) == len(bf16) and sum(a == b for a, b in words) >= 0.98 * len(words)
     scores = [json.loads(cli("evaluate", model.out, splits.test, "--json", "--precision", p).stdout) for p in ("fp32", "bf16")]
+    # measured equal (F1 0.028); one correct entity more or less moves F1 by 0.009 here: 0.02 allows two
     assert abs(scores[0]["micro"]["f1"] - scores[1]["micro"]["f1"]) < 0.02
     assert cli("predict", model.out, splits.test, "--precision", "fp16").exit_code == 2  # not a choice
 

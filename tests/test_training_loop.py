@@ -80,7 +80,8 @@ def test_the_loop_trains_another_objective_and_keeps_its_best_epoch():
     run = train(objective, OPTIONS)
     history = run.state.history
     assert [h["epoch"] for h in history] == list(range(1, 7))
-    # exact data, a linear model: each epoch of SGD shrinks the error by a large factor
+    # exact data, a linear model: each epoch of SGD shrinks the error by a large factor; relative to
+    # the start, measured 0.018 (AVX512 and AVX2 kernels alike): rounding cannot reach the 0.1 bar
     assert history[-1]["dev_error"] < 0.1 * before
     assert run.state.best_dev == {"error": min(h["dev_error"] for h in history)}
 

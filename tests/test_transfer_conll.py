@@ -51,8 +51,12 @@ def test_pseudo_labels_keep_the_old_types_while_a_new_one_is_learned(conll):
         prepared, _ = adapt(source, conll["target_train"], conll["target_dev"], options, training)
         runs[name] = evaluate_tagger(prepared.tagger, conll["test"])
     old_before = before.restrict(OLD).micro.f1
-    # Measured (seed 0): source old-type micro F1 0.714; with pseudo-labels 0.714 (MISC 0.41);
-    # naive 0.000, every old type forgotten (MISC 0.42). The bars sit well inside those.
-    assert runs["pseudo"].restrict(OLD).micro.f1 >= old_before - 0.03
+    # Measured, seed 0 (this test) with AVX512 / AVX2 kernels, then seeds 1 and 2: source old-type
+    # micro F1 0.710 / 0.710 / 0.702 / 0.714; with pseudo-labels it moves +0.006 / -0.009 / +0.004 /
+    # +0.006 (MISC 0.41 / 0.42 / 0.28 / 0.39); naive forgets every old type (0.009 / 0.006 / 0.000 /
+    # 0.000; MISC 0.35 / 0.44 / 0.54 / 0.39). Training rounds differently on another CPU: 0.09 of
+    # MISC F1 between the two kernel sets. So pseudo may lose 0.05 (3x the spread seen; naive loses
+    # 0.70), and MISC must reach 0.15 (half the lowest run; the source has none).
+    assert runs["pseudo"].restrict(OLD).micro.f1 >= old_before - 0.05
     assert runs["naive"].restrict(OLD).micro.f1 <= old_before - 0.30
-    assert runs["pseudo"].per_type["MISC"].f1 >= 0.30 and runs["naive"].per_type["MISC"].f1 >= 0.30
+    assert runs["pseudo"].per_type["MISC"].f1 >= 0.15 and runs["naive"].per_type["MISC"].f1 >= 0.15
