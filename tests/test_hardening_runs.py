@@ -210,3 +210,22 @@ def test_train_refuses_an_output_that_is_a_file(cli, files, tmp_path):
                  "--config", files["config"], "--epochs", "1", "--no-progress")
     one_line_error(result, "is a file")
     assert (tmp_path / "model").read_text() == "not a model"
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda text: text[: len(text) // 2], "trainer_state.json: not valid JSON"),
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "fingerprint"}),
+     "field 'fingerprint' is missing"),
+    (lambda text: json.dumps({**json.loads(text), "state": {"epoch": "two"}}), "field 'state'"),
+    (lambda text: "[]", "not a JSON object"),
+])
+def test_a_damaged_trainer_state_is_one_line_on_resume(cli, files, tmp_path, monkeypatch, damage, says):
+    """Issue 22, item 4: a truncated trainer_state.json (once a JSONDecodeError), one without
+    its fingerprint (once a KeyError) or with a bad state."""
+    out = tmp_path / "model"
+    interrupted_train(cli, files, out, monkeypatch)
+    state = out / "checkpoint" / "trainer_state.json"
+    state.write_text(damage(state.read_text()))
+    result = cli("train", "--backend", "bilstm-crf", "--train", files["train"], "--dev", files["dev"], "--out", out,
+                 "--config", files["config"], "--epochs", "2", "--no-progress", "--resume")
+    one_line_error(result, says, "without --resume")
