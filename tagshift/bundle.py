@@ -40,6 +40,7 @@ from tagshift.errors import BundleError, SchemeError, TagshiftError
 from tagshift.lineage import file_sha256
 from tagshift.schemes import MODEL_SCHEMES, label_set, split_tag
 from tagshift.taggers.backends import Backend, get_backend
+from tagshift.taggers.hf import HUB, import_hf, is_token_classifier
 from tagshift.taggers.heads import HEAD_CLASSES, MappingHead, head_kind_of_class, make_head
 from tagshift.taggers.tagger import Network, Tagger
 from tagshift.version import __version__
@@ -461,8 +462,17 @@ def load(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Tagg
     return tagger
 
 
+def is_hf_source(path: str | Path) -> bool:
+    """A Hugging Face token classifier (a `save_pretrained` directory, or `hf:NAME`), which
+    loads by import rather than as a bundle."""
+    return str(path).startswith(HUB) or is_token_classifier(path)
+
+
 def load_bundle(path: str | Path) -> Tagger:
-    """The tagger saved at `path`, on the CPU, as it was saved."""
+    """The tagger saved at `path`, on the CPU, as it was saved; a Hugging Face token
+    classifier is imported (taggers/hf.py)."""
+    if is_hf_source(path):
+        return import_hf(path)
     path = Path(path)
     fields = read_config(path)
     weights_file = path / WEIGHTS
@@ -518,6 +528,15 @@ def _model_config(backend: Backend, values: dict[str, Any], path: Path) -> Any:
 def bundle_size(path: str | Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
+
+
+def model_record(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`tagshift info`'s facts: a bundle's tagshift config and lineage, read without building
+    the model; for a Hugging Face classifier, those its import gives."""
+    if not is_hf_source(path):
+        return read_config(path), read_lineage(path)
+    tagger = import_hf(path)
+    return _config(tagger, tagger.lineage[0]["weights_sha256"])["tagshift"], tagger.lineage
 
 
 def describe_bundle(path: str | Path, fields: dict[str, Any], lineage: list[dict[str, Any]]) -> str:

@@ -10,13 +10,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from tagshift.bundle import CONFIG, load, load_bundle, recover
+from tagshift.bundle import CONFIG, load, load_bundle, recover, save_bundle
 from tagshift.corpus import Corpus, read_corpus
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
 from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
 from tagshift.lock import output_lock
 from tagshift.taggers.backends import Backend, get_backend
+from tagshift.taggers.hf import import_hf
 from tagshift.taggers.tagger import PRECISIONS, Tagger
 from tagshift.training import CHECKPOINT, TrainConfig, TrainResult, fit
 from tagshift.transfer import Prepared, adapt_config, adapt_training, few_steps_hint, prepare, train_prepared
@@ -283,3 +284,16 @@ def _schedule(training: TrainConfig, has_dev: bool) -> str:
         + (f"; early stopping after {training.patience} epochs without a better dev F1, not before step {training.min_steps}"
            if has_dev and training.patience else "")
     )
+
+
+def run_import(source: str, out: Path, label_names: list[str] | None = None, overwrite: bool = False,
+               command: str | None = None) -> Tagger:
+    """`tagshift import`: a Hugging Face token classifier saved as a tagshift bundle at `out`."""
+    if Path(source).resolve() == Path(out).resolve():
+        raise TagshiftError(f"--out {out} is the source model; import writes a new bundle: choose another directory")
+    with output_lock(out, command or "tagshift import"):
+        check_out(out, resume=False, overwrite=overwrite)
+        tagger = import_hf(source, label_names)
+        tagger.lineage[0]["command"] = command or tagger.lineage[0]["command"]
+        save_bundle(tagger, out)
+    return tagger

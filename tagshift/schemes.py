@@ -263,6 +263,26 @@ def check_model_scheme(scheme: str) -> None:
         )
 
 
+def scheme_of_labels(labels: Iterable[str]) -> str:
+    """The model scheme a label set (a classifier's, not a corpus's tags) is written in: read
+    off the prefixes it uses; bare types (`PER`) read as IO.
+
+    >>> scheme_of_labels(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]), scheme_of_labels(["O", "PER", "LOC"])
+    ('iob2', 'io')
+    """
+    prefixes = {split_tag(label)[0] for label in labels if label != "O"}
+    if prefixes == {""}:
+        return "io"
+    for name in MODEL_SCHEMES:
+        if prefixes == set(SCHEMES[name].prefixes):
+            return name
+    known = "; ".join(f"{name}: {', '.join(sorted(SCHEMES[name].prefixes))}" for name in MODEL_SCHEMES)
+    raise SchemeError(
+        f"labels with the prefixes {', '.join(sorted(p or '(none)' for p in prefixes))} fit no tag scheme a model can "
+        f"tag in ({known}; or bare types, read as io)"
+    )
+
+
 @dataclass(frozen=True)
 class SchemeGuess:
     """The scheme a corpus appears to use, and how sure that is."""

@@ -12,12 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import tagshift
-from tagshift.corpus import Corpus, read_corpus
-from tagshift.errors import TagshiftError
-from tagshift.lock import LockedError, lock_path, output_lock
+from tagshift.corpus import read_corpus
+from tagshift.lock import lock_path, output_lock
 from tagshift.taggers.backends import BILSTM_CRF
 from tagshift.taggers.bilstm import BiLSTMConfig
 from tagshift.training import TrainConfig, fit

@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 
 from tagshift.atomic import check_writable, write_text_atomic
-from tagshift.bundle import bundle_size, describe_bundle, load, read_config, read_lineage
+from tagshift.bundle import bundle_size, describe_bundle, load, model_record
+from tagshift.taggers.hf import HUB
 from tagshift.charts import plot_comparison
 from tagshift.cli.options import (
     DEVICE, PREDICT_PRECISION, Format, Mode, Precision, SchemeName, app, command_line, read_options, user_errors,
@@ -23,6 +24,11 @@ from tagshift.metrics import Scores, compare
 from tagshift.predict import format_predictions, read_input
 from tagshift.transfer.report import compare_models
 from tagshift.transfer.suggest import DEFAULT_MIN_SHARE, suggest_map
+
+
+def _is_model(path: Path) -> bool:
+    """A model (a bundle or Hugging Face directory, or hf:NAME) rather than a corpus file."""
+    return path.is_dir() or str(path).startswith(HUB)
 
 
 def _parse_groups(groups: list[str]) -> dict[str, list[str]]:
@@ -38,7 +44,7 @@ def _parse_groups(groups: list[str]) -> dict[str, list[str]]:
 @app.command()
 @read_options()
 def evaluate(
-    gold: Path = typer.Argument(..., help="Gold corpus, or a model directory (then PRED is the gold test corpus)."),
+    gold: Path = typer.Argument(..., help="Gold corpus, or a model: a directory (a bundle or a Hugging Face token classifier) or hf:NAME (then PRED is the gold test corpus)."),
     pred: Path = typer.Argument(..., help="Predicted corpus (same sentences as GOLD, in order), or the test corpus."),
     mode: Mode = typer.Option(Mode.conlleval, "--mode", help="conlleval: entities read as the CoNLL script does; strict: only scheme-valid entities."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Scheme for strict mode. Default: detected from gold."),
@@ -58,12 +64,12 @@ def evaluate(
     (or, with a model: tagshift evaluate models/ner test.conll)
     """
     with user_errors():
-        model_mode = gold.is_dir()
+        model_mode = _is_model(gold)
         gold_corpus = read.read(pred if model_mode else gold)
         scheme_name = scheme.value if scheme else None
 
         def score(source: Path) -> Scores:
-            if source.is_dir():
+            if _is_model(source):
                 predicted = load(source, device, precision.value).predict_corpus(gold_corpus, batch_size)
             else:
                 predicted = read.read(source)
@@ -74,7 +80,7 @@ def evaluate(
                 raise TagshiftError("--plot draws a comparison: give --baseline too")
             check_writable(plot)
         groups = _parse_groups(group)
-        if model_mode and baseline is not None and baseline.is_dir() and not groups:
+        if model_mode and baseline is not None and _is_model(baseline) and not groups:
             # the forgetting report: the source's types (under the adapted model's names), then the rest
             comparison = compare_models(load(gold, device, precision.value),
                                         load(baseline, device, precision.value), gold_corpus, mode.value,
@@ -98,7 +104,7 @@ app.add_typer(labels_app, name="labels")
 @labels_app.command("suggest")
 @read_options()
 def labels_suggest(
-    source: Path = typer.Argument(..., help="The trained model (a model directory)."),
+    source: Path = typer.Argument(..., help="The trained model: a bundle or Hugging Face token-classifier directory, or hf:NAME."),
     target: Path = typer.Argument(..., help="A labelled target corpus, in its own types."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the proposed map (TOML) here; default: standard output."),
     min_share: float = typer.Option(DEFAULT_MIN_SHARE, "--min-share", help="Share of a source type's predictions that must land on one target type."),
@@ -141,7 +147,7 @@ class InputFormat(str, Enum):
 @app.command()
 @read_options("token_col", "max_tokens", "encoding")
 def predict(
-    model: Path = typer.Argument(..., help="Model directory."),
+    model: Path = typer.Argument(..., help="A bundle or Hugging Face token-classifier directory, or hf:NAME."),
     input_file: Path = typer.Argument(..., help="A corpus (column file or JSONL), tokenised JSONL, or raw text (one document per line)."),
     out: Optional[Path] = typer.Option(None, "--out", help="File to write (atomically). Default: standard output."),
     fmt: Optional[Format] = typer.Option(None, "--format", help="conll, jsonl (tokens, tags, entities with confidence) or spans (text, character spans). Default: from --out's suffix, else jsonl for text and the input's format otherwise."),
@@ -183,7 +189,7 @@ def predict(
 
 @app.command()
 def info(
-    model: Path = typer.Argument(..., help="Model directory."),
+    model: Path = typer.Argument(..., help="A bundle or Hugging Face token-classifier directory, or hf:NAME."),
     as_json: bool = typer.Option(False, "--json", help="Print the config and lineage as JSON."),
 ) -> None:
     """What a model bundle is: backend, labels, scheme, where it came from and its scores.
@@ -191,10 +197,10 @@ def info(
     Example: tagshift info models/ner
     """
     with user_errors():
-        fields = read_config(model)
-        lineage = read_lineage(model)
+        fields, lineage = model_record(model)
         if as_json:
-            typer.echo(json.dumps({"config": fields, "lineage": lineage, "bytes": bundle_size(model)}, indent=2))
+            size = bundle_size(model) if Path(model).is_dir() else None
+            typer.echo(json.dumps({"config": fields, "lineage": lineage, "bytes": size}, indent=2))
             return
         typer.echo(describe_bundle(model, fields, lineage))
 

@@ -1,4 +1,4 @@
-"""Commands that make a model: `train` and `adapt`. They parse options into a job and run
+"""Commands that make a model: `train`, `adapt` and `import`. They parse options into a job and run
 its recipe (tagshift/jobs.py)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tagshift.cli.options import (
     SchemeName, app, command_line, read_options, user_errors,
 )
 from tagshift.errors import TagshiftError
-from tagshift.jobs import ReadOptions, make_adapt_job, make_job, run_adapt, run_job
+from tagshift.jobs import ReadOptions, make_adapt_job, make_job, run_adapt, run_import, run_job
 from tagshift.taggers.backends import BACKENDS
 from tagshift.taggers.transformer import DEFAULT_ENCODER
 from tagshift.training import CURVES, LOG
@@ -113,7 +113,7 @@ class Unfreeze(str, Enum):
 @app.command()
 @read_options()
 def adapt(
-    source: Optional[Path] = typer.Argument(None, help="The trained model to adapt (a model directory); it is not changed."),
+    source: Optional[Path] = typer.Argument(None, help="The trained model to adapt: a bundle or Hugging Face token-classifier directory, or hf:NAME; it is not changed."),
     train_file: Optional[Path] = typer.Option(None, "--train", help="Target training corpus: may annotate only some types."),
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for the adapted model, its log, curves and checkpoints."),
     dev: Optional[Path] = typer.Option(None, "--dev", help="Target dev corpus; its F1 over the types it annotates picks the best epoch (it may annotate more types than --train)."),
@@ -193,3 +193,24 @@ def _switch_value(name: str, switch: bool | None, value_name: str, value: float 
     return value
 
 
+
+
+@app.command("import")
+def import_model(
+    source: str = typer.Argument(..., help="A Hugging Face token classifier: a directory save_pretrained wrote, or hf:NAME (a hub name)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the tagshift bundle."),
+    label_names: Optional[str] = typer.Option(None, "--label-names", help="The classifier's labels in row order, comma-separated, where its config names them LABEL_0, LABEL_1, ..."),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Make a tagshift bundle of a Hugging Face token classifier: its labels from id2label,
+    its scheme from the label strings, its lineage starting with the import.
+
+    Example: tagshift import ./bert-finetuned-ner --out models/bert-ner
+    """
+    with user_errors():
+        names = [n.strip() for n in label_names.split(",")] if label_names else None
+        tagger = run_import(source, out, names, overwrite, command_line())
+        step = tagger.lineage[0]
+        added = f"; rows added for tags it lacks: {', '.join(step['rows_added'])}" if step["rows_added"] else ""
+        typer.echo(f"imported {source}: {len(tagger.labels)} labels in {tagger.scheme}, types "
+                   f"{', '.join(tagger.types)}{added}; saved to {out}", err=True)
