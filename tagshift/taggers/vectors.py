@@ -82,7 +82,7 @@ def _spacy_vectors(package: str) -> Vectors:
     try:
         import spacy
     except ImportError:
-        raise TagshiftError("spacy:... vectors need spaCy: pip install spacy") from None
+        raise TagshiftError("spacy:... vectors need spaCy, the 'spacy' extra: pip install 'tagshift[spacy]'") from None
     try:
         nlp = spacy.load(package, exclude=["tagger", "parser", "ner", "lemmatizer", "attribute_ruler"])
     except OSError as err:

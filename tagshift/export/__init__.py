@@ -1,0 +1,1 @@
+"""Exports: tagshift models in other tools' formats (spaCy pipelines)."""
