@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import tagshift
-from tests.conftest import DATA
 
 spacy = pytest.importorskip("spacy", reason="spaCy is the 'spacy' extra: pip install 'tagshift[spacy]'")
 
