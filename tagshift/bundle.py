@@ -41,6 +41,7 @@ from tagshift.lineage import file_sha256
 from tagshift.schemes import MODEL_SCHEMES, label_set, split_tag
 from tagshift.taggers.backends import Backend, get_backend
 from tagshift.taggers.hf import HUB, import_hf, is_token_classifier
+from tagshift.taggers.spacy_pipeline import SpacyPipeline, is_spacy_source
 from tagshift.taggers.heads import HEAD_CLASSES, MappingHead, head_kind_of_class, make_head
 from tagshift.taggers.tagger import Network, Tagger
 from tagshift.version import __version__
@@ -457,6 +458,9 @@ def read_lineage(path: str | Path) -> list[dict[str, Any]]:
 def load(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Tagger:
     """The model saved at `path`, on `device`, computing in `precision`: the one entry point
     that loads any bundle (also `tagshift.load`). Only JSON and safetensors are read."""
+    if is_spacy_source(path):
+        raise BundleError(f"{path} is a spaCy pipeline: predict, evaluate and labels suggest take it; "
+                          "adapting one (or training from it as a teacher) is not in tagshift yet")
     tagger = load_bundle(path).to(device)
     tagger.precision = precision
     return tagger
@@ -466,6 +470,12 @@ def is_hf_source(path: str | Path) -> bool:
     """A Hugging Face token classifier (a `save_pretrained` directory, or `hf:NAME`), which
     loads by import rather than as a bundle."""
     return str(path).startswith(HUB) or is_token_classifier(path)
+
+
+def load_source(name: str | Path, device: str = "cpu", precision: str = "fp32") -> Tagger | SpacyPipeline:
+    """What predicts for predict, evaluate and labels suggest: a spaCy pipeline
+    (`spacy:PACKAGE` or `spacy:DIR`), else any model `load` reads."""
+    return SpacyPipeline(name) if is_spacy_source(name) else load(name, device, precision)
 
 
 def load_bundle(path: str | Path) -> Tagger:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from tagshift.corpus import Corpus
 from tagshift.errors import SchemeError
 from tagshift.labelmap import LabelMap, MapReport, map_spans
-from tagshift.schemes import SchemeGuess, Span, chunks, detect_scheme, encode, get_scheme, invalid_chunks
+from tagshift.schemes import SCHEMES, SchemeGuess, Span, chunks, detect_scheme, encode, get_scheme, invalid_chunks
 
 
 def token_location(corpus: Corpus, index: int, token: int) -> str:
@@ -64,6 +64,16 @@ class ConversionReport:
 
 def entity_labels(corpus: Corpus) -> set[str]:
     return {span.label for s in corpus.sentences for span in chunks(s.tags)}
+
+
+def relabel(corpus: Corpus, label_map: LabelMap, scheme: str = "iob2") -> Corpus:
+    """A model's predictions with their types mapped (a spaCy pipeline's OntoNotes types onto
+    CoNLL's, say), written in `scheme`. The map is checked against the model's types by the
+    caller: a prediction set need not hold every type the model has."""
+    target = SCHEMES[scheme]
+    return corpus.with_sentences([
+        s.with_tags(encode(map_spans(chunks(s.tags), label_map), len(s), target)) for s in corpus.sentences
+    ])
 
 
 def convert_corpus(

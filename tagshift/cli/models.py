@@ -10,7 +10,10 @@ from typing import Optional
 import typer
 
 from tagshift.atomic import check_writable, write_text_atomic
-from tagshift.bundle import bundle_size, describe_bundle, load, model_record
+from tagshift.bundle import bundle_size, describe_bundle, load, load_source, model_record
+from tagshift.convert import relabel
+from tagshift.labelmap import LabelMap
+from tagshift.taggers.spacy_pipeline import is_spacy_source
 from tagshift.taggers.hf import HUB
 from tagshift.charts import plot_comparison
 from tagshift.cli.options import (
@@ -27,8 +30,8 @@ from tagshift.transfer.suggest import DEFAULT_MIN_SHARE, suggest_map
 
 
 def _is_model(path: Path) -> bool:
-    """A model (a bundle or Hugging Face directory, or hf:NAME) rather than a corpus file."""
-    return path.is_dir() or str(path).startswith(HUB)
+    """A model (a bundle or Hugging Face directory, hf:NAME, spacy:PIPELINE) rather than a corpus file."""
+    return path.is_dir() or str(path).startswith(HUB) or is_spacy_source(path)
 
 
 def _parse_groups(groups: list[str]) -> dict[str, list[str]]:
@@ -44,7 +47,7 @@ def _parse_groups(groups: list[str]) -> dict[str, list[str]]:
 @app.command()
 @read_options()
 def evaluate(
-    gold: Path = typer.Argument(..., help="Gold corpus, or a model: a directory (a bundle or a Hugging Face token classifier) or hf:NAME (then PRED is the gold test corpus)."),
+    gold: Path = typer.Argument(..., help="Gold corpus, or a model: a directory (a bundle or a Hugging Face token classifier), hf:NAME or spacy:PIPELINE (then PRED is the gold test corpus)."),
     pred: Path = typer.Argument(..., help="Predicted corpus (same sentences as GOLD, in order), or the test corpus."),
     mode: Mode = typer.Option(Mode.conlleval, "--mode", help="conlleval: entities read as the CoNLL script does; strict: only scheme-valid entities."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Scheme for strict mode. Default: detected from gold."),
@@ -52,6 +55,7 @@ def evaluate(
     group: list[str] = typer.Option([], "--group", help="A named group of types for the comparison, e.g. old=PER,LOC (repeatable). Default with a baseline model: old = its types, new = the rest."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="With --baseline: write a per-type before/after bar chart (PNG) here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (fractions in 0..1) instead of a table in percent."),
+    label_map: Optional[Path] = typer.Option(None, "--map", help="A label map (TOML) applied to a model's predictions before scoring, e.g. data/maps/ontonotes_to_conll.toml for a spaCy pipeline on CoNLL data."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch when a model tags the test corpus."),
     precision: Precision = PREDICT_PRECISION,
     device: str = DEVICE,
@@ -65,12 +69,20 @@ def evaluate(
     """
     with user_errors():
         model_mode = _is_model(gold)
+        mapping = LabelMap.from_toml(label_map) if label_map is not None else None
+        if mapping is not None and not model_mode and not (baseline is not None and _is_model(baseline)):
+            raise TagshiftError("--map relabels a model's predictions: GOLD (or --baseline) must be a model; "
+                                "for corpus files, map them with 'tagshift convert --map' first")
         gold_corpus = read.read(pred if model_mode else gold)
         scheme_name = scheme.value if scheme else None
 
         def score(source: Path) -> Scores:
             if _is_model(source):
-                predicted = load(source, device, precision.value).predict_corpus(gold_corpus, batch_size)
+                model = load_source(source, device, precision.value)
+                predicted = model.predict_corpus(gold_corpus, batch_size)
+                if mapping is not None:
+                    mapping.check(model.types, what=f"{source}'s types")
+                    predicted = relabel(predicted, mapping)
             else:
                 predicted = read.read(source)
             return evaluate_corpora(gold_corpus, predicted, mode.value, scheme_name)
@@ -80,7 +92,8 @@ def evaluate(
                 raise TagshiftError("--plot draws a comparison: give --baseline too")
             check_writable(plot)
         groups = _parse_groups(group)
-        if model_mode and baseline is not None and _is_model(baseline) and not groups:
+        if (model_mode and baseline is not None and _is_model(baseline) and not groups and mapping is None
+                and not is_spacy_source(gold) and not is_spacy_source(baseline)):
             # the forgetting report: the source's types (under the adapted model's names), then the rest
             comparison = compare_models(load(gold, device, precision.value),
                                         load(baseline, device, precision.value), gold_corpus, mode.value,
@@ -123,7 +136,7 @@ def labels_suggest(
             raise TagshiftError(f"--min-share {min_share} should lie in (0, 1]")
         if out is not None:
             check_writable(out)  # before the tagging, not after it
-        tagger = load(source, device)
+        tagger = load_source(source, device)
         corpus = read.read(target)
         suggestion = suggest_map(tagger, corpus, min_share, batch_size)
         if as_json:
@@ -166,7 +179,7 @@ def predict(
     with user_errors():
         if out is not None:
             check_writable(out)  # before the tagging, not after it
-        tagger = load(model, device, precision.value)
+        tagger = load_source(model, device, precision.value)
         options: dict[str, object] = {"max_tokens": read.max_tokens, "encoding": read.encoding}
         if read.token_col is not None:
             options["token_col"] = read.token_col

@@ -1,0 +1,68 @@
+"""spaCy pipelines with an `ner` as sources that predict: `spacy:PACKAGE` (an installed
+pipeline package) or `spacy:DIR`. Their entities become IOB2 tags over the tokens they are
+given, so tagshift's scorer, `labels suggest` and `predict` read them as they read a tagger.
+A pipeline has no head tagshift can operate on: adapting one is not here yet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from tagshift.corpus import Corpus
+from tagshift.errors import TagshiftError
+from tagshift.progress import progress_bar
+from tagshift.schemes import SCHEMES, Span, encode, label_set
+from tagshift.taggers.tagger import Entity, Tagged
+
+SPACY = "spacy:"
+# Components the entity recognizer does not need (en_core_web_sm's ner has its own tok2vec)
+UNNEEDED = ["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
+
+
+def is_spacy_source(name: str | Path) -> bool:
+    return str(name).startswith(SPACY)
+
+
+class SpacyPipeline:
+    """A spaCy pipeline's entity recognizer, tagging given tokens (spaCy's tokenizer is not used)."""
+
+    scheme = "iob2"
+
+    def __init__(self, name: str | Path):
+        try:
+            import spacy
+        except ImportError:
+            raise TagshiftError("spacy:... sources need spaCy, the 'spacy' extra: pip install 'tagshift[spacy]'") from None
+        self.name = str(name).removeprefix(SPACY)
+        try:
+            self.nlp = spacy.load(self.name, exclude=UNNEEDED)
+        except (OSError, ValueError, KeyError) as err:
+            raise TagshiftError(f"{name}: spaCy cannot load it ({str(err).splitlines()[0][:200]}); give an installed "
+                                "pipeline package or a pipeline directory") from None
+        if "ner" not in self.nlp.pipe_names:
+            raise TagshiftError(f"{name}: the pipeline has no 'ner' component ({', '.join(self.nlp.pipe_names) or 'none'})")
+        self.types = sorted(self.nlp.get_pipe("ner").labels)
+        self.labels = label_set(self.types, self.scheme)
+
+    def describe(self) -> str:
+        meta = self.nlp.meta
+        return f"spaCy pipeline {meta.get('lang')}_{meta.get('name')} {meta.get('version')}, {len(self.types)} types"
+
+    def predict(self, sentences: Sequence[list[str]], batch_size: int = 32, progress: bool = False,
+                confidence: bool = True) -> list[Tagged]:
+        """The pipeline's entities over each token list, as tags; spaCy's ner gives no
+        confidences, so none are given."""
+        from spacy.tokens import Doc
+
+        docs = (Doc(self.nlp.vocab, words=list(words)) for words in sentences)
+        tagged = []
+        for doc in progress_bar(self.nlp.pipe(docs, batch_size=batch_size), "tagging", enabled=progress,
+                                total=len(sentences)):
+            spans = [Span(e.start, e.end, e.label_) for e in doc.ents]
+            tags = encode(spans, len(doc), SCHEMES[self.scheme])
+            tagged.append(Tagged([t.text for t in doc], tags, [Entity(s.start, s.end, s.label, None) for s in spans]))
+        return tagged
+
+    def predict_corpus(self, corpus: Corpus, batch_size: int = 32, progress: bool = False) -> Corpus:
+        tagged = self.predict([s.tokens for s in corpus.sentences], batch_size, progress, confidence=False)
+        return corpus.with_sentences([s.with_tags(t.tags) for s, t in zip(corpus.sentences, tagged)])
