@@ -459,8 +459,8 @@ def load(path: str | Path, device: str = "cpu", precision: str = "fp32") -> Tagg
     """The model saved at `path`, on `device`, computing in `precision`: the one entry point
     that loads any bundle (also `tagshift.load`). Only JSON and safetensors are read."""
     if is_spacy_source(path):
-        raise BundleError(f"{path} is a spaCy pipeline: predict, evaluate and labels suggest take it; "
-                          "adapting one (or training from it as a teacher) is not in tagshift yet")
+        raise BundleError(f"{path} is a spaCy pipeline, not a tagshift model: predict, evaluate and labels suggest "
+                          "take it, and adapt with --backend trains a tagshift model it teaches")
     tagger = load_bundle(path).to(device)
     tagger.precision = precision
     return tagger

@@ -16,11 +16,13 @@ from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
 from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
 from tagshift.lock import output_lock
-from tagshift.taggers.backends import Backend, get_backend
+from tagshift.taggers.backends import BACKENDS, Backend, get_backend
+from tagshift.taggers.spacy_pipeline import SpacyPipeline, is_spacy_source
 from tagshift.taggers.hf import import_hf
 from tagshift.taggers.tagger import PRECISIONS, Tagger
 from tagshift.training import CHECKPOINT, TrainConfig, TrainResult, fit
 from tagshift.transfer import Prepared, adapt_config, adapt_training, few_steps_hint, prepare, train_prepared
+from tagshift.transfer.teach import Taught, prepare_taught
 
 _JOB_KEYS = ("backend", "train", "dev", "test", "out", "scheme")
 
@@ -257,6 +259,11 @@ def run_adapt(
 def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, progress: bool, command: str | None,
                   device: str, read: ReadOptions, report: Callable[[str], None]) -> tuple[Prepared, TrainResult]:
     check_out(job.out, resume, overwrite)
+    if is_spacy_source(job.source):
+        return _teach(job, options, resume, progress, command, device, read, report)
+    if options.backend is not None:
+        raise TagshiftError("--backend chooses the family of the model a spaCy pipeline teaches; "
+                            "a tagshift or Hugging Face source keeps its own")
     source = load(job.source, device)
     train = read.read(job.train)
     dev = read.read(job.dev) if job.dev else None
@@ -272,6 +279,41 @@ def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, pr
         report(f"note: {hint}")
     result = train_prepared(prepared, dev, training, job.out, str(job.source), resume, progress, command, test)
     return prepared, result
+
+
+def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: str | None, device: str,
+           read: ReadOptions, report: Callable[[str], None]) -> tuple[Taught, TrainResult]:
+    """adapt from a spaCy pipeline: a new model of `--backend` learns the pipeline's types (by
+    its pseudo-labels) and the target data's (transfer/teach.py)."""
+    if options.backend is None:
+        raise TagshiftError(f"{job.source} is a spaCy pipeline: give --backend ({', '.join(BACKENDS)}), "
+                            "the family of the tagshift model it teaches")
+    family = get_backend(options.backend)
+    unsupported = [flag for flag, given in (("--partial", options.partial), ("--distill", options.distill is not None),
+                                            (f"--labels {options.labels}", options.labels not in (None, "extend")))
+                   if given]
+    if unsupported:
+        raise TagshiftError(f"{', '.join(unsupported)}: a spaCy teacher gives entities, not scores or a head to "
+                            "operate on; its types are kept by pseudo-labels: drop the option")
+    config = family.new_config(**({"head": options.head} if options.head else {}))
+    teacher = SpacyPipeline(job.source)
+    train = read.read(job.train)
+    dev = read.read(job.dev) if job.dev else None
+    test = read.read(job.test) if job.test else None
+    training = TrainConfig.for_backend(family, **job.training)
+    taught = prepare_taught(teacher, train, family, config, options.scheme, training.seed,
+                            LabelMap.from_toml(job.map) if job.map else None, options.drop, dev, options.pseudo_label,
+                            progress)
+    taught.tagger.to(device)
+    taught.tagger.precision = job.precision
+    report(taught.render())
+    hint = few_steps_hint(len(taught.train), training)
+    if hint:
+        report(f"note: {hint}")
+    result = fit(taught.tagger, taught.train, dev, training, job.out, resume=resume, progress=progress,
+                 command=command, test=test, step=taught.step(str(job.source)),
+                 dev_types=taught.dev_types(dev) if dev is not None else None)
+    return taught, result
 
 
 def _schedule(training: TrainConfig, has_dev: bool) -> str:

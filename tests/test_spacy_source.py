@@ -5,8 +5,11 @@ from its entities, and the one-line refusals."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+
+import tagshift
 
 from tests.conftest import DATA
 
@@ -49,9 +52,34 @@ def test_what_a_pipeline_cannot_be_is_one_line(cli, tmp_path):
     blank = tmp_path / "blank"
     spacy.blank("en").to_disk(blank)
     one_line_error(cli("evaluate", f"spacy:{blank}", WIKI), "no 'ner' component")
-    one_line_error(cli("adapt", PIPELINE, "--train", POLITICS, "--out", tmp_path / "out"), "not in tagshift yet")
+    one_line_error(cli("adapt", PIPELINE, "--train", POLITICS, "--out", tmp_path / "out"), "give --backend")
     assert not (tmp_path / "out").exists()
     one_line_error(cli("evaluate", WIKI, WIKI, "--map", ONTONOTES_TO_CONLL), "must be a model")
     wrong = tmp_path / "wrong.toml"
     wrong.write_text('[rename]\nPERSONS = "PER"\n')
     one_line_error(cli("evaluate", PIPELINE, WIKI, "--map", wrong), "PERSONS", "types")
+
+
+def test_a_pipeline_teaches_a_new_tagshift_model_its_types_and_the_datas(cli, tmp_path):
+    """`adapt spacy:... --backend bilstm-crf`: the new model knows the pipeline's 18 types
+    and the target's; the target data carries the pipeline's entities where it has O."""
+    train = tmp_path / "politics40.conll"
+    train.write_text("\n\n".join(POLITICS.read_text(encoding="utf-8").strip().split("\n\n")[:40]) + "\n")
+    out = tmp_path / "taught"
+    result = cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--train", train, "--out", out, "--epochs", "1",
+                 "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    step = json.loads((out / "lineage.json").read_text())[-1]
+    assert step["step"] == "adapt" and step["teacher"].startswith("spaCy pipeline") and step["backend"] == "bilstm-crf"
+    assert sum(step["pseudo_labels"]["entities"].values()) > 0  # measured: 54 written in
+    types = tagshift.load(out).types
+    assert {"PERSON", "GPE", "DATE", "politician", "election"} <= set(types)
+
+
+def test_a_teacher_route_refuses_what_it_cannot_do(cli, tmp_path):
+    one_line_error(cli("adapt", PIPELINE, "--train", POLITICS, "--out", tmp_path / "a"), "give --backend")
+    one_line_error(cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--distill", "--train", POLITICS,
+                       "--out", tmp_path / "b"), "--distill", "not scores")
+    model = Path(__file__).parent / "fixtures" / "bilstm-0.1.0"
+    one_line_error(cli("adapt", model, "--backend", "transformer", "--train", POLITICS, "--out", tmp_path / "c"),
+                   "keeps its own")

@@ -58,15 +58,17 @@ class Backend:
             raise TagshiftError(f"{self.name} model options: {err}") from None
 
     def build(
-        self, config: Any, train: Corpus, scheme: str | None = None, seed: int = 0, extra: Corpus | None = None
+        self, config: Any, train: Corpus, scheme: str | None = None, seed: int = 0, extra: Corpus | None = None,
+        types: list[str] | None = None,
     ) -> Tagger:
-        """A new, untrained tagger for the entity types of `train`, tagging in `scheme` (the
-        family's default when None). `extra` words may join a vocabulary (see the family)."""
+        """A new, untrained tagger for the entity types of `train` (or `types`, when a teacher
+        brings some the data may not show), tagging in `scheme` (the family's default when
+        None). `extra` words may join a vocabulary (see the family)."""
         scheme = scheme or self.default_scheme
         check_model_scheme(scheme)
         torch.manual_seed(seed)
         encoder = self.new_encoder(config, train, seed, extra)
-        labels = label_set(entity_labels(train), scheme)
+        labels = label_set(types if types is not None else entity_labels(train), scheme)
         head = make_head(config.head, encoder.output_dim, labels, scheme, self.head_dropout(encoder))
         return Tagger(self, config, labels, scheme, Network(encoder, head))
 

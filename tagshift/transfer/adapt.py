@@ -53,6 +53,7 @@ class AdaptConfig:
     distill: float | None = None  # weight of the distillation term; None: none (true: the default weight)
     temperature: float = DEFAULT_TEMPERATURE
     extend_vocab: bool = True  # BiLSTM-CRF: add the target's words and characters
+    backend: str | None = None  # the family of a new model a teacher without a head (spaCy) trains; None: the source's
 
     def __post_init__(self) -> None:
         # A switch may be written as a boolean (`pseudo_label = true` in a job file,
