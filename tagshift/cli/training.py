@@ -120,6 +120,7 @@ def adapt(
     test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with source, train, dev, test, out, map, an [adapt] table (these options) and a [training] table; options given here win."),
     label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
+    rehearse: Optional[Path] = typer.Option(None, "--rehearse", help="Updating a spaCy pipeline (spacy:... without --backend): raw text (a document per line) the source annotates, rehearsed with the new data so the old types stay."),
     labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows (default); map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only."),
     init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
     adapt_backend: Optional[BackendName] = typer.Option(None, "--backend", help="With a spaCy pipeline as the source (spacy:PACKAGE): the family of the new tagshift model it teaches (its types by pseudo-labels, plus the data's)."),
@@ -160,7 +161,7 @@ def adapt(
         threshold = _switch_value("--pseudo-label", pseudo_label, "--pseudo-threshold", pseudo_threshold)
         weight = _switch_value("--distill", distill, "--distill-weight", distill_weight)
         job = make_adapt_job(
-            config, source=source, train=train_file, out=out, dev=dev, test=test, map=label_map,
+            config, source=source, train=train_file, out=out, dev=dev, test=test, map=label_map, rehearse=rehearse,
             adapt={"labels": labels.value if labels else None, "init": init.value if init else None, "head": head,
                    "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
                    "pseudo_label": threshold, "partial": partial, "distill": weight,
@@ -175,13 +176,16 @@ def adapt(
             job, resume=resume, overwrite=overwrite, progress=progress, command=command_line(), device=device,
             read=read, report=lambda text: typer.echo(text, err=True),
         )
-        tagger = prepared.tagger
-        typer.echo(f"adapted {tagger.describe()}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
+        spacy_out = not hasattr(prepared, "tagger")  # the spaCy pipeline itself was updated
+        what = (f"the spaCy pipeline's ner (new types: {', '.join(prepared.new_types) or 'none'})" if spacy_out
+                else prepared.tagger.describe())
+        typer.echo(f"adapted {what}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
         if result.best_dev is not None:
             typer.echo(f"dev entity F1 (conlleval, types the target annotates): {100 * result.best_dev.micro.f1:.2f}", err=True)
         if result.test is not None:
             typer.echo(result.test.render())
-        typer.echo(f"saved to {job.out}; compare with the source: tagshift evaluate {job.out} TEST --baseline {job.source}", err=True)
+        saved = f"spacy:{job.out}" if spacy_out else job.out
+        typer.echo(f"saved to {job.out}; compare with the source: tagshift evaluate {saved} TEST --baseline {job.source}", err=True)
 
 
 def _switch_value(name: str, switch: bool | None, value_name: str, value: float | None) -> float | bool | None:

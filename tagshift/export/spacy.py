@@ -13,13 +13,12 @@ loads it back from there, so an exported pipeline does not depend on the model's
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from tagshift.bundle import load, save
 from tagshift.errors import TagshiftError
+from tagshift.taggers.spacy_pipeline import write_pipeline
 from tagshift.taggers.tagger import Tagger
 
 FACTORY = "tagshift_ner"
@@ -128,15 +127,7 @@ def export_pipeline(model: str | Path, out: str | Path, lang: str = "en") -> Non
     nlp.meta["description"] = f"tagshift model {model}: {tagger.describe()}"
     nlp.meta["labels"] = {FACTORY: list(tagger.types)}
     nlp.meta["tagshift"] = {"source": str(model), "lineage": json.loads(json.dumps(tagger.lineage))}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".exporting", dir=out.parent))
-    try:
-        nlp.to_disk(tmp / "pipeline")
-        if out.exists():
-            shutil.rmtree(out)
-        (tmp / "pipeline").rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_pipeline(nlp, out)
 
 
 try:  # spaCy is an optional dependency: the module imports without it

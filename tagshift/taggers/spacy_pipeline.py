@@ -6,7 +6,9 @@ A pipeline has no head tagshift can operate on: adapting one is not here yet."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+import shutil
+import tempfile
+from typing import Any, Sequence
 
 from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
@@ -39,6 +41,17 @@ class SpacyPipeline:
         except (OSError, ValueError, KeyError) as err:
             raise TagshiftError(f"{name}: spaCy cannot load it ({str(err).splitlines()[0][:200]}); give an installed "
                                 "pipeline package or a pipeline directory") from None
+        self._check(name)
+
+    @classmethod
+    def of(cls, nlp: Any, name: str) -> SpacyPipeline:
+        """A pipeline already loaded (one being updated), read as a source."""
+        pipeline = cls.__new__(cls)
+        pipeline.name, pipeline.nlp = name.removeprefix(SPACY), nlp
+        pipeline._check(name)
+        return pipeline
+
+    def _check(self, name: str | Path) -> None:
         if "ner" not in self.nlp.pipe_names:
             raise TagshiftError(f"{name}: the pipeline has no 'ner' component ({', '.join(self.nlp.pipe_names) or 'none'})")
         self.types = sorted(self.nlp.get_pipe("ner").labels)
@@ -55,9 +68,10 @@ class SpacyPipeline:
         from spacy.tokens import Doc
 
         docs = (Doc(self.nlp.vocab, words=list(words)) for words in sentences)
+        unneeded = [name for name in self.nlp.pipe_names if name in UNNEEDED]
         tagged = []
-        for doc in progress_bar(self.nlp.pipe(docs, batch_size=batch_size), "tagging", enabled=progress,
-                                total=len(sentences)):
+        for doc in progress_bar(self.nlp.pipe(docs, batch_size=batch_size, disable=unneeded), "tagging",
+                                enabled=progress, total=len(sentences)):
             spans = [Span(e.start, e.end, e.label_) for e in doc.ents]
             tags = encode(spans, len(doc), SCHEMES[self.scheme])
             tagged.append(Tagged([t.text for t in doc], tags, [Entity(s.start, s.end, s.label, None) for s in spans]))
@@ -66,3 +80,18 @@ class SpacyPipeline:
     def predict_corpus(self, corpus: Corpus, batch_size: int = 32, progress: bool = False) -> Corpus:
         tagged = self.predict([s.tokens for s in corpus.sentences], batch_size, progress, confidence=False)
         return corpus.with_sentences([s.with_tags(t.tags) for s, t in zip(corpus.sentences, tagged)])
+
+
+def write_pipeline(nlp: Any, out: Path) -> None:
+    """`nlp.to_disk` at `out`, written beside it and renamed into place: never half-written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".saving", dir=out.parent))
+    try:
+        nlp.to_disk(tmp / "pipeline")
+        if out.exists():
+            shutil.rmtree(out)
+        (tmp / "pipeline").rename(out)
+    except OSError as err:
+        raise TagshiftError(f"{out}: the pipeline could not be written ({err.strerror})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
