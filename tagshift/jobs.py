@@ -46,8 +46,8 @@ def training_precision(training: dict[str, Any], precision: str | None) -> str:
     """The precision a job trains in: the option, else a `[training] precision` a job file
     gives (where it was documented before the tagger became its home), else fp32. Taken out
     of `training`, which then holds TrainConfig fields only."""
-    precision = precision or training.pop("precision", None) or "fp32"
-    training.pop("precision", None)
+    from_table = training.pop("precision", None)
+    precision = precision or from_table or "fp32"
     if precision not in PRECISIONS:
         raise TagshiftError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     return precision

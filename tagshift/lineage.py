@@ -46,6 +46,15 @@ def corpus_record(corpus: Corpus) -> dict[str, Any]:
     return record
 
 
+def state_sha256(state: dict[str, Any]) -> str:
+    """A digest of a state dict's tensors, names and values (weights held in memory)."""
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def step_record(step: str, **details: Any) -> dict[str, Any]:
     """One lineage entry: what was done, when, by which tagshift and command."""
     return {

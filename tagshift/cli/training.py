@@ -87,8 +87,8 @@ MODEL_FLAGS = {"encoder": "--encoder", "vectors": "--vectors", "freeze_vectors":
 
 def _check_model_options(backend: str, model: dict[str, object]) -> None:
     """Refuse a model option the chosen family does not have, naming the family that has it."""
+    own = {f.name for f in fields(BACKENDS[backend].config_class)}
     for name, value in model.items():
-        own = {f.name for f in fields(BACKENDS[backend].config_class)}
         if value is not None and name not in own:
             owners = [b.name for b in BACKENDS.values() if name in {f.name for f in fields(b.config_class)}]
             raise TagshiftError(f"{MODEL_FLAGS[name]} is an option of {' and '.join(owners)}, not of {backend}")

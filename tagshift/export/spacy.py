@@ -18,19 +18,11 @@ from typing import Any, Iterable, Iterator
 
 from tagshift.bundle import load, save
 from tagshift.errors import TagshiftError
-from tagshift.taggers.spacy_pipeline import write_pipeline
+from tagshift.taggers.spacy_pipeline import import_spacy, write_pipeline
 from tagshift.taggers.tagger import Tagger
 
 FACTORY = "tagshift_ner"
 CONFIDENCE = "tagshift_confidence"  # the Span extension holding an entity's confidence
-
-
-def _spacy() -> Any:
-    try:
-        import spacy
-    except ImportError:
-        raise TagshiftError("spaCy is not installed: pip install 'tagshift[spacy]' (spacy==3.8.18)") from None
-    return spacy
 
 
 class TagshiftNER:
@@ -116,7 +108,7 @@ def export_pipeline(model: str | Path, out: str | Path, lang: str = "en") -> Non
     """A spaCy pipeline directory at `out`: spaCy's blank `lang` tokenizer, then
     `tagshift_ner` with a copy of the model; its meta records the model's lineage. Written
     beside `out` and renamed into place: a crash leaves no half pipeline."""
-    spacy = _spacy()
+    spacy = import_spacy("spaCy pipelines")
     register()
     out = Path(out)
     tagger = load(model)  # refused here, before anything is written, if it is no model

@@ -9,7 +9,6 @@ the tagger predicts the model's own argmax tags wherever those are a valid seque
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from tagshift.errors import SchemeError, TagshiftError
-from tagshift.lineage import file_sha256, step_record
+from tagshift.lineage import file_sha256, state_sha256, step_record
 from tagshift.schemes import label_set, scheme_of_labels, split_tag
 from tagshift.taggers.backends import TRANSFORMER
 from tagshift.taggers.heads import make_head
@@ -141,10 +140,4 @@ def _copy_rows(classifier: nn.Linear, named: list[str], linear: nn.Linear, label
 def _weights_sha256(name: str, model: nn.Module) -> str:
     """The sha256 of a local model's weights file; of its tensors when it came from a hub."""
     files = sorted(Path(name).glob("*.safetensors")) if Path(name).is_dir() else []
-    if len(files) == 1:
-        return file_sha256(files[0])
-    digest = hashlib.sha256()
-    for key, tensor in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return file_sha256(files[0]) if len(files) == 1 else state_sha256(model.state_dict())

@@ -21,6 +21,15 @@ SPACY = "spacy:"
 UNNEEDED = ["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
 
 
+def import_spacy(what: str) -> Any:
+    """spaCy, or a one-line error naming the extra that brings it."""
+    try:
+        import spacy
+    except ImportError:
+        raise TagshiftError(f"{what} need spaCy, the 'spacy' extra: pip install 'tagshift[spacy]'") from None
+    return spacy
+
+
 def is_spacy_source(name: str | Path) -> bool:
     return str(name).startswith(SPACY)
 
@@ -30,32 +39,25 @@ class SpacyPipeline:
 
     scheme = "iob2"
 
-    def __init__(self, name: str | Path):
-        try:
-            import spacy
-        except ImportError:
-            raise TagshiftError("spacy:... sources need spaCy, the 'spacy' extra: pip install 'tagshift[spacy]'") from None
+    def __init__(self, name: str | Path, exclude: Sequence[str] = UNNEEDED):
+        """`exclude`: components not loaded at all (by default those ner does not need; none
+        where the whole pipeline is wanted, to update and save it)."""
+        spacy = import_spacy(f"{SPACY}... sources")
         self.name = str(name).removeprefix(SPACY)
         try:
-            self.nlp = spacy.load(self.name, exclude=UNNEEDED)
+            self.nlp = spacy.load(self.name, exclude=list(exclude))
         except (OSError, ValueError, KeyError) as err:
             raise TagshiftError(f"{name}: spaCy cannot load it ({str(err).splitlines()[0][:200]}); give an installed "
                                 "pipeline package or a pipeline directory") from None
-        self._check(name)
-
-    @classmethod
-    def of(cls, nlp: Any, name: str) -> SpacyPipeline:
-        """A pipeline already loaded (one being updated), read as a source."""
-        pipeline = cls.__new__(cls)
-        pipeline.name, pipeline.nlp = name.removeprefix(SPACY), nlp
-        pipeline._check(name)
-        return pipeline
-
-    def _check(self, name: str | Path) -> None:
         if "ner" not in self.nlp.pipe_names:
             raise TagshiftError(f"{name}: the pipeline has no 'ner' component ({', '.join(self.nlp.pipe_names) or 'none'})")
         self.types = sorted(self.nlp.get_pipe("ner").labels)
         self.labels = label_set(self.types, self.scheme)
+
+    @property
+    def unneeded(self) -> list[str]:
+        """The loaded components ner does not need: left out when tagging."""
+        return [name for name in self.nlp.pipe_names if name in UNNEEDED]
 
     def describe(self) -> str:
         meta = self.nlp.meta
@@ -68,9 +70,8 @@ class SpacyPipeline:
         from spacy.tokens import Doc
 
         docs = (Doc(self.nlp.vocab, words=list(words)) for words in sentences)
-        unneeded = [name for name in self.nlp.pipe_names if name in UNNEEDED]
         tagged = []
-        for doc in progress_bar(self.nlp.pipe(docs, batch_size=batch_size, disable=unneeded), "tagging",
+        for doc in progress_bar(self.nlp.pipe(docs, batch_size=batch_size, disable=self.unneeded), "tagging",
                                 enabled=progress, total=len(sentences)):
             spans = [Span(e.start, e.end, e.label_) for e in doc.ents]
             tags = encode(spans, len(doc), SCHEMES[self.scheme])

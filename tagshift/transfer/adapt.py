@@ -7,7 +7,6 @@ the training and returns what it did, so the CLI can print the plan before any e
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,7 +19,7 @@ from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
 from tagshift.labelmap import LabelMap
-from tagshift.lineage import content_sha256, corpus_record
+from tagshift.lineage import content_sha256, corpus_record, state_sha256
 from tagshift.schemes import Span, chunks, get_scheme, split_tag
 from tagshift.taggers.backends import Backend, get_backend
 from tagshift.taggers.heads import head_kind
@@ -248,11 +247,7 @@ def annotated_types(corpus: Corpus) -> set[str]:
 
 def weights_sha256(tagger: Tagger) -> str:
     """A digest of a tagger's weights, names and values."""
-    digest = hashlib.sha256()
-    for name, tensor in tagger.network.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return state_sha256(tagger.network.state_dict())
 
 
 def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger, adapted: Tagger) -> list[str]:

@@ -42,13 +42,14 @@ def _examples(nlp: Any, corpus: Corpus) -> list[Any]:
             for s in corpus.sentences]
 
 
-def _rehearsal(nlp: Any, path: Path) -> list[Any]:
+def _rehearsal(source: SpacyPipeline, path: Path) -> list[Any]:
     """The source's own entities on raw text (a document per line): examples that keep
     showing the old types while the new ones are learnt."""
     from spacy.training import Example
 
+    nlp = source.nlp
     texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [Example(nlp.make_doc(doc.text), doc) for doc in nlp.pipe(texts)]
+    return [Example(nlp.make_doc(doc.text), doc) for doc in nlp.pipe(texts, disable=source.unneeded)]
 
 
 def update_pipeline(
@@ -68,20 +69,20 @@ def update_pipeline(
     best on `dev` (entity F1 over the types dev annotates), and write the pipeline to `out`."""
     from spacy.util import fix_random_seed, minibatch
 
-    teacher = SpacyPipeline(source)  # the source, read only: it tags the rehearsal data
-    import spacy
-
-    nlp = spacy.load(teacher.name)  # the copy that is updated, every component kept
-    ner = nlp.get_pipe("ner")
+    # One copy of the source, every component kept: it tags the rehearsal data as the source
+    # does, and only then is its ner changed (the installed pipeline never is)
+    teacher = SpacyPipeline(source, exclude=())
+    nlp = teacher.nlp
     old_types = set(teacher.types)
     new_types = sorted(annotated_types(train) - old_types)
-    for entity_type in new_types:
-        ner.add_label(entity_type)
     unannotated = sorted(old_types - annotated_types(train))
     before = teacher.predict([s.tokens for s in train.sentences], 64)
     rehearsed_train, pseudo = pseudo_label(train, before, {t: t for t in unannotated}, 0.0, "iob2")
+    extra = _rehearsal(teacher, rehearse) if rehearse is not None else []
+    ner = nlp.get_pipe("ner")
+    for entity_type in new_types:
+        ner.add_label(entity_type)
     examples = _examples(nlp, rehearsed_train)
-    extra = _rehearsal(teacher.nlp, rehearse) if rehearse is not None else []
     report(f"spaCy pipeline {source}: ner learns {', '.join(new_types) or 'no new type'}; "
            f"{pseudo.render()}" + (f"; {len(extra)} raw documents rehearsed" if rehearse else ""))
     fix_random_seed(seed)
@@ -99,8 +100,8 @@ def update_pipeline(
                 nlp.update(batch, sgd=optimizer, drop=dropout, losses=losses)
         record: dict[str, Any] = {"epoch": epoch, "train_loss": losses.get("ner", 0.0)}
         if dev is not None:
-            updated = SpacyPipeline.of(nlp, source)
-            scores = score_tags(dev.tag_sequences, [t.tags for t in updated.predict([s.tokens for s in dev.sentences], 64)])
+            # the teacher holds the pipeline being updated: it now tags as the updated ner does
+            scores = score_tags(dev.tag_sequences, [t.tags for t in teacher.predict([s.tokens for s in dev.sentences], 64)])
             scores = scores.restrict(dev_types)
             record["dev_f1"] = scores.micro.f1
             if scores.micro.f1 > best_f1:
@@ -117,7 +118,7 @@ def update_pipeline(
                        epochs_run=epochs, best_epoch=update.best_epoch,
                        data={"train": corpus_record(train), "dev": corpus_record(dev) if dev is not None else None},
                        scores={"dev": update.best_dev.to_json() if update.best_dev else None})
-    lineage = list(teacher.nlp.meta.get("tagshift", {}).get("lineage", []))
+    lineage = list(nlp.meta.get("tagshift", {}).get("lineage", []))
     nlp.meta["tagshift"] = {"lineage": json.loads(json.dumps([*lineage, step]))}
     nlp.meta["name"] = f"{nlp.meta.get('name', 'pipeline')}_tagshift"
     write_pipeline(nlp, out)
