@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -110,10 +111,8 @@ def run_name(backend: str, name: str, strategy: str, seed: int) -> str:
 
 
 def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, folder: Path, device: str = "cpu") -> dict:
-    from tagshift.labelmap import LabelMap
     from tagshift.training import TrainConfig, evaluate_tagger, fit
-    from tagshift.transfer import AdaptConfig, adapt_training, enough_epochs, prepare, train_prepared
-    from tagshift.transfer.suggest import suggest_map
+    from tagshift.transfer import enough_epochs
 
     data = domain(name, quick)
     options = {**TRAINING[backend], "seed": seed}
@@ -131,35 +130,51 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         result = fit(tagger, data["train"], data["dev"], TrainConfig.for_backend(backend, **options), out)
     else:
         src, src_path = quick_source(backend, seed, folder) if quick else source(backend, seed)
-        src = src.to(device)
-        started = time.perf_counter()
-        if strategy.startswith("map"):
-            suggestion = suggest_map(src, data["train"])
-            label_map = as_label_map(suggestion.mapping)
-            record["map"] = suggestion.mapping
-        elif strategy.startswith("extend"):
-            label_map = LabelMap(rename={a: b for a, b in CONLL_NAMES.items() if a in src.types})
-        else:
-            label_map = None
-        operation = "replace" if strategy == "replace" else "map" if strategy.startswith("map") else "extend"
-        adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None)
-        prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
-        prepared.tagger.precision = precision  # the source tags (pseudo-labels) in fp32, as loaded
-        result = train_prepared(prepared, data["dev"], adapt_training(backend, **options), out, str(src_path))
-        tagger = prepared.tagger
-        # speed.py's adapt-time share: the whole update (pseudo-labels, surgery, training)
-        # against the source's training on all of CoNLL-2003
-        record["adapt_seconds"] = time.perf_counter() - started
-        # (the source's own training log: on a fresh clone the source may be a retrained model)
-        source_log = (src_path / "train_log.jsonl").read_text().splitlines()
-        record["source_seconds"] = json.loads(source_log[-1])["seconds"] if source_log else None
-        record["pseudo_labels"] = prepared.pseudo.to_json() if prepared.pseudo else None
+        adapted, result, tagger = adapt_source(src.to(device), src_path, strategy, data, options, precision, seed, out)
+        record.update(adapted)
     # (how the run ended: whether early stopping cut it short is part of the result)
     record.update(epochs_run=len(result.history), best_epoch=result.best_epoch, stopped_early=result.stopped_early,
                   steps=result.history[-1]["steps"] if result.history else 0)
     scores = evaluate_tagger(tagger, data["test"])
     return {**record, "test_f1": scores.micro.f1, "test_macro_f1": scores.macro.f1,
             "per_type": {t: p.f1 for t, p in scores.per_type.items()}}
+
+
+def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, precision: str, seed: int,
+                 out: Path) -> tuple[dict, Any, Any]:
+    """One of the transfer rows: `src` adapted to the domain `data` by `strategy` (replace,
+    extend with CoNLL's types renamed, or map from `labels suggest`, each optionally with
+    pseudo-labels); the record's fields, the training result and the adapted tagger.
+    (bench/spacy_new_types.py runs its imported Hugging Face source through it too.)"""
+    from tagshift.labelmap import LabelMap
+    from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+    from tagshift.transfer.suggest import suggest_map
+
+    record: dict = {}
+    started = time.perf_counter()
+    if strategy.startswith("map"):
+        suggestion = suggest_map(src, data["train"])
+        label_map = as_label_map(suggestion.mapping)
+        record["map"] = suggestion.mapping
+    elif strategy.startswith("extend"):
+        label_map = LabelMap(rename={a: b for a, b in CONLL_NAMES.items() if a in src.types})
+    else:
+        label_map = None
+    operation = "replace" if strategy == "replace" else "map" if strategy.startswith("map") else "extend"
+    adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None)
+    prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
+    prepared.tagger.precision = precision  # the source tags (pseudo-labels) in fp32, as loaded
+    result = train_prepared(prepared, data["dev"], adapt_training(src.backend.name, **options), out, str(src_path))
+    # speed.py's adapt-time share: the whole update (pseudo-labels, surgery, training)
+    # against the source's training on all of CoNLL-2003
+    record["adapt_seconds"] = time.perf_counter() - started
+    # (the source's own training log: on a fresh clone the source may be a retrained model;
+    # an imported source has none)
+    log = src_path / "train_log.jsonl"
+    source_log = log.read_text().splitlines() if log.is_file() else []
+    record["source_seconds"] = json.loads(source_log[-1])["seconds"] if source_log else None
+    record["pseudo_labels"] = prepared.pseudo.to_json() if prepared.pseudo else None
+    return record, result, prepared.tagger
 
 
 def as_label_map(mapping: dict[str, str]):

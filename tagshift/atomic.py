@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from tagshift.errors import TagshiftError
 
@@ -19,12 +22,21 @@ def default_mode(directory: bool = False) -> int:
 
 def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    with open_atomic(path, encoding) as handle:
+        handle.write(text)
+
+
+@contextmanager
+def open_atomic(path: str | Path, encoding: str = "utf-8") -> Iterator[TextIO]:
+    """A text file to write a piece at a time (output larger than memory), at a temporary
+    path beside `path` that is renamed over it when the block ends without an error; on an
+    error (or Ctrl-C) it is removed and `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
-            handle.write(text)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, default_mode())

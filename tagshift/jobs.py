@@ -289,8 +289,6 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
     its pseudo-labels) and the target data's (transfer/teach.py)."""
     if options.backend is None:
         return _update_spacy(job, options, progress, command, read, report)
-    if job.rehearse is not None:
-        raise TagshiftError("--rehearse is for updating the spaCy pipeline itself (adapt without --backend)")
     family = get_backend(options.backend)
     unsupported = [flag for flag, given in (("--partial", options.partial), ("--distill", options.distill is not None),
                                             (f"--labels {options.labels}", options.labels not in (None, "extend")))
@@ -306,7 +304,7 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
     training = TrainConfig.for_backend(family, **job.training)
     taught = prepare_taught(teacher, train, family, config, options.scheme, training.seed,
                             LabelMap.from_toml(job.map) if job.map else None, options.drop, dev, options.pseudo_label,
-                            progress)
+                            progress, job.rehearse)
     taught.tagger.to(device)
     taught.tagger.precision = job.precision
     report(taught.render())

@@ -67,12 +67,17 @@ def test_a_pipeline_teaches_a_new_tagshift_model_its_types_and_the_datas(cli, tm
     train = tmp_path / "politics40.conll"
     train.write_text("\n\n".join(POLITICS.read_text(encoding="utf-8").strip().split("\n\n")[:40]) + "\n")
     out = tmp_path / "taught"
+    news = DATA.parent / "demo" / "news.txt"
     result = cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--train", train, "--out", out, "--epochs", "1",
-                 "--no-progress")
+                 "--rehearse", news, "--no-progress")
     assert result.exit_code == 0, result.stderr
     step = json.loads((out / "lineage.json").read_text())[-1]
     assert step["step"] == "adapt" and step["teacher"].startswith("spaCy pipeline") and step["backend"] == "bilstm-crf"
     assert sum(step["pseudo_labels"]["entities"].values()) > 0  # measured: 54 written in
+    # the raw text, split into sentences, trained on with the teacher's entities
+    documents = [line for line in news.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert step["rehearsal"]["sentences"] >= len(documents)
+    assert sum(step["rehearsal"]["entities"]["entities"].values()) > 0
     types = tagshift.load(out).types
     assert {"PERSON", "GPE", "DATE", "politician", "election"} <= set(types)
 
@@ -106,5 +111,8 @@ def test_a_pipeline_updated_by_tagshift_is_a_spacy_pipeline_with_every_component
     assert sum(step["pseudo_labels"]["entities"].values()) > 0
     refused = cli("adapt", PIPELINE, "--train", train, "--out", tmp_path / "x", "--lr", "0.1")
     one_line_error(refused, "lr", "spaCy's own optimiser")
-    one_line_error(cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--train", train, "--out", tmp_path / "y",
-                       "--rehearse", train), "--rehearse")
+    unreadable = tmp_path / "latin1.txt"
+    unreadable.write_bytes("Müller spoke in Zürich.\n".encode("latin-1"))
+    one_line_error(cli("adapt", PIPELINE, "--train", train, "--out", tmp_path / "y", "--rehearse", unreadable),
+                   "latin1.txt", "UTF-8")
+    assert not (tmp_path / "y").exists()

@@ -20,7 +20,7 @@ from tagshift.taggers.transformer import TransformerConfig
 from tagshift.training import TrainConfig, fit, model_tags
 from tagshift.transfer import AdaptConfig, adapt_head, make_plan, prepare, rebuild_head
 from tagshift.transfer.distill import kl_term
-from tagshift.transfer.partial import partial_targets
+from tagshift.training.partial import partial_targets
 from tagshift.transfer.pseudo import pseudo_label
 from tests.test_bundle_training import tiny_bilstm, wiki  # noqa: F401  (module fixture)
 

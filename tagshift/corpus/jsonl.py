@@ -195,7 +195,10 @@ def _raw_spans(record: dict[str, Any]) -> list[Any]:
 
 
 def _span_sentence(text: str, record: dict[str, Any], place: str) -> Sentence:
+    """A sentence of text and character spans; a span with `"uncertain": true` (a silver one,
+    `tagshift weak-label` writes them) marks its tokens uncertain."""
     char_spans = []
+    uncertain: set[tuple[int, int]] = set()
     for entry in _raw_spans(record):
         start, end, label = _span_fields(entry, place)
         if not 0 <= start < end <= len(text):
@@ -211,6 +214,8 @@ def _span_sentence(text: str, record: dict[str, Any], place: str) -> Sentence:
         if start == end:
             raise CorpusError(f"{place}span {quoted(entry)} covers only whitespace")
         char_spans.append((start, end, label))
+        if isinstance(entry, dict) and entry.get("uncertain") is True:
+            uncertain.add((start, end))
     char_spans.sort()
     for (s1, e1, l1), (s2, e2, l2) in zip(char_spans, char_spans[1:]):
         if s2 < e1:
@@ -243,8 +248,14 @@ def _span_sentence(text: str, record: dict[str, Any], place: str) -> Sentence:
             raise CorpusError(f"{place}span {_span_name(start, end, label)} does not start and end on token edges")
         token_spans.append(Span(starts[start], ends[end] + 1, label))
     tags = encode(token_spans, len(triples), SCHEMES["iob2"])
+    flags = None
+    if uncertain:
+        flags = [False] * len(triples)
+        for (start, end, _), span in zip(char_spans, token_spans):
+            if (start, end) in uncertain:
+                flags[span.start : span.end] = [True] * (span.end - span.start)
     return Sentence(
-        [t for t, _, _ in triples], tags, text=text, offsets=[(s, e) for _, s, e in triples]
+        [t for t, _, _ in triples], tags, text=text, offsets=[(s, e) for _, s, e in triples], uncertain=flags
     )
 
 
@@ -279,6 +290,7 @@ def span_record(sentence: Sentence) -> dict[str, Any]:
             "label": span.label,
             "token_start": span.start,
             "token_end": span.end - 1,  # Prodigy's token_end is inclusive
+            **({"uncertain": True} if sentence.uncertain and all(sentence.uncertain[span.start : span.end]) else {}),
         }
         for span in chunks(sentence.tags)
     ]

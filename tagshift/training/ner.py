@@ -22,6 +22,7 @@ from tagshift.schemes import SCHEMES, convert_tags
 from tagshift.taggers.tagger import Tagger
 from tagshift.training.config import TrainConfig
 from tagshift.training.loop import CHECKPOINT, Checkpoint, EarlyStopping, Evaluation, Run, epochs, write_progress
+from tagshift.training.partial import partial_targets, uncertain_flags
 
 # A term added to a batch's loss: (sentence indices, emissions, mask) -> scalar.
 ExtraLoss = Callable[[list[int], Tensor, Tensor], Tensor]
@@ -194,7 +195,11 @@ def fit(
     if resume and out is None:
         raise TagshiftError("resume needs the output directory that holds the checkpoint")
     if targets is None:
-        targets = [tagger.gold_indices([tags])[0] for tags in model_tags(train, tagger.scheme)]  # checks every tag
+        tags = model_tags(train, tagger.scheme)
+        targets = [tagger.gold_indices([t])[0] for t in tags]  # checks every tag
+        uncertain = uncertain_flags(train.sentences)
+        if uncertain is not None:  # silver spans marked uncertain: their tag or O
+            targets = partial_targets(tags, tagger.labels, [], uncertain)
     if len(targets) != len(train):
         raise TagshiftError(f"{len(targets)} training targets for {len(train)} sentences")
 

@@ -26,7 +26,7 @@ from tagshift.taggers.heads import head_kind
 from tagshift.taggers.tagger import Tagged, Tagger
 from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, epoch_steps, fit, model_tags
 from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Distillation, teacher_scores
-from tagshift.transfer.partial import partial_targets
+from tagshift.training.partial import partial_targets, uncertain_flags
 from tagshift.transfer.plan import LabelPlan, make_plan
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
 from tagshift.transfer.surgery import SurgeryReport, adapt_head
@@ -223,8 +223,10 @@ def prepare(
     tags = model_tags(adapted, plan.scheme)
     # Distillation teaches the old types at gold-O words from the teacher's scores, so there
     # the hard O gives way to partial labels (as in ExtendNER): both at once would fight.
-    if options.partial or options.distill is not None:
-        targets = partial_targets(tags, plan.labels, plan.unannotated)
+    uncertain = uncertain_flags(adapted.sentences)  # silver spans marked uncertain: their tag or O
+    if options.partial or options.distill is not None or uncertain is not None:
+        targets = partial_targets(tags, plan.labels, plan.unannotated if options.partial or options.distill is not None
+                                  else [], uncertain)
     else:
         targets = [tagger.gold_indices([t])[0].cpu() for t in tags]
 

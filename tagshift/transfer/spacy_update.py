@@ -16,7 +16,7 @@ from typing import Any, Callable
 from tagshift.corpus import Corpus
 from tagshift.lineage import corpus_record, step_record
 from tagshift.metrics import Scores, score_tags
-from tagshift.taggers.spacy_pipeline import SpacyPipeline, write_pipeline
+from tagshift.taggers.spacy_pipeline import SpacyPipeline, raw_lines, write_pipeline
 from tagshift.transfer.adapt import annotated_types
 from tagshift.transfer.pseudo import PseudoLabelReport, pseudo_label
 
@@ -48,8 +48,7 @@ def _rehearsal(source: SpacyPipeline, path: Path) -> list[Any]:
     from spacy.training import Example
 
     nlp = source.nlp
-    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [Example(nlp.make_doc(doc.text), doc) for doc in nlp.pipe(texts, disable=source.unneeded)]
+    return [Example(nlp.make_doc(doc.text), doc) for doc in nlp.pipe(raw_lines(path), disable=source.unneeded)]
 
 
 def update_pipeline(
@@ -62,11 +61,17 @@ def update_pipeline(
     rehearse: Path | None = None,
     batch_size: int = 16,
     dropout: float = 0.2,
+    keep_old: bool = True,
     command: str | None = None,
     report: Callable[[str], None] = lambda text: None,
 ) -> SpacyUpdate:
     """Update `source`'s ner on `train` (new types added, old ones rehearsed), keep the epoch
-    best on `dev` (entity F1 over the types dev annotates), and write the pipeline to `out`."""
+    best on `dev` (entity F1 over the types dev annotates), and write the pipeline to `out`.
+    `keep_old=False` leaves out the source's entities (and `rehearse` must be None): the
+    recipe found in spaCy's forums, add_label and nlp.update on the new data alone, which
+    bench/spacy_new_types.py measures beside this one."""
+    if not keep_old and rehearse is not None:
+        raise ValueError("rehearse is rehearsal of the old types: it needs keep_old")
     from spacy.util import fix_random_seed, minibatch
 
     # One copy of the source, every component kept: it tags the rehearsal data as the source
@@ -75,7 +80,7 @@ def update_pipeline(
     nlp = teacher.nlp
     old_types = set(teacher.types)
     new_types = sorted(annotated_types(train) - old_types)
-    unannotated = sorted(old_types - annotated_types(train))
+    unannotated = sorted(old_types - annotated_types(train)) if keep_old else []
     before = teacher.predict([s.tokens for s in train.sentences], 64)
     rehearsed_train, pseudo = pseudo_label(train, before, {t: t for t in unannotated}, 0.0, "iob2")
     extra = _rehearsal(teacher, rehearse) if rehearse is not None else []

@@ -9,9 +9,10 @@ nothing to distil."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tagshift.corpus import Corpus
+from tagshift.corpus import Corpus, Sentence
 from tagshift.labelmap import LabelMap
 from tagshift.lineage import content_sha256, corpus_record
 from tagshift.taggers.backends import Backend
@@ -32,16 +33,24 @@ class Taught:
     train: Corpus  # the same, pseudo-labelled by the teacher
     pseudo: PseudoLabelReport
     teacher: str
+    rehearsal: PseudoLabelReport | None = None  # raw sentences the teacher tagged, trained on beside the data
+    rehearsed: int = 0  # how many
 
     def step(self, source: str) -> dict[str, Any]:
         """The lineage record of this step (training adds options and scores)."""
         data = {"train": {**corpus_record(self.original), "pseudo_labelled_content_sha256": content_sha256(self.train)}}
-        return {"step": "adapt", "backend": self.tagger.backend.name, "source": source, "teacher": self.teacher,
+        step = {"step": "adapt", "backend": self.tagger.backend.name, "source": source, "teacher": self.teacher,
                 "plan": self.plan.to_json(), "pseudo_labels": self.pseudo.to_json(), "data": data}
+        if self.rehearsal is not None:
+            step["rehearsal"] = {"sentences": self.rehearsed, "entities": self.rehearsal.to_json()}
+        return step
 
     def render(self) -> str:
-        return "\n".join([f"teacher: {self.teacher}; a new {self.tagger.describe()} learns its types and the data's",
-                          self.plan.render(), self.pseudo.render()])
+        lines = [f"teacher: {self.teacher}; a new {self.tagger.describe()} learns its types and the data's",
+                 self.plan.render(), self.pseudo.render()]
+        if self.rehearsal is not None:
+            lines.append(f"rehearsal: {self.rehearsed} raw sentences, tagged by the teacher: {self.rehearsal.render()}")
+        return "\n".join(lines)
 
     def dev_types(self, dev: Corpus) -> list[str]:
         return dev_types(dev, self.plan)
@@ -59,8 +68,12 @@ def prepare_taught(
     dev: Corpus | None = None,
     threshold: float | None = None,
     progress: bool = False,
+    rehearse: Path | None = None,
 ) -> Taught:
-    """Plan the new model's types, pseudo-label the target data with the teacher, build the model."""
+    """Plan the new model's types, pseudo-label the target data with the teacher, build the
+    model. `rehearse`: raw text (a document per line) whose sentences, with the teacher's
+    entities of the types the plan keeps, join the training data (text of the teacher's own
+    kind shows the old types where the target data has few)."""
     plan = make_plan(teacher.labels, teacher.scheme, annotated_types(train), label_map, drop or [], "extend",
                      scheme or backend.default_scheme)
     if dev is not None:
@@ -69,5 +82,13 @@ def prepare_taught(
     fill = {old: new for old, new in plan.target_of.items() if new in plan.unannotated}
     taught, report = pseudo_label(train, before, fill, DEFAULT_THRESHOLD if threshold is None else threshold,
                                   plan.scheme)
+    rehearsal, rehearsed = None, 0
+    if rehearse is not None:
+        words = teacher.raw_sentences(rehearse)
+        blank = Corpus([Sentence(w, ["O"] * len(w)) for w in words], str(rehearse))
+        # every type the plan keeps, as the teacher tags it (the new types are O there)
+        tagged, rehearsal = pseudo_label(blank, teacher.predict(words, 64, progress), dict(plan.target_of), 0.0,
+                                         plan.scheme)
+        taught, rehearsed = Corpus(taught.sentences + tagged.sentences, train.path), len(words)
     tagger = backend.build(config, taught, plan.scheme, seed, extra=dev, types=plan.types)
-    return Taught(tagger, plan, train, taught, report, teacher.describe())
+    return Taught(tagger, plan, train, taught, report, teacher.describe(), rehearsal, rehearsed)

