@@ -1,6 +1,7 @@
-"""From raw text to a first corpus: `tagshift terms` (a terminology list grown from seeds with
-word vectors), `tagshift patterns` (the list as spaCy EntityRuler patterns) and `tagshift
-weak-label` (raw text pre-labelled by patterns and a model, as a silver corpus)."""
+"""From raw text: `tagshift terms` (a terminology list grown from seeds with word vectors),
+`tagshift patterns` (the list as spaCy EntityRuler patterns), `tagshift weak-label` (raw text
+pre-labelled by patterns and a model, as a silver corpus) and `tagshift vectors` (word
+vectors trained on the text, merged with pretrained ones, for the BiLSTM-CRF)."""
 
 from __future__ import annotations
 
@@ -137,3 +138,37 @@ def weak_label_command(
         if not report.labelled:
             typer.echo("warning: no entity at all: no pattern matched and the model found nothing (check the "
                        "patterns' --case, or the terms)", err=True)
+
+
+@app.command()
+def vectors(
+    text: Path = typer.Option(..., "--text", help=RAW_HELP),
+    out: Path = typer.Option(..., "--out", help="The word2vec text file to write (--vectors FILE reads it)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Pretrained vectors to merge with (glove, a text file, spacy:PACKAGE, hf:NAME): the domain vectors are mapped into their space."),
+    dim: int = typer.Option(100, "--dim", min=2, help="Dimensions of the vectors trained on the text."),
+    epochs: int = typer.Option(5, "--epochs", min=1, help="Passes over the text."),
+    min_count: int = typer.Option(3, "--min-count", min=1, help="A word must occur this often to get a vector."),
+    window: int = typer.Option(5, "--window", min=1, help="Words of context on each side."),
+    base_words: int = typer.Option(50_000, "--base-words", min=0, help="With --base: its most frequent words written beside the domain's."),
+    seed: int = typer.Option(0, "--seed", help="The same seed gives the same vectors."),
+) -> None:
+    """Train word vectors on raw domain text (word2vec, gensim), merged with pretrained ones.
+
+    Example: tagshift vectors --text abstracts/ --base glove --out med.vectors.txt; then
+    tagshift train --backend bilstm-crf --vectors med.vectors.txt ...
+    """
+    from tagshift.domain_vectors import merge, train_domain_vectors, write_vectors
+    from tagshift.taggers.vectors import load_vectors
+
+    with user_errors():
+        check_writable(out)
+        with output_lock(out, command_line()):
+            pretrained = load_vectors(base) if base is not None else None
+            domain = train_domain_vectors(text, dim, epochs, min_count, window, seed)
+            typer.echo(domain.report.render(), err=True)
+            if pretrained is not None:
+                domain = merge(domain, pretrained)
+            with open_atomic(out) as handle:
+                written = write_vectors(handle, domain, pretrained, base_words)
+        typer.echo(domain.render(), err=True)
+        typer.echo(f"wrote {out}: {written} words; use it with --vectors {out}", err=True)
