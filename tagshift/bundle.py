@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -142,22 +142,38 @@ def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[st
     """Write `tagger` as a bundle directory at `path`. `extra` adds files: JSON text, or
     tensors for a safetensors file (a checkpoint's optimizer state). Files already in `path`
     that the bundle does not write (training log, curves) are kept."""
+    def write(tmp: Path) -> None:
+        save_file(weights_to_save(tagger), tmp / WEIGHTS, metadata={"format": "pt"})
+        config = _config(tagger, file_sha256(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / LINEAGE).write_text(json.dumps(tagger.lineage, indent=2) + "\n", encoding="utf-8")
+        tagger.backend.save_files(tagger.encoder, tmp)
+        write_extra(tmp, extra or {})
+
+    write_directory(path, write)
+
+
+def write_extra(directory: Path, extra: dict[str, str | dict[str, Tensor]]) -> None:
+    """Files beside a model: JSON text, or tensors as a safetensors file."""
+    for name, content in extra.items():
+        if isinstance(content, str):
+            (directory / name).write_text(content, encoding="utf-8")
+        else:
+            save_file(content, directory / name)
+
+
+def write_directory(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Write a directory at `path` as a bundle is written: `write` fills a temporary directory
+    beside it, swapped in whole (a crash leaves the old directory or the new one); files
+    already in `path` that `write` does not write (training log, curves) are kept. Also how
+    `tagshift pretrain` writes a Hugging Face model directory and its checkpoints."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     recover(path)  # so that the files an interrupted save left in NAME.old are kept too
     _remove_stale_temporaries(path)
     tmp = _new_temporary(path)
     try:
-        save_file(weights_to_save(tagger), tmp / WEIGHTS, metadata={"format": "pt"})
-        config = _config(tagger, file_sha256(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        (tmp / LINEAGE).write_text(json.dumps(tagger.lineage, indent=2) + "\n", encoding="utf-8")
-        tagger.backend.save_files(tagger.encoder, tmp)
-        for name, content in (extra or {}).items():
-            if isinstance(content, str):
-                (tmp / name).write_text(content, encoding="utf-8")
-            else:
-                save_file(content, tmp / name)
+        write(tmp)
         if path.is_dir():
             _keep_others(path, tmp)
         _swap_in(tmp, path)

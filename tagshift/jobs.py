@@ -16,11 +16,15 @@ from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
 from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
 from tagshift.lock import output_lock
-from tagshift.taggers.backends import Backend, get_backend
+from tagshift.taggers.backends import TRANSFORMER, Backend, get_backend
 from tagshift.taggers.spacy_pipeline import SpacyPipeline, is_spacy_source
 from tagshift.taggers.hf import import_hf
 from tagshift.taggers.tagger import PRECISIONS, Tagger
+from tagshift.taggers.transformer import DEFAULT_ENCODER, resolve_encoder
 from tagshift.training import CHECKPOINT, TrainConfig, TrainResult, fit
+from tagshift.training.mlm import (
+    MaskingConfig, PretrainResult, encoder_source, piece_limit, pretrain, read_text, tagger_source,
+)
 from tagshift.transfer import Prepared, adapt_config, adapt_training, few_steps_hint, prepare, train_prepared
 from tagshift.transfer.spacy_update import SpacyUpdate, update_pipeline
 from tagshift.transfer.teach import Taught, prepare_taught
@@ -367,3 +371,37 @@ def run_import(source: str, out: Path, label_names: list[str] | None = None, ove
         tagger.lineage[0]["command"] = command or tagger.lineage[0]["command"]
         save_bundle(tagger, out)
     return tagger
+
+
+def run_pretrain(
+    text: Path,
+    out: Path,
+    model: Path | None = None,
+    encoder: str | None = None,
+    training: dict[str, Any] | None = None,
+    masking: MaskingConfig = MaskingConfig(),
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    device: str = "cpu",
+    report: Callable[[str], None] = lambda text: None,
+) -> PretrainResult:
+    """`tagshift pretrain`'s recipe: from the tagshift bundle `model`, or else the encoder
+    `encoder` (default: the default MiniLM), masked-LM pretraining on the raw text `text`,
+    saved to `out` (locked for the run: a second writer is refused). `training` holds
+    TrainConfig fields over the transformer family's defaults."""
+    if model is not None and encoder is not None:
+        raise TagshiftError("give a model to pretrain or --encoder, not both: a bundle brings its own encoder")
+    options = TrainConfig.for_backend(TRANSFORMER, **(training or {}))
+    origin = Path(model) if model is not None else Path(resolve_encoder(encoder or DEFAULT_ENCODER))
+    if origin.exists() and Path(out).resolve() == origin.resolve():
+        raise TagshiftError(f"--out {out} is the source model; pretrain writes a new model: choose another directory")
+    with output_lock(out, command or "tagshift pretrain"):
+        check_out(out, resume, overwrite)
+        if model is not None:
+            source = tagger_source(load(model, device), str(model), options.seed)
+        else:
+            source = encoder_source(encoder or DEFAULT_ENCODER, options.seed)
+        text_read = read_text(text, source.tokenizer, masking, piece_limit(source, masking), progress)
+        return pretrain(source, text_read, options, masking, out, resume, progress, command, device, report)

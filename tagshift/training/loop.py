@@ -2,7 +2,7 @@
 and the consumers that act on each epoch it yields (the log and curves, the checkpoint and
 resume, early stopping), the shape of spaCy's training loop.
 
-An objective (the tagging one in ner.py; masked-LM pretraining later) says what a batch's
+An objective (the tagging one in ner.py, the masked-LM one in mlm.py) says what a batch's
 loss is, how the model scores on dev, and how it saves itself. The loop owns the rest:
 batch order, gradient accumulation, clipping, the learning-rate schedule, the best weights.
 
@@ -145,7 +145,9 @@ def epochs(
     optimizer, state = run.optimizer, run.state
     steps_per_epoch = epoch_steps(examples, options)
     total_steps = steps_per_epoch * options.epochs
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    # the rates the schedule scales: kept in the param groups (as torch's schedulers keep them),
+    # so that a resumed run, whose groups hold the last scaled rate, scales the same ones
+    base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
     started = time.perf_counter() - state.seconds
     for epoch in range(state.epoch + 1, options.epochs + 1):
         steps_done = (epoch - 1) * steps_per_epoch
