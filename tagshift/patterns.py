@@ -17,6 +17,7 @@ from typing import Literal
 
 from tagshift.errors import TagshiftError, quoted, where
 from tagshift.schemes import Span
+from tagshift.rawtext import text_lines
 from tagshift.tokenize import tokenize
 
 ATTRIBUTES = ("ORTH", "TEXT", "LOWER")
@@ -72,12 +73,8 @@ def term_patterns(terms: list[str], label: str, case: Case = "variants") -> list
 def read_patterns(path: Path) -> list[Pattern]:
     """The patterns of an EntityRuler JSONL file, or an error naming the line that tagshift
     cannot match as spaCy would."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise TagshiftError(f"{path}: cannot read it as UTF-8 text ({getattr(err, 'strerror', None) or err})") from None
     patterns = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in text_lines(path):
         if line.strip():
             patterns.append(_pattern(json_record(path, number, line), path, number))
     if not patterns:

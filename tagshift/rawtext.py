@@ -118,16 +118,18 @@ def _file_documents(path: Path, report: RawReport, layout: Layout) -> Iterator[t
     if suffix == ".pdf":
         yield from _pdf_pages(path, report)
     elif suffix == ".jsonl":
-        for number, line in _lines(path):
+        for number, line in text_lines(path):
             if line.strip():
                 yield Location(str(path), "record", number), _json_text(path, number, line)
     else:
         yield from _text_documents(path, layout)
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(number, line) of a UTF-8 text file, read a line at a time; a binary or wrongly
-    encoded file is an error naming its line."""
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(number, line) of a UTF-8 text file, read a line at a time; a missing, binary or
+    wrongly encoded file is an error naming it (and its line)."""
+    if not Path(path).is_file():
+        raise RawTextError(f"{path}: no such file" if not Path(path).exists() else f"{path}: not a regular file")
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if b"\x00" in raw:
@@ -155,13 +157,13 @@ def _text_documents(path: Path, layout: Layout) -> Iterator[tuple[Location, str]
     if layout == "auto":
         layout = "paragraphs" if _has_paragraphs(path) else "lines"
     if layout == "lines":
-        for number, line in _lines(path):
+        for number, line in text_lines(path):
             if line.strip():
                 yield Location(str(path), "line", number), line.strip()
         return
     block: list[str] = []
     first = 0
-    for number, line in _lines(path):
+    for number, line in text_lines(path):
         if line.strip():
             first = first or number
             block.append(line.strip())
@@ -176,7 +178,7 @@ def _has_paragraphs(path: Path, lines: int = 2000) -> bool:
     """Whether the file's head is paragraphs: blocks of several lines between blank lines
     (hard-wrapped prose), rather than a document a line."""
     blocks, current = [], 0
-    for number, line in _lines(path):
+    for number, line in text_lines(path):
         if line.strip():
             current += 1
         elif current:

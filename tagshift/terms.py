@@ -16,6 +16,7 @@ from torch import Tensor
 
 from tagshift.errors import TagshiftError, where
 from tagshift.taggers.vectors import Vectors
+from tagshift.rawtext import text_lines
 from tagshift.tokenize import tokenize
 
 MAX_WORDS = 100_000  # the vocabulary's most frequent words ranked (rarer ones are mostly noise)
@@ -163,12 +164,8 @@ def review(terms: TermList, ask: Callable[[Term, int, int], str]) -> TermList:
 
 def read_terms(path: Path) -> list[str]:
     """The terms of a terms file (its first column; comments and blank lines left out)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise TagshiftError(f"{path}: cannot read it as UTF-8 text ({getattr(err, 'strerror', None) or err})") from None
     terms = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in text_lines(path):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         term = line.split("\t")[0].strip()
