@@ -110,7 +110,10 @@ def run_name(backend: str, name: str, strategy: str, seed: int) -> str:
     return f"{backend}-{name}-{re.sub(r'[^a-z+-]', '', strategy)}-seed{seed}"
 
 
-def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, folder: Path, device: str = "cpu") -> dict:
+def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, folder: Path, device: str = "cpu",
+            model_options: dict | None = None, out: Path | None = None) -> dict:
+    """One run of the table; `model_options` change the target-only model's (bench/pretrain.py
+    gives it a pretrained encoder), `out` where it trains."""
     from tagshift.training import TrainConfig, evaluate_tagger, fit
     from tagshift.transfer import enough_epochs
 
@@ -119,11 +122,12 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
     precision = options.pop("precision", "fp32")  # the tagger's setting, kept through training and the test
     options["epochs"] = QUICK["epochs"] if quick else max(
         options["epochs"], enough_epochs(len(data["train"]), TrainConfig.for_backend(backend, **options)))
-    out = folder / run_name(backend, name, strategy, seed)
+    out = out or folder / run_name(backend, name, strategy, seed)
     record = {"backend": backend, "domain": name, "strategy": strategy, "seed": seed, "precision": precision}
     if strategy.startswith("target only"):
         # the source's model, built afresh (the transformer's with the rows' head)
-        model = {**CONLL_RECIPES[CONLL_ROW[backend]]["model"], "head": "softmax" if strategy == SOFTMAX_ROW else HEAD}
+        model = {**CONLL_RECIPES[CONLL_ROW[backend]]["model"], "head": "softmax" if strategy == SOFTMAX_ROW else HEAD,
+                 **(model_options or {})}
         model = quick_model(model) if quick else model
         tagger = new_tagger(backend, model, data["train"], seed, extra=data["dev"], device=device)
         tagger.precision = precision

@@ -1,0 +1,157 @@
+"""CrossNER with task-adaptive pretraining (issue 24): the default encoder's masked-LM
+pretraining (`tagshift pretrain`) continued on each domain's unlabelled training and dev text
+(never its test text) and, for politics and music, on that plus raw domain text from
+../shared/data/raw (UN General Debate speeches; Last.fm artist biographies); then the domain's
+training set as bench/crossner.py's target-only transformer row trains it (CRF head, bf16,
+the same epochs), 3 seeds, beside that row. Also pretraining's cost: word pieces a second
+and wall time per domain.
+
+Goal: five-domain average ≥ 66 with the default encoder (BERT-base fine-tuning ≈64.9 in the
+CrossNER paper; GLiNER-L zero-shot 65.3 over these five domains).
+
+    python bench/pretrain.py --jobs 2 --threads 1     # hours on 2 CPU cores; resumable
+    python bench/pretrain.py --quick                  # tiny slices, one epoch: checks the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import crossner  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE, add_run_options, configure_run, load_records, mean_std, publish, records, require_shared, run_children,
+    save_record, stamp,
+)
+
+RAW = {"politics": "politics_ungd.txt", "music": "music_lastfm.txt"}
+RAW_SENTENCES = 20_000  # sentences of the raw domain text, beside the task text
+VARIANTS = ("task text", "task + raw text")
+# The masked-LM run: the task text is small (700-1,000 sentences), so many passes, as
+# task-adaptive pretraining does (Gururangan et al. 2020: 100 epochs); fewer here for the CPU,
+# with every 20th sentence held out to keep the best epoch.
+PRETRAIN = {"epochs": 20, "lr": 1e-4, "seed": 0}
+PRETRAIN_RAW = {"epochs": 3, "lr": 1e-4, "seed": 0}  # 20,000 more sentences: fewer passes
+QUICK = {"sentences": 40, "epochs": 1}
+
+
+def text_file(domain: str, variant: str, folder: Path, quick: bool) -> Path:
+    """The pretraining text: the domain's train and dev sentences (test never), a line each,
+    and for the second variant the raw domain text's first RAW_SENTENCES sentences after them."""
+    out = folder / f"text-{domain}-{variant.replace(' ', '')}.txt"
+    if out.is_file():
+        return out
+    data = crossner.domain(domain, quick)
+    lines = [" ".join(s.tokens) for split in ("train", "dev") for s in data[split].sentences]
+    if variant != VARIANTS[0]:
+        from tagshift.rawtext import read_raw
+
+        wanted = QUICK["sentences"] if quick else RAW_SENTENCES
+        lines += [s.text for _, (_, s) in zip(range(wanted), read_raw(require_shared("raw", RAW[domain])))]
+    lines = lines[: QUICK["sentences"]] if quick else lines
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def encoder_dir(domain: str, variant: str, folder: Path) -> Path:
+    return folder / f"encoder-{domain}-{variant.replace(' ', '')}"
+
+
+def pretrain_one(domain: str, variant: str, quick: bool, folder: Path, device: str) -> dict:
+    from tagshift.jobs import run_pretrain
+    from tagshift.training.mlm import MaskingConfig
+
+    options = {**(PRETRAIN if variant == VARIANTS[0] else PRETRAIN_RAW), **({"epochs": 1} if quick else {})}
+    out = encoder_dir(domain, variant, folder)
+    result = run_pretrain(text_file(domain, variant, folder, quick), out, training=options, masking=MaskingConfig(),
+                          resume=(out / "checkpoint").is_dir(), progress=sys.stderr.isatty(), device=device)
+    pieces = result.text["pieces"] * len(result.history)
+    return {"kind": "pretrain", "domain": domain, "variant": variant, "epochs": len(result.history),
+            "best_epoch": result.best_epoch, "held_out": result.held_out, "text": result.text,
+            "seconds": result.seconds, "pieces_per_second": pieces / max(result.seconds, 1e-9)}
+
+
+def finetune_one(domain: str, variant: str, seed: int, quick: bool, folder: Path, device: str) -> dict:
+    record = crossner.run_one("transformer", domain, "target only", seed, quick, folder, device,
+                              model_options={"encoder": str(encoder_dir(domain, variant, folder))},
+                              out=folder / f"finetune-{domain}-{variant.replace(' ', '')}-seed{seed}")
+    return {**record, "kind": "finetune", "variant": variant}
+
+
+def variants_of(domain: str) -> tuple[str, ...]:
+    return VARIANTS if domain in RAW else VARIANTS[:1]
+
+
+def table(results: list[dict], domains: tuple[str, ...], min_seeds: int) -> str:
+    base = [r for r in load_records("crossner", "transformer-*-targetonly-seed*.json")]
+    lines = ["CrossNER test, entity F1 (conlleval mode), mean ± std over seeds: the transformer trained on the "
+             "target only (bench/crossner.py's row), and the same after masked-LM pretraining of its encoder.", "",
+             "| encoder | " + " | ".join(domains) + " | average |", "|---|" + "---|" * (len(domains) + 1)]
+    rows = [("the default encoder (bench/crossner.py)", base)]
+    rows += [(f"pretrained on the {variant}", [r for r in results if r["kind"] == "finetune" and r["variant"] == variant])
+             for variant in VARIANTS]
+    for name, runs in rows:
+        cells, averages = [], []
+        for domain in domains:
+            scores = [r["test_f1"] for r in runs if r["domain"] == domain]
+            cells.append(mean_std(scores) if len(scores) >= min_seeds else "")
+            averages.append(statistics.mean(scores) if len(scores) >= min_seeds else None)
+        if not any(cells):
+            continue
+        average = f"{100 * statistics.mean(averages):.2f}" if all(a is not None for a in averages) else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {average} |")
+    cost = [r for r in results if r["kind"] == "pretrain"]
+    if cost:
+        lines += ["", "| pretraining | text sentences | word pieces | epochs (best) | minutes | pieces/s |",
+                  "|---|---|---|---|---|---|"]
+        for r in sorted(cost, key=lambda r: (r["domain"], r["variant"])):
+            sentences = r["text"].get("examples", 0) + r["text"].get("held_out_examples", 0)
+            lines.append(f"| {r['domain']}, {r['variant']} | {sentences} | {r['text'].get('pieces', 0)} | "
+                         f"{r['epochs']} ({r['best_epoch']}) | {r['seconds'] / 60:.1f} | {r['pieces_per_second']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--domains", nargs="+", default=list(crossner.DOMAINS), choices=crossner.DOMAINS)
+    add_run_options(parser, parallel=True)
+    parser.add_argument("--one", nargs=3, metavar=("DOMAIN", "VARIANT", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds = [0] if args.seeds == [0, 1, 2] else args.seeds
+        args.domains = ["politics"] if args.domains == list(crossner.DOMAINS) else args.domains
+    name = "pretrain-quick" if args.quick else "pretrain"
+    folder = CACHE / name
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def filename(domain: str, variant: str, seed: str) -> str:
+        return f"{domain}-{variant.replace(' ', '')}-{'pretrain' if seed == 'pretrain' else f'seed{seed}'}"
+
+    if args.one:
+        configure_run(args.threads)
+        domain, variant, seed = args.one
+        record = (pretrain_one(domain, variant, args.quick, folder, args.device) if seed == "pretrain"
+                  else finetune_one(domain, variant, int(seed), args.quick, folder, args.device))
+        save_record(name, filename(domain, variant, seed), stamp(record, args.device))
+        return
+
+    require_shared("crossner", "politics", "train.txt")
+
+    def missing(runs: list[list[str]]) -> list[list[str]]:
+        return [r for r in runs if not (records(name) / f"{filename(*r)}.json").is_file()]
+
+    # the encoders first (a run each, so two can pretrain at once), then the fine-tuning on them
+    pairs = [(d, v) for d in args.domains for v in variants_of(d)]
+    run_children(__file__, missing([[d, v, "pretrain"] for d, v in pairs]), args)
+    run_children(__file__, missing([[d, v, str(s)] for s in args.seeds for d, v in pairs]), args)
+    body = table(load_records(name, "*.json"), tuple(args.domains), 1 if args.quick else 3)
+    publish("pretrain", body, load_records(name, "*.json"), args.quick)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
