@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from tagshift.cli import corpora, export, models, pretrain, raw, training  # noqa: F401  (each registers its commands on the app)
+from tagshift.cli import annotate, corpora, export, models, pretrain, raw, serve, training  # noqa: F401  (each registers its commands on the app)
 from tagshift.cli.options import app
 from tagshift.version import __version__
 

@@ -186,13 +186,20 @@ class Tagger:
 
     def predict_batch(self, sentences: Sequence[list[str]], confidence: bool = True) -> list[Tagged]:
         """Tags, entities and (unless `confidence` is False) confidences for one batch."""
-        was_training = self.network.training
-        self.network.eval()
+        # Prediction runs in eval mode (no dropout). Only the modules in training mode are
+        # switched, and switched back after: `fit` scores dev mid-training and must find its
+        # modes as it left them. A loaded model is in eval mode, so predicting writes no module
+        # state and threads may predict with it at once (switching and restoring shared flags
+        # would let one thread run another's prediction with dropout on).
+        training = [module for module in self.network.modules() if module.training]
+        for module in training:
+            module.training = False  # what `eval()` sets, one module at a time
         try:
             with torch.no_grad():
                 decoded = self.head.decode(*self.emissions(sentences), confidence)
         finally:
-            self.network.train(was_training)
+            for module in training:
+                module.training = True
         probabilities = decoded.probabilities.cpu() if decoded.probabilities is not None else None
         results = []
         for b, (tokens, path) in enumerate(zip(sentences, decoded.paths)):

@@ -45,7 +45,7 @@ from tagshift.taggers.tagger import Tagger, usable_device
 from tagshift.taggers.transformer import DEFAULT_ENCODER, quiet_transformers, resolve_encoder
 from tagshift.training.config import TrainConfig
 from tagshift.training.loop import CHECKPOINT, Checkpoint, EarlyStopping, Evaluation, Run, epochs, write_progress
-from tagshift.training.ner import epoch_batches
+from tagshift.training.ner import epoch_batches, optimizer_of
 
 IGNORE = -100  # the label of pieces the loss skips (transformers' convention)
 TOKENIZE_BATCH = 256  # sentences the fast tokenizer takes at once while the text streams in
@@ -484,16 +484,8 @@ def _optimizer(source: Source, options: TrainConfig) -> torch.optim.Optimizer:
     """The encoder's parameters (the tied decoder among them) at encoder_lr, the LM head's
     others at head_lr, as `make_optimizer` groups a tagger's."""
     encoder = {id(p) for p in source.base.parameters()}
-    groups = [
-        {"params": list(source.base.parameters()), "lr": options.encoder_lr or options.lr},
-        {"params": [p for p in source.network.parameters() if id(p) not in encoder], "lr": options.head_lr or options.lr},
-    ]
-    groups = [g for g in groups if g["params"]]
-    if options.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
-    if options.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=options.lr, weight_decay=options.weight_decay)
-    return torch.optim.Adam(groups, lr=options.lr, weight_decay=options.weight_decay)
+    head = [p for p in source.network.parameters() if id(p) not in encoder]
+    return optimizer_of(list(source.base.parameters()), head, options)
 
 
 def pretrain(

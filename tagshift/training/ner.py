@@ -60,9 +60,15 @@ def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generato
 def make_optimizer(tagger: Tagger, options: TrainConfig) -> torch.optim.Optimizer:
     """One optimiser over two parameter groups: the encoder's and the head's, each at its own
     learning rate. Frozen parameters stay in it: they get no gradient, so no update."""
+    return optimizer_of(list(tagger.encoder.parameters()), list(tagger.head.parameters()), options)
+
+
+def optimizer_of(encoder: list[torch.nn.Parameter], head: list[torch.nn.Parameter],
+                 options: TrainConfig) -> torch.optim.Optimizer:
+    """`options`' optimiser over the encoder's parameters at encoder_lr and the head's at head_lr."""
     groups = [
-        {"params": list(tagger.encoder.parameters()), "lr": options.encoder_lr or options.lr},
-        {"params": list(tagger.head.parameters()), "lr": options.head_lr or options.lr},
+        {"params": encoder, "lr": options.encoder_lr or options.lr},
+        {"params": head, "lr": options.head_lr or options.lr},
     ]
     groups = [g for g in groups if g["params"]]
     if options.optimizer == "sgd":
