@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("script", ["conll.py", "paper_tasks.py", "ablations.py", "incremental.py", "crossner.py", "mit_movie.py", "speed.py",
-                                    "spacy_new_types.py", "bootstrap.py", "pretrain.py"])
+                                    "spacy_new_types.py", "bootstrap.py", "pretrain.py", "serve.py"])
 def test_quick_mode_runs_and_writes_its_table(script, shared_data):
     name = script.removesuffix(".py")
     result = subprocess.run(

@@ -181,6 +181,36 @@ def test_a_malformed_request_is_a_422_that_says_what_is_wrong(client, body, cont
     assert says in message, message
 
 
+@pytest.mark.issue(25)
+@pytest.mark.parametrize("body, says", [
+    (b'{"text": ["\\ud800"]}', 'text: Input should be a valid string, not ["\\ud800"]'),
+    (b'{"texts": ["\\ud83d", 1, null, ["\\ud83d"]]}', "texts[1]: Input should be a valid string, not 1"),
+    (b'{"\\udfff": "a"}', 'Input should be a valid string, unable to parse raw data as a unicode string, not "\\udfff"'),
+    (b'{"text": "a", "\xed\xa0\x80": true}', 'not "\\ud800"'),  # half a pair encoded as if UTF-8
+])
+def test_half_a_surrogate_pair_quoted_in_an_error_is_a_422_not_a_500(client, body, says):
+    """Issue 25, item 5 (bench/serve.py's fuzzing): a field name or a wrong-typed value holding
+    half a surrogate pair was quoted into the message as it was, which no UTF-8 answer can
+    carry, and the server answered 500; it is written as its escape."""
+    message = error_of(client.post("/predict", content=body, headers={"content-type": "application/json"}), 422)
+    assert says in message, message
+
+
+@pytest.mark.issue(25)
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_text_holding_a_separator_json_leaves_unescaped_is_tagged(client, model, separator):
+    """Issue 25, item 5 (bench/serve.py's fuzzing): U+2028, U+2029 and U+0085 are line
+    separators to `str.splitlines` but not escaped by JSON, so a sentence's record was cut
+    in two where its text held one, and the server answered 500."""
+    text = f"Angela Merkel {separator} visited Paris.{separator}Peter Blackburn reported from Brussels."
+    result = predict(client, {"text": text})["results"][0]
+    sentences = split_sentences(text)
+    assert [t["text"] for t in result["tokens"]] == [t for s in sentences for t in s.tokens]
+    assert result["tags"] == [tag for t in model.predict([s.tokens for s in sentences]) for tag in t.tags]
+    for token in result["tokens"]:
+        assert text[token["start"] : token["end"]] == token["text"]
+
+
 def test_an_unknown_scheme_is_a_422_naming_the_schemes(client):
     message = error_of(client.post("/predict", json={"text": "Paris", "scheme": "bio"}), 422)
     assert message == "scheme: 'bio' is not a tag scheme; choose one of iob1, iob2, iobes, bilou, io, flat"

@@ -159,6 +159,8 @@ def readable(errors: Any, content_type: str | None = None, shown: int = 5) -> st
 
     >>> readable([{"type": "string_type", "loc": ("body", "texts", 2), "msg": "Input should be a valid string", "input": 7}])
     'texts[2]: Input should be a valid string, not 7'
+    >>> readable([{"type": "extra_forbidden", "loc": ("body", "\\ud800"), "msg": "Extra inputs are not permitted"}])
+    '\\\\ud800: not a field the server reads; the fields are text, texts, tokens, scheme, confidence'
     """
     messages = []
     for error in errors:
@@ -188,7 +190,9 @@ def readable(errors: Any, content_type: str | None = None, shown: int = 5) -> st
         messages.append(f"{where}: {message}" if where else message)
     if len(messages) > shown:
         messages = messages[:shown] + [f"and {len(messages) - shown} more"]
-    return "; ".join(messages)
+    # a field name or value quoted from the body may hold half a surrogate pair ({"\ud800": 1}),
+    # which no UTF-8 answer can carry: it is written as its escape
+    return "; ".join(messages).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _shown(value: Any, limit: int = 40) -> str:

@@ -145,8 +145,10 @@ class ServedModel:
             with self.lock:
                 tagged = self.model.predict([s.tokens for s in sentences], self.batch_size, progress=False,
                                             confidence=confidence)
-            lines = format_predictions(Corpus(sentences), tagged, "spans", scheme).splitlines()
-            records = [json.loads(line) for line in lines]
+            # one JSON line a sentence; split at "\n" only, not `splitlines`: JSON leaves U+2028,
+            # U+2029 and U+0085 in a token unescaped, and splitlines would cut the line there
+            lines = format_predictions(Corpus(sentences), tagged, "spans", scheme).split("\n")
+            records = [json.loads(line) for line in lines if line]
             tags = [t.tags if scheme is None else convert_tags(t.tags, SCHEMES[scheme]) for t in tagged]
         results, cursor = [], 0
         for document in documents:
