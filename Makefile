@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; tagshift needs Python 3.11 (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,spacy,glove,vectors,serve]'
+	$(BIN)/pip install --quiet -e '.[dev,spacy,glove,vectors,serve,onnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,5 +1,7 @@
 """Speed and memory, in one run on this machine: training tokens/s and inference words/s of
-each recipe of the CoNLL table (bench/conll.py), in fp32 and in bf16 (`--precision`), beside spaCy's en_core_web_sm NER (tok2vec
+each recipe of the CoNLL table (bench/conll.py), in fp32 and in bf16 (`--precision`), and as
+ONNX exports run by onnxruntime (fp32 and int8, `tagshift export --format onnx`, with the
+CoNLL test F1 of each runtime), beside spaCy's en_core_web_sm NER (tok2vec
 + ner only) on the same CoNLL-2003 test tokens, as ratios; peak training memory on all of
 CoNLL-2003 (from bench/conll.py's runs) and adapt wall time as a share of the source's
 training time (from bench/paper_tasks.py's and bench/crossner.py's runs). Run it alone:
@@ -15,6 +17,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +32,10 @@ RECIPE_BACKENDS = tuple(dict.fromkeys(recipe["backend"] for recipe in RECIPES.va
 TRAIN_SENTENCES = {"full": 1000, "quick": 64}
 GOALS = {"inference": "≥ 3× spaCy sm for the BiLSTM-CRF", "adapt": "≤ 0.1 of source training time",
          "memory": "≤ 2 GB (BiLSTM-CRF), ≤ 4 GB (MiniLM)"}
+ONNX_RUNTIMES = ("fp32", "int8")  # `tagshift export --format onnx [--int8]`
+# The transformer's ONNX int8 export (issue 25): × torch fp32 words/s, × spaCy sm words/s, and
+# CoNLL test F1 points from torch fp32's
+ONNX_GOALS = {"× torch fp32": 2.5, "× spaCy sm": 1.0, "F1 points from torch fp32": 0.3}
 
 
 def best_of(run, repeats: int = 3) -> float:
@@ -92,7 +99,22 @@ def torch_pad(rows):
     return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=-100)
 
 
-def inference(taggers: dict, sentences: list[list[str]]) -> dict[str, float]:
+def onnx_exports(taggers: dict, folder: Path) -> dict[tuple[str, str], object]:
+    """Each recipe's model exported to ONNX in fp32 and int8 (through a bundle in `folder`,
+    as `tagshift export` does it) and loaded for onnxruntime, which uses torch's thread count."""
+    from tagshift.bundle import save
+    from tagshift.export.onnx import export_onnx, load_onnx
+
+    exports = {}
+    for row, tagger in taggers.items():
+        save(tagger, folder / row)
+        for runtime in ONNX_RUNTIMES:
+            export_onnx(folder / row, folder / f"{row}.{runtime}.onnx", int8=runtime == "int8")
+            exports[row, runtime] = load_onnx(folder / f"{row}.{runtime}.onnx")
+    return exports
+
+
+def inference(taggers: dict, exports: dict, sentences: list[list[str]]) -> dict[str, float]:
     import spacy
     from spacy.tokens import Doc
 
@@ -106,12 +128,52 @@ def inference(taggers: dict, sentences: list[list[str]]) -> dict[str, float]:
             measured[f"tagshift {row}, tags only{suffix(precision)}"] = words / best_of(
                 lambda: tagger.predict(sentences, batch_size=64, confidence=False))
         tagger.precision = "fp32"
+        for runtime in ONNX_RUNTIMES:
+            measured[onnx_row(row, runtime)] = words / best_of(
+                lambda: exports[row, runtime].predict(sentences, batch_size=64, confidence=False))
     return measured
 
 
 def suffix(precision: str) -> str:
     """Row names: fp32 unmarked (as in earlier tables), bf16 marked."""
     return f", {precision}" if precision != "fp32" else ""
+
+
+def onnx_row(row: str, runtime: str) -> str:
+    return f"tagshift {row}, tags only, ONNX {runtime}"
+
+
+def recipe_of(name: str) -> str | None:
+    """The recipe a tagshift inference row times (None for spaCy's)."""
+    return next((row for row in RECIPES if name.startswith(f"tagshift {row}, tags only")), None)
+
+
+def conll_f1(taggers: dict, exports: dict, test) -> dict[str, dict[str, float]]:
+    """CoNLL test entity F1 (conlleval) of each recipe in torch fp32 and as its ONNX exports."""
+    from tagshift.training import evaluate_tagger
+
+    return {row: {"torch fp32": evaluate_tagger(tagger, test).micro.f1,
+                  **{f"ONNX {runtime}": evaluate_tagger(exports[row, runtime], test).micro.f1
+                     for runtime in ONNX_RUNTIMES}}
+            for row, tagger in taggers.items()}
+
+
+def onnx_goal_lines(speeds: dict[str, float], f1: dict[str, dict[str, float]]) -> list[str]:
+    """The ONNX int8 goal of each transformer recipe: measured against ONNX_GOALS."""
+    spacy_speed = next(v for k, v in speeds.items() if k.startswith("spacy"))
+    lines = ["", "| ONNX int8 goal | measured | goal | met |", "|---|---|---|---|"]
+    for row, recipe in RECIPES.items():
+        if recipe["backend"] != "transformer":
+            continue
+        int8 = speeds[onnx_row(row, "int8")]
+        measured = {"× torch fp32": int8 / speeds[f"tagshift {row}, tags only"], "× spaCy sm": int8 / spacy_speed,
+                    "F1 points from torch fp32": 100 * (f1[row]["ONNX int8"] - f1[row]["torch fp32"]) + 0.0}
+        for name, value in measured.items():
+            goal, points = ONNX_GOALS[name], name.startswith("F1")
+            met = abs(value) <= goal if points else value >= goal
+            lines.append(f"| {row}, {name if points else 'words/s ' + name} | {value:{'+' if points else ''}.2f} "
+                         f"| {f'within ±{goal}' if points else f'≥ {goal}'} | {'yes' if met else 'no'} |")
+    return lines
 
 
 def adapt_shares(bench: str, target: str) -> dict[str, list[float]]:
@@ -176,23 +238,37 @@ def main() -> None:
     train = Corpus(train.sentences[:size], train.path)
     sentences = [s.tokens for s in test.sentences[: 200 if args.quick else None]]
     taggers = models(args.quick, train)
-    speeds = inference(taggers, sentences)
+    evaluated = test if not args.quick else Corpus(test.sentences[:200], test.path)
+    with tempfile.TemporaryDirectory() as folder:
+        exports = onnx_exports(taggers, Path(folder))
+        speeds = inference(taggers, exports, sentences)
+        f1 = conll_f1(taggers, exports, evaluated)
     spacy_speed = next(v for k, v in speeds.items() if k.startswith("spacy"))
-    lines = [f"torch threads: {torch.get_num_threads()}", "",
-             "| measured in this run | value | × spaCy sm |", "|---|---|---|"]
-    lines += [f"| inference words/s, {name} | {value:,.0f} | {value / spacy_speed:.2f} |" for name, value in speeds.items()]
+    lines = [f"torch threads: {torch.get_num_threads()} (onnxruntime: as many)", "",
+             "| measured in this run | value | × spaCy sm | × torch fp32 |", "|---|---|---|---|"]
+    for name, value in speeds.items():
+        base = f"tagshift {recipe_of(name)}, tags only"
+        versus = f"{value / speeds[base]:.2f}" if recipe_of(name) and base != name else ""
+        lines.append(f"| inference words/s, {name} | {value:,.0f} | {value / spacy_speed:.2f} | {versus} |")
     for row, tagger in taggers.items():
         for precision in PRECISIONS:
             tagger.precision = precision
             lines.append(f"| training tokens/s, {row}{suffix(precision)} ({size} CoNLL sentences, one epoch) "
-                         f"| {training_tokens_per_second(tagger, train):,.0f} | |")
+                         f"| {training_tokens_per_second(tagger, train):,.0f} | | |")
         tagger.precision = "fp32"
+    runtimes = ["torch fp32", *(f"ONNX {runtime}" for runtime in ONNX_RUNTIMES)]
+    lines += ["", f"| CoNLL-2003 test entity F1 (conlleval, {len(evaluated)} sentences) | {' | '.join(runtimes)} "
+              "| int8 − torch fp32 |", "|---|" + "---|" * (len(runtimes) + 1)]
+    for row, scores in f1.items():
+        lines.append(f"| {row} | {' | '.join(f'{100 * scores[r]:.2f}' for r in runtimes)} "
+                     f"| {100 * (scores['ONNX int8'] - scores['torch fp32']) + 0.0:+.2f} |")
+    lines += onnx_goal_lines(speeds, f1)
     lines += ["", "| collected from the other benchmarks | mean | max | goal |", "|---|---|---|---|"]
     for name, values in collected().items():
         goal = GOALS["memory"] if "RSS" in name else GOALS["adapt"] if "adapt time" in name else ""
         lines.append(f"| {name} | {statistics.mean(values):,.2f} | {max(values):,.2f} | {goal} |")
     body = "\n".join(lines)
-    publish("speed", body, {"inference_words_per_second": speeds}, args.quick)
+    publish("speed", body, {"inference_words_per_second": speeds, "test_f1": f1}, args.quick)
     print(body)
 
 

@@ -111,7 +111,7 @@ def _mapping_fields(tagger: Tagger) -> dict[str, Any]:
     return {"inner_head": type(tagger.head.inner).__name__, "mapping_source_labels": tagger.head.source_labels}
 
 
-def _config(tagger: Tagger, weights_sha256: str) -> dict[str, Any]:
+def bundle_config(tagger: Tagger, weights_sha256: str) -> dict[str, Any]:
     tagshift = {
         "format_version": FORMAT_VERSION,
         "version": __version__,
@@ -144,7 +144,7 @@ def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[st
     that the bundle does not write (training log, curves) are kept."""
     def write(tmp: Path) -> None:
         save_file(weights_to_save(tagger), tmp / WEIGHTS, metadata={"format": "pt"})
-        config = _config(tagger, file_sha256(tmp / WEIGHTS))
+        config = bundle_config(tagger, file_sha256(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / LINEAGE).write_text(json.dumps(tagger.lineage, indent=2) + "\n", encoding="utf-8")
         tagger.backend.save_files(tagger.encoder, tmp)
@@ -503,6 +503,9 @@ def load_bundle(path: str | Path) -> Tagger:
     fields = read_config(path)
     weights_file = path / WEIGHTS
     if not weights_file.is_file():
+        if (path / "onnx.json").is_file():
+            raise BundleError(f"{path}: an ONNX export, not a bundle: tag with 'tagshift predict --runtime onnx', or "
+                              "load it with tagshift.export.onnx.load_onnx")
         raise BundleError(f"{path}: no {WEIGHTS}; the bundle is incomplete")
     if fields.get("weights_sha256") and file_sha256(weights_file) != fields["weights_sha256"]:
         raise BundleError(
@@ -562,7 +565,7 @@ def model_record(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
     if not is_hf_source(path):
         return read_config(path), read_lineage(path)
     tagger = import_hf(path)
-    return _config(tagger, tagger.lineage[0]["weights_sha256"])["tagshift"], tagger.lineage
+    return bundle_config(tagger, tagger.lineage[0]["weights_sha256"])["tagshift"], tagger.lineage
 
 
 def describe_bundle(path: str | Path, fields: dict[str, Any], lineage: list[dict[str, Any]]) -> str:
