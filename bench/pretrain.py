@@ -82,8 +82,9 @@ def finetune_one(domain: str, variant: str, seed: int, quick: bool, folder: Path
     return {**record, "kind": "finetune", "variant": variant}
 
 
-def variants_of(domain: str) -> tuple[str, ...]:
-    return VARIANTS if domain in RAW else VARIANTS[:1]
+def variants_of(domain: str, quick: bool = False) -> tuple[str, ...]:
+    """--quick: the task text only (the raw text's variant runs the same code on more text)."""
+    return VARIANTS if domain in RAW and not quick else VARIANTS[:1]
 
 
 def table(results: list[dict], domains: tuple[str, ...], min_seeds: int) -> str:
@@ -145,7 +146,7 @@ def main() -> None:
         return [r for r in runs if not (records(name) / f"{filename(*r)}.json").is_file()]
 
     # the encoders first (a run each, so two can pretrain at once), then the fine-tuning on them
-    pairs = [(d, v) for d in args.domains for v in variants_of(d)]
+    pairs = [(d, v) for d in args.domains for v in variants_of(d, args.quick)]
     run_children(__file__, missing([[d, v, "pretrain"] for d, v in pairs]), args)
     run_children(__file__, missing([[d, v, str(s)] for s in args.seeds for d, v in pairs]), args)
     body = table(load_records(name, "*.json"), tuple(args.domains), 1 if args.quick else 3)
