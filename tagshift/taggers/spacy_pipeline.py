@@ -78,32 +78,9 @@ class SpacyPipeline:
             tagged.append(Tagged([t.text for t in doc], tags, [Entity(s.start, s.end, s.label, None) for s in spans]))
         return tagged
 
-    def raw_sentences(self, path: Path) -> list[list[str]]:
-        """Raw text (a document per line) as sentences of tokens: the pipeline's own tokenizer,
-        then spaCy's rule-based sentencizer (the pipeline's parser is not loaded to tag)."""
-        from spacy.pipeline import Sentencizer
-
-        split = Sentencizer()
-        sentences = []
-        for text in raw_lines(path):
-            for sentence in split(self.nlp.make_doc(text)).sents:
-                words = [token.text for token in sentence if not token.is_space]
-                if words:
-                    sentences.append(words)
-        return sentences
-
     def predict_corpus(self, corpus: Corpus, batch_size: int = 32, progress: bool = False) -> Corpus:
         tagged = self.predict([s.tokens for s in corpus.sentences], batch_size, progress, confidence=False)
         return corpus.with_sentences([s.with_tags(t.tags) for s, t in zip(corpus.sentences, tagged)])
-
-
-def raw_lines(path: Path) -> list[str]:
-    """The non-blank lines of a raw-text file (a document per line), or a one-line error."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise TagshiftError(f"{path}: cannot read it as UTF-8 text ({getattr(err, 'strerror', None) or err})") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def write_pipeline(nlp: Any, out: Path) -> None:

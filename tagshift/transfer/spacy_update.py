@@ -16,7 +16,8 @@ from typing import Any, Callable
 from tagshift.corpus import Corpus
 from tagshift.lineage import corpus_record, step_record
 from tagshift.metrics import Scores, score_tags
-from tagshift.taggers.spacy_pipeline import SpacyPipeline, raw_lines, write_pipeline
+from tagshift.rawtext import read_raw
+from tagshift.taggers.spacy_pipeline import SpacyPipeline, write_pipeline
 from tagshift.transfer.adapt import annotated_types
 from tagshift.transfer.pseudo import PseudoLabelReport, pseudo_label
 
@@ -43,12 +44,16 @@ def _examples(nlp: Any, corpus: Corpus) -> list[Any]:
 
 
 def _rehearsal(source: SpacyPipeline, path: Path) -> list[Any]:
-    """The source's own entities on raw text (a document per line): examples that keep
-    showing the old types while the new ones are learnt."""
+    """The source's own entities on raw text (read as every raw-text command reads it, a
+    sentence an example): examples that keep showing the old types while the new ones are
+    learnt."""
+    from spacy.tokens import Doc
     from spacy.training import Example
 
     nlp = source.nlp
-    return [Example(nlp.make_doc(doc.text), doc) for doc in nlp.pipe(raw_lines(path), disable=source.unneeded)]
+    words = [sentence.tokens for _, sentence in read_raw(path)]
+    docs = nlp.pipe((Doc(nlp.vocab, words=w) for w in words), disable=source.unneeded)
+    return [Example(Doc(nlp.vocab, words=w), doc) for w, doc in zip(words, docs)]
 
 
 def update_pipeline(

@@ -16,6 +16,7 @@ from tagshift.corpus import Corpus, Sentence
 from tagshift.labelmap import LabelMap
 from tagshift.lineage import content_sha256, corpus_record
 from tagshift.taggers.backends import Backend
+from tagshift.rawtext import read_raw
 from tagshift.taggers.spacy_pipeline import SpacyPipeline
 from tagshift.taggers.tagger import Tagger
 from tagshift.transfer.adapt import annotated_types, dev_types
@@ -84,7 +85,7 @@ def prepare_taught(
                                   plan.scheme)
     rehearsal, rehearsed = None, 0
     if rehearse is not None:
-        words = teacher.raw_sentences(rehearse)
+        words = [sentence.tokens for _, sentence in read_raw(rehearse)]
         blank = Corpus([Sentence(w, ["O"] * len(w)) for w in words], str(rehearse))
         # every type the plan keeps, as the teacher tags it (the new types are O there)
         tagged, rehearsal = pseudo_label(blank, teacher.predict(words, 64, progress), dict(plan.target_of), 0.0,
