@@ -262,3 +262,22 @@ def test_bad_input_is_one_line_that_says_what_to_do(cli, bilstm_export, tmp_path
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     assert "'onnx' extra" in one_line_error(cli("predict", bilstm_export, corpus, "--runtime", "onnx"))
     assert "'onnx' extra" in one_line_error(cli("export", FIXTURE, "--format", "onnx", "--out", tmp_path / "x"))
+
+
+def test_serve_runtime_onnx_answers_what_the_torch_model_answers(bilstm_export):
+    """`tagshift serve EXPORT --runtime onnx` loads the export as predict does; its /predict
+    equals the torch bundle's."""
+    pytest.importorskip("fastapi", reason="serve is the 'serve' extra")
+    from fastapi.testclient import TestClient
+
+    from tagshift.cli.options import Runtime, load_for_prediction
+    from tagshift.serve.app import create_app
+
+    body = {"texts": ["Angela Merkel met Emmanuel Macron in Paris.", "Shares of Siemens rose in Frankfurt."]}
+    answers = []
+    for model, runtime in ((bilstm_export, Runtime.onnx), (FIXTURE, Runtime.torch)):
+        client = TestClient(create_app(load_for_prediction(model, runtime, "cpu", "fp32"), source=model))
+        response = client.post("/predict", json=body)
+        assert response.status_code == 200, response.text
+        answers.append([[(s["start"], s["end"], s["label"]) for s in r["spans"]] for r in response.json()["results"]])
+    assert answers[0] == answers[1]

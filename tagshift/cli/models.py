@@ -13,12 +13,12 @@ from tagshift.atomic import check_writable, write_text_atomic
 from tagshift.bundle import bundle_size, describe_bundle, load, load_source, model_record
 from tagshift.convert import relabel
 from tagshift.labelmap import LabelMap
-from tagshift.taggers.onnx_runtime import is_onnx_export, load_onnx
 from tagshift.taggers.spacy_pipeline import is_spacy_source
 from tagshift.taggers.hf import HUB
 from tagshift.charts import plot_comparison
 from tagshift.cli.options import (
-    DEVICE, PREDICT_PRECISION, Format, Mode, Precision, SchemeName, app, command_line, read_options, user_errors,
+    DEVICE, PREDICT_PRECISION, RUNTIME, Format, Mode, Precision, Runtime, SchemeName, app, command_line,
+    load_for_prediction, read_options, user_errors,
 )
 from tagshift.corpus import output_format
 from tagshift.errors import TagshiftError
@@ -158,11 +158,6 @@ class InputFormat(str, Enum):
     text = "text"
 
 
-class Runtime(str, Enum):
-    torch = "torch"
-    onnx = "onnx"
-
-
 @app.command()
 @read_options("token_col", "max_tokens", "encoding")
 def predict(
@@ -176,7 +171,7 @@ def predict(
     precision: Precision = PREDICT_PRECISION,
     device: str = DEVICE,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    runtime: Runtime = typer.Option(Runtime.torch, "--runtime", help="torch: the model in torch; onnx: MODEL is a directory 'tagshift export --format onnx' wrote, run by onnxruntime on the CPU."),
+    runtime: Runtime = RUNTIME,
     read: ReadOptions = ReadOptions(),
 ) -> None:
     """Tag a corpus or raw text with a trained model.
@@ -186,12 +181,7 @@ def predict(
     with user_errors():
         if out is not None:
             check_writable(out)  # before the tagging, not after it
-        if runtime is Runtime.torch and is_onnx_export(model):
-            raise TagshiftError(f"{model} is an ONNX export: tag it with --runtime onnx")
-        if runtime is Runtime.onnx:
-            tagger = load_onnx(model, device, precision.value)
-        else:
-            tagger = load_source(model, device, precision.value)
+        tagger = load_for_prediction(model, runtime, device, precision.value)
         options: dict[str, object] = {"max_tokens": read.max_tokens, "encoding": read.encoding}
         if read.token_col is not None:
             options["token_col"] = read.token_col

@@ -9,6 +9,7 @@ import shlex
 import sys
 from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import typer
@@ -103,3 +104,22 @@ PREDICT_PRECISION = typer.Option(Precision("fp32"), "--precision", help=PRECISIO
 DEVICE = typer.Option("cpu", "--device", help="Where the network runs: cpu, cuda, cuda:N (a GPU) or mps (Apple). Models save and load the same on any device.")
 
 
+class Runtime(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
+RUNTIME = typer.Option(Runtime.torch, "--runtime", help="torch: the model in torch; onnx: MODEL is a directory 'tagshift export --format onnx' wrote, run by onnxruntime on the CPU.")
+
+
+def load_for_prediction(model: str | Path, runtime: Runtime, device: str, precision: str) -> Any:
+    """What predict and serve tag with: the model in torch (a bundle, an HF classifier, a spaCy
+    pipeline), or an ONNX export run by onnxruntime."""
+    from tagshift.bundle import load_source
+    from tagshift.taggers.onnx_runtime import is_onnx_export, load_onnx
+
+    if runtime is Runtime.torch and is_onnx_export(model):
+        raise TagshiftError(f"{model} is an ONNX export: tag it with --runtime onnx")
+    if runtime is Runtime.onnx:
+        return load_onnx(model, device, precision)
+    return load_source(model, device, precision)

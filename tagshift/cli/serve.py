@@ -11,8 +11,9 @@ from typing import Any
 
 import typer
 
-from tagshift.bundle import load_source
-from tagshift.cli.options import DEVICE, PREDICT_PRECISION, Precision, app, user_errors
+from tagshift.cli.options import (
+    DEVICE, PREDICT_PRECISION, RUNTIME, Precision, Runtime, app, load_for_prediction, user_errors,
+)
 from tagshift.errors import TagshiftError
 from tagshift.serve.tagging import Limits
 
@@ -53,6 +54,7 @@ def serve(
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
     precision: Precision = PREDICT_PRECISION,
     device: str = DEVICE,
+    runtime: Runtime = RUNTIME,
 ) -> None:
     """Serve a model over HTTP: POST /predict (JSON), GET /health, GET /info, the entity viewer at /
     and the API's documentation at /docs. Requests are tagged one at a time.
@@ -63,7 +65,7 @@ def serve(
         create_app, uvicorn = _import_server()
         limits = Limits(max_body_bytes, max_texts, max_tokens)
         check_address(host, port)
-        tagger = load_source(model, device, precision.value)
+        tagger = load_for_prediction(model, runtime, device, precision.value)
         application = create_app(tagger, limits, source=model, batch_size=batch_size)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"serving {model} ({tagger.describe()}) on http://{shown}:{port}/ (the viewer; API docs at /docs); "
