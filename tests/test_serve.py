@@ -245,6 +245,14 @@ def test_health_and_info_say_what_tagshift_info_says(client, cli):
     assert {"/predict", "/health", "/info"} <= set(client.get("/openapi.json").json()["paths"])
 
 
+def test_the_api_docs_load_swagger_ui_from_the_server_not_a_cdn(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert not re.search(r"https?://", page.text), "the docs page names another host"
+    scripts = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+    assert scripts and all(client.get(url).status_code == 200 for url in scripts)
+
+
 def test_the_viewer_is_one_page_that_loads_nothing_from_elsewhere(client):
     response = client.get("/")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")

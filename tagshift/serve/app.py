@@ -49,7 +49,9 @@ def create_app(model: Tagger | SpacyPipeline, limits: Limits | None = None, sour
         version=__version__,
         summary="Named entities in text, from one tagshift model (or spaCy pipeline, or imported classifier).",
         description="POST /predict tags texts; GET / is the entity viewer. See docs/serve.md.",
+        docs_url=None,  # FastAPI's /docs page loads Swagger UI from a CDN: served from the package instead
     )
+    _add_api_docs(app)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     _add_error_handlers(app)
     viewer = files("tagshift.serve").joinpath("static", "viewer.html").read_text(encoding="utf-8")
@@ -210,3 +212,22 @@ def _json_type(value: Any) -> str:
             return name
     return "not an object"
 
+
+def _add_api_docs(app: FastAPI) -> None:
+    """The API's documentation at /docs, Swagger UI's script and style served from the
+    fastapi-offline package (the 'serve' extra), so that it shows with no network."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    try:
+        assets = files("fastapi_offline").joinpath("static")
+    except ModuleNotFoundError:
+        return  # /openapi.json stays; /docs answers 404
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="tagshift API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon.png")
