@@ -16,7 +16,7 @@ weights live in the graph.
 An export directory holds `model.onnx`, `onnx.json` (what the export is: the graph's sha256,
 its inputs, whether it is int8), the bundle's `config.json`, `lineage.json` (with an `export`
 step) and encoder files (`vocab.json`, or the tokenizer's), and `decode.safetensors` (the
-head's decoding weights: a CRF's transitions; empty for a softmax head). No pickle.
+head's decoding weights: a CRF's transitions; empty for a softmax head): safetensors and JSON only.
 """
 
 from __future__ import annotations
