@@ -21,6 +21,16 @@ DATA = REPO / "data"
 SHARED_DATA = Path(os.environ.get("TAGSHIFT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs on two processes (pytest-xdist, --dist loadgroup). A file's tests stay
+    together, so its module-scoped models train once; a test marked with its own group (each
+    bench script's check) goes wherever a process is free."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """../shared/data, or a skip that says why."""

@@ -11,8 +11,12 @@ import pytest
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("script", ["conll.py", "paper_tasks.py", "ablations.py", "incremental.py", "crossner.py", "mit_movie.py", "speed.py",
-                                    "spacy_new_types.py", "bootstrap.py", "pretrain.py", "serve.py"])
+SCRIPTS = ["conll.py", "paper_tasks.py", "ablations.py", "incremental.py", "crossner.py", "mit_movie.py", "speed.py",
+           "spacy_new_types.py", "bootstrap.py", "pretrain.py", "serve.py"]
+
+
+# each script a group of its own: the checks are the suite's longest, spread over the processes
+@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.xdist_group(s)) for s in SCRIPTS])
 def test_quick_mode_runs_and_writes_its_table(script, shared_data):
     name = script.removesuffix(".py")
     result = subprocess.run(
