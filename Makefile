@@ -19,7 +19,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo/run.sh
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests tagshift
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests tagshift
 
 clean:
 	rm -rf $(VENV) demo/out

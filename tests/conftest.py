@@ -21,14 +21,25 @@ DATA = REPO / "data"
 SHARED_DATA = Path(os.environ.get("TAGSHIFT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs on two processes (pytest-xdist, --dist loadgroup). A file's tests stay
-    together, so its module-scoped models train once; a test marked with its own group (each
-    bench script's check) goes wherever a process is free."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+# Each bench script's --quick check, the suite's longest tests, runs wherever a process is free.
+SPREAD = ("tests/test_bench.py::test_quick_mode_runs_and_writes_its_table",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test` runs on two processes (pytest-xdist, --dist loadfile). A file's tests stay on
+    one, so its module-scoped models train once, except the tests named in SPREAD, which go one
+    by one. (--dist loadgroup would say this with marks, but it ignores them under pytest 9.2:
+    pytest-xdist issue 1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndSpread(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if nodeid.startswith(SPREAD) else super()._split_scope(nodeid)
+
+    return FilesAndSpread(config, log)
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ SCRIPTS = ["conll.py", "paper_tasks.py", "ablations.py", "incremental.py", "cros
            "spacy_new_types.py", "bootstrap.py", "pretrain.py", "serve.py"]
 
 
-# each script a group of its own: the checks are the suite's longest, spread over the processes
-@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.xdist_group(s)) for s in SCRIPTS])
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_quick_mode_runs_and_writes_its_table(script, shared_data):
     name = script.removesuffix(".py")
     result = subprocess.run(
