@@ -21,16 +21,28 @@ DATA = REPO / "data"
 SHARED_DATA = Path(os.environ.get("TAGSHIFT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-# Each bench script's --quick check, the suite's longest tests, runs wherever a process is free.
+# The files over a minute each (make test --durations), started first so that none is left
+# running alone at the end; then each bench script's --quick check, one by one wherever a
+# process is free; then the rest, in collection order.
+FIRST = ("tests/test_transfer_conll.py", "tests/test_bundle_training.py", "tests/test_hf_import.py")
 SPREAD = ("tests/test_bench.py::test_quick_mode_runs_and_writes_its_table",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the run as FIRST says (a stable sort: every process collects the same order)."""
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return 0 if path in FIRST else 1 if item.nodeid.startswith(SPREAD) else 2
+
+    items.sort(key=rank)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`make test` runs on two processes (pytest-xdist, --dist loadfile). A file's tests stay on
     one, so its module-scoped models train once, except the tests named in SPREAD, which go one
-    by one. (--dist loadgroup would say this with marks, but it ignores them under pytest 9.2:
-    pytest-xdist issue 1386.)"""
+    by one, in collection order. (--dist loadgroup would say this with marks, but ignores them
+    under pytest 9.2: pytest-xdist issue 1386.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -39,6 +51,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
         def _split_scope(self, nodeid: str) -> str:
             return nodeid if nodeid.startswith(SPREAD) else super()._split_scope(nodeid)
 
+    config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems chose
     return FilesAndSpread(config, log)
 
 
