@@ -50,3 +50,20 @@ def test_ran_on_names_the_seeds_of_a_backend_split_across_machines():
             + [{"backend": "transformer", "seed": s, "machine": "CPU"} for s in (1, 2)])
     assert ran_on(runs, "backend") == "Ran on: bilstm-crf, transformer (seeds 1, 2): CPU; transformer (seed 0): GPU."
     assert ran_on(runs[:3], "backend") == "Ran on: bilstm-crf: CPU."
+
+
+def test_the_greedy_split_gives_each_sentence_to_its_rarest_type_with_room():
+    """CFNER's greedy sampling, as bench/incremental.py's published protocol splits eng.train:
+    parts of equal quota, disjoint; a sentence goes to its rarest type's part while it has
+    room, else (or with no entities) to a random part with room; past every quota, dropped."""
+    from bench.incremental import greedy_split
+
+    per, loc, misc, none = ["B-PER"], ["B-LOC"], ["B-MISC"], ["O"]
+    # entity counts: PER 4, LOC 3, MISC 2 -> a PER+MISC sentence goes to MISC first
+    tags = [per, per, ["B-PER", "O", "B-MISC"], loc, loc, ["B-LOC", "B-PER"], misc, none, none, none]
+    parts = greedy_split(tags, ["LOC", "MISC", "PER"])
+    assert [len(p) for p in parts] == [3, 3, 3]  # quota 10 // 3; one sentence past them all is dropped
+    loc_part, misc_part, per_part = (set(p) for p in parts)
+    assert not (loc_part & misc_part or loc_part & per_part or misc_part & per_part)
+    assert {0, 1} <= per_part and 2 in misc_part and {3, 4, 5} == loc_part and 6 in misc_part
+    assert greedy_split(tags, ["LOC", "MISC", "PER"]) == parts  # seeded: the same split each time
