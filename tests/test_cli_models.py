@@ -625,3 +625,15 @@ def test_threads_option_sets_torchs_threads(cli, tmp_path):
         assert cli("--threads", "0", "stats", DATA / "wikigold" / "wikigold.slice.conll").exit_code == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_max_minutes_ends_training_once_spent_and_keeps_a_model(cli, splits, tmp_path):
+    """--max-minutes: a budget the first optimiser step spends (no timing assumed) ends epoch 1
+    there; it is scored, logged as cut short and saved, and the 5 epochs asked for are not run."""
+    out = tmp_path / "m"
+    result = train(cli, splits.train, "bilstm-crf", out, "--dev", splits.dev, "--epochs", "5", "--max-minutes", "1e-9")
+    assert result.exit_code == 0, result.stderr
+    log = jsonl((out / "train_log.jsonl").read_text())
+    assert len(log) == 1 and log[0]["steps"] == 1 and log[0]["batches"].endswith("(out of time)") and "dev_f1" in log[0]
+    assert (out / "model.safetensors").is_file()
+    assert json.loads((out / "lineage.json").read_text())[-1]["options"]["max_minutes"] == 1e-9

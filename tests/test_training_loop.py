@@ -110,3 +110,38 @@ def test_early_stopping_ends_a_run_that_stopped_improving():
     run = train(LeastSquares(dev_noise=1.0), options)
     assert run.stopped_early and run.state.epoch < 30
     assert run.state.bad_epochs >= 1 and isinstance(run.state, LoopState)
+
+
+def test_a_time_budget_ends_the_epoch_under_way_scores_it_and_stops(tmp_path):
+    """max_minutes: once spent, the epoch in progress ends after its next optimiser step and is
+    scored as the last; a resumed run whose budget was spent trains no more. (A budget of a
+    nanosecond is spent by the first step on any machine: no timing is assumed.)"""
+    options = TrainConfig(epochs=6, batch_size=8, lr=0.05, clip=0.0, seed=1, max_minutes=1e-9)
+    fingerprint = {"options": json.loads(json.dumps(options.__dict__))}
+    objective = LeastSquares()
+    run = train(objective, options, Checkpoint(tmp_path / "checkpoint", fingerprint))
+    assert run.out_of_time and not run.stopped_early
+    assert [h["epoch"] for h in run.state.history] == [1]
+    assert run.state.history[0]["steps"] == 1 and run.state.history[0]["batches"] == "1 of 8 (out of time)"
+    assert "dev_error" in run.state.history[0]  # scored like any epoch
+    weights = objective.network.weight.clone()
+    resumed = LeastSquares(seed=0)
+    again = train(resumed, options, Checkpoint(tmp_path / "checkpoint", fingerprint), resume=True)
+    assert again.out_of_time and [h["epoch"] for h in again.state.history] == [1]
+    assert torch.equal(resumed.network.weight, weights)
+    run = train(LeastSquares(), TrainConfig(epochs=2, batch_size=8, lr=0.05, clip=0.0, seed=1, max_minutes=60))
+    assert not run.out_of_time and len(run.state.history) == 2  # an hour is not spent by this
+
+
+def test_a_run_out_of_time_resumes_with_a_larger_budget(tmp_path):
+    """The budget is the one option a resumed run may change: given more time, it trains on to
+    the epochs asked for."""
+    spent = TrainConfig(epochs=3, batch_size=8, lr=0.05, clip=0.0, seed=1, max_minutes=1e-9)
+    more = TrainConfig(epochs=3, batch_size=8, lr=0.05, clip=0.0, seed=1, max_minutes=60)
+
+    def fingerprint(options: TrainConfig) -> dict:
+        return {"options": json.loads(json.dumps(options.__dict__))}
+
+    train(LeastSquares(), spent, Checkpoint(tmp_path / "checkpoint", fingerprint(spent)))
+    run = train(LeastSquares(), more, Checkpoint(tmp_path / "checkpoint", fingerprint(more)), resume=True)
+    assert not run.out_of_time and [h["epoch"] for h in run.state.history] == [1, 2, 3]

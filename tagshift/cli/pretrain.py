@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from tagshift.cli.options import (
-    DEVICE, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, app, command_line, user_errors,
+    DEVICE, MAX_MINUTES, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, app, command_line, user_errors,
 )
 from tagshift.cli.raw import RAW_HELP
 from tagshift.taggers.backends import TRANSFORMER
@@ -34,6 +34,7 @@ def pretrain(
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Learning rate of the masked-LM head (default: --lr); a new head may want a higher one."),
     freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs that train only the masked-LM head before the encoder joins in (for a new head)."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
+    max_minutes: Optional[float] = MAX_MINUTES,
     device: str = DEVICE,
     seed: Optional[int] = SEED,
     resume: bool = RESUME,
@@ -49,7 +50,8 @@ def pretrain(
     with user_errors():
         masking = MaskingConfig(mlm_probability, whole_word, max_length, held_out)
         training = {"epochs": epochs, "lr": lr, "head_lr": head_lr, "freeze_epochs": freeze_epochs,
-                    "batch_size": batch_size, "seed": seed}
+                    "batch_size": batch_size, "seed": seed,
+                    "max_minutes": max_minutes}
         result = run_pretrain(text, out, model, encoder, training, masking, resume, overwrite, progress,
                               command_line(), device, report=lambda line: typer.echo(line, err=True))
         held = result.held_out

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from tagshift.cli.options import (
-    DEVICE, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, BackendName, Precision,
+    DEVICE, MAX_MINUTES, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, BackendName, Precision,
     SchemeName, app, command_line, read_options, user_errors,
 )
 from tagshift.errors import TagshiftError
@@ -40,6 +40,7 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
+    max_minutes: Optional[float] = MAX_MINUTES,
     precision: Optional[Precision] = TRAIN_PRECISION,
     device: str = DEVICE,
     seed: Optional[int] = SEED,
@@ -57,7 +58,7 @@ def train(
         model = {"encoder": encoder, "vectors": vectors, "freeze_vectors": freeze_vectors, "head": head}
         if backend is not None:
             _check_model_options(backend.value, model)
-        training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+        training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "max_minutes": max_minutes}
         job = make_job(
             config,
             backend=backend.value if backend else None,
@@ -141,6 +142,7 @@ def adapt(
     freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs that train only the head (and CRF) before the encoder joins."),
     unfreeze: Optional[Unfreeze] = typer.Option(None, "--unfreeze", help="After the frozen epochs: all layers at once, or gradual (top layers first)."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
+    max_minutes: Optional[float] = MAX_MINUTES,
     precision: Optional[Precision] = TRAIN_PRECISION,
     device: str = DEVICE,
     seed: Optional[int] = SEED,
@@ -169,7 +171,7 @@ def adapt(
                    "backend": adapt_backend.value if adapt_backend else None},
             training={"epochs": epochs, "lr": rate, "head_lr": rate, "encoder_lr": encoder_lr,
                       "freeze_epochs": freeze_epochs,
-                      "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed},
+                      "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed, "max_minutes": max_minutes},
             precision=precision.value if precision else None,
         )
         prepared, result = run_adapt(

@@ -41,13 +41,17 @@ class TrainConfig:
     encoder_lr: float | None = None  # the encoder's; None: lr
     freeze_epochs: int = 0  # epochs that train only the head before the encoder joins in
     unfreeze: Literal["all", "gradual"] = "all"  # after them: every layer at once, or top layers first
+    # a time budget (0: none): once training has run this long, the epoch under way ends after
+    # its next optimiser step, is scored like any other, and is the last
+    max_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         try:
             check_fields(
                 self,
                 positive=("batch_size", "lr", "accumulate", "eval_batch_size", "head_lr", "encoder_lr"),
-                non_negative=("epochs", "momentum", "weight_decay", "clip", "patience", "min_steps", "freeze_epochs"),
+                non_negative=("epochs", "momentum", "weight_decay", "clip", "patience", "min_steps", "freeze_epochs",
+                              "max_minutes"),
             )
         except ValueError as err:
             raise TagshiftError(f"training option {err}") from None

@@ -15,6 +15,7 @@ optimiser state and the loop state: everything else is recomputed.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,6 +99,7 @@ class Run:
     state: LoopState
     best_weights: dict[str, Tensor]
     stopped_early: bool = False
+    out_of_time: bool = False  # the time budget (TrainConfig.max_minutes) ended the run
 
     @classmethod
     def start(cls, network: nn.Module, optimizer: torch.optim.Optimizer) -> Run:
@@ -141,8 +143,10 @@ def epochs(
     """Train epoch after epoch, from the one after `run.state.epoch`, and yield each epoch's
     log record once its weights, scores and `run` are up to date. Stops early where
     `stopping` says so (checked before each epoch, so a resumed run stops where the
-    uninterrupted one would)."""
+    uninterrupted one would), and where the time budget runs out: mid-epoch, after an
+    optimiser step, that epoch is scored and is the last."""
     optimizer, state = run.optimizer, run.state
+    budget = 60 * options.max_minutes or math.inf
     steps_per_epoch = epoch_steps(examples, options)
     total_steps = steps_per_epoch * options.epochs
     # the rates the schedule scales: kept in the param groups (as torch's schedulers keep them),
@@ -153,6 +157,9 @@ def epochs(
         steps_done = (epoch - 1) * steps_per_epoch
         if stopping is not None and stopping.done(state, steps_done):
             run.stopped_early = True
+            return
+        if state.seconds >= budget:  # (a resumed run whose budget was spent)
+            run.out_of_time = True
             return
         epoch_seed = options.seed * 100_003 + epoch
         torch.manual_seed(epoch_seed)
@@ -176,13 +183,18 @@ def epochs(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 optimizer_step += 1
+                if time.perf_counter() - started >= budget:
+                    run.out_of_time = True
+                    break
             bar.set_postfix(loss=f"{total_loss / number:.3f}", refresh=False)
         if not all(bool(torch.isfinite(p).all()) for p in objective.network.parameters()):
             # the last step's update overflowed: nothing of this epoch is saved
             raise Diverged(f"the weights turned non-finite in epoch {epoch} (optimiser step {optimizer_step}): "
                            "training diverged; lower the learning rate")
-        record: dict[str, Any] = {"epoch": epoch, "steps": optimizer_step, "train_loss": total_loss / len(batches),
+        record: dict[str, Any] = {"epoch": epoch, "steps": optimizer_step, "train_loss": total_loss / number,
                                   "lr": optimizer.param_groups[-1]["lr"]}
+        if run.out_of_time:
+            record["batches"] = f"{number} of {len(batches)} (out of time)"
         scoring_started = time.perf_counter()
         evaluation = objective.evaluate()
         record["dev_seconds"] = round(time.perf_counter() - scoring_started, 2)  # where the epoch's time went
@@ -205,6 +217,8 @@ def epochs(
             dev_text = f", dev F1 {100 * record['dev_f1']:.2f}" if "dev_f1" in record else ""
             bar.write(f"epoch {epoch}: loss {record['train_loss']:.4f}{dev_text}{' (best)' if improved else ''}")
         yield record
+        if run.out_of_time:
+            return
 
 
 # --- consumers ----------------------------------------------------------------------------
@@ -237,9 +251,10 @@ class Checkpoint:
         if not (self.path / STATE).is_file():
             raise TagshiftError(f"{self.path}: no checkpoint to resume from; start without --resume")
         trainer = read_trainer_state(self.path / STATE)
-        if trainer["fingerprint"] != self.fingerprint:
+        before, now = comparable(trainer["fingerprint"]), comparable(self.fingerprint)
+        if before != now:
             raise TagshiftError(
-                f"{self.path}: the checkpoint was made with other {'; '.join(changes(trainer['fingerprint'], self.fingerprint))}; "
+                f"{self.path}: the checkpoint was made with other {'; '.join(changes(before, now))}; "
                 "resume with the same data and options, or start afresh without --resume"
             )
         objective.restore(self.path)
@@ -254,6 +269,16 @@ class Checkpoint:
 
 FINGERPRINT_PARTS = {"train": "training data", "dev": "dev data", "options": "training options",
                      "precision": "precision", "step": "adapt step"}
+
+
+# options a resumed run may change: a run out of time resumes with a larger budget
+RESUMABLE_WITH_ANOTHER = ("max_minutes",)
+
+
+def comparable(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The part of a fingerprint a resumed run must match."""
+    options = {k: v for k, v in fingerprint.get("options", {}).items() if k not in RESUMABLE_WITH_ANOTHER}
+    return {**fingerprint, "options": options} if "options" in fingerprint else fingerprint
 
 
 def changes(before: Any, now: Any, path: tuple[str, ...] = ()) -> list[str]:
