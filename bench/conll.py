@@ -59,17 +59,19 @@ def corpora(quick: bool):
     return splits["train"], splits["testa"], splits["testb"]
 
 
-def run_one(row: str, seed: int, quick: bool, folder: Path, device: str = "cpu") -> dict:
-    """Train one model of a recipe (resuming a checkpoint if there is one) and score it."""
+def run_one(row: str, seed: int, quick: bool, folder: Path, device: str = "cpu", overrides: dict | None = None,
+            out: Path | None = None) -> dict:
+    """Train one model of a recipe (resuming a checkpoint if there is one) and score it;
+    `overrides` change training options (bench/spacy_conll.py: a time budget), `out` the folder."""
     from tagshift.bundle import CONFIG, load_bundle
     from tagshift.training import CHECKPOINT, TrainConfig, evaluate_tagger, fit
 
     train, dev, test = corpora(quick)
     recipe = RECIPES[row]
     backend = recipe["backend"]
-    training = {**recipe["training"], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
+    training = {**recipe["training"], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {}), **(overrides or {})}
     options = TrainConfig.for_backend(backend, **training)
-    out = folder / f"{row}-seed{seed}"
+    out = out or folder / f"{row}-seed{seed}"
     resume = (out / CHECKPOINT / CONFIG).is_file()
     if resume:
         tagger = load_bundle(out / CHECKPOINT).to(device)

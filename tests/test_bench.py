@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 
 SCRIPTS = ["conll.py", "paper_tasks.py", "ablations.py", "incremental.py", "crossner.py", "mit_movie.py", "speed.py",
-           "spacy_new_types.py", "bootstrap.py", "pretrain.py", "serve.py"]
+           "spacy_new_types.py", "bootstrap.py", "pretrain.py", "serve.py", "spacy_conll.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
