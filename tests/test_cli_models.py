@@ -637,3 +637,28 @@ def test_max_minutes_ends_training_once_spent_and_keeps_a_model(cli, splits, tmp
     assert len(log) == 1 and log[0]["steps"] == 1 and log[0]["batches"].endswith("(out of time)") and "dev_f1" in log[0]
     assert (out / "model.safetensors").is_file()
     assert json.loads((out / "lineage.json").read_text())[-1]["options"]["max_minutes"] == 1e-9
+
+
+def test_dev_sample_chooses_the_epoch_on_a_fixed_draw_and_records_the_whole_dev(cli, splits, tmp_path):
+    """--dev-sample N: each epoch is scored on N dev sentences drawn with the seed (the same
+    draw every epoch and every run); the lineage's dev scores are the best epoch's on all of dev."""
+    from tagshift.corpus import read_corpus
+    from tagshift.schemes import chunks
+    from tagshift.training import TrainConfig
+    from tagshift.training.ner import dev_selection
+
+    dev_corpus = read_corpus(splits.dev)
+    options = TrainConfig(dev_sample=5, seed=3)
+    drawn = dev_selection(dev_corpus, options)
+    assert len(drawn) == 5 and drawn.sentences == dev_selection(dev_corpus, options).sentences
+    assert all(s in dev_corpus.sentences for s in drawn.sentences)
+    assert dev_selection(dev_corpus, TrainConfig()) is dev_corpus
+
+    out = tmp_path / "m"
+    result = train(cli, splits.train, "bilstm-crf", out, "--dev", splits.dev, "--epochs", "2", "--dev-sample", "5",
+                   "--seed", "3")
+    assert result.exit_code == 0, result.stderr
+    gold_sample = sum(len(chunks(s.tags)) for s in drawn.sentences)
+    gold_all = sum(len(chunks(s.tags)) for s in dev_corpus.sentences)
+    dev = json.loads((out / "lineage.json").read_text())[-1]["scores"]["dev"]
+    assert gold_sample < gold_all and sum(t["support"] for t in dev["per_type"].values()) == gold_all

@@ -97,6 +97,7 @@ SEED = typer.Option(None, "--seed", help="Random seed: the same seed gives the s
 RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace a model already in --out.")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
+DEV_SAMPLE = typer.Option(None, "--dev-sample", help="Score N dev sentences (a fixed draw from --seed) after each epoch to choose the best; the epoch chosen is then scored on all of dev. Default: all, every epoch.")
 MAX_MINUTES = typer.Option(None, "--max-minutes", help="A time budget: once training has run this long, the epoch under way ends, is scored and is the last (the best epoch is still the one saved).")
 PRECISION_HELP = ("How the network computes: fp32, or bf16 (matrix products in bfloat16; weights stay fp32): "
                   "faster on CPUs with bf16 instructions (AVX512-BF16, AMX; bench/speed.py measures it), slower on others.")

@@ -11,8 +11,8 @@ from typing import Optional
 import typer
 
 from tagshift.cli.options import (
-    DEVICE, MAX_MINUTES, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, BackendName, Precision,
-    SchemeName, app, command_line, read_options, user_errors,
+    DEV_SAMPLE, DEVICE, MAX_MINUTES, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, BackendName,
+    Precision, SchemeName, app, command_line, read_options, user_errors,
 )
 from tagshift.errors import TagshiftError
 from tagshift.jobs import ReadOptions, make_adapt_job, make_job, run_adapt, run_import, run_job
@@ -41,6 +41,7 @@ def train(
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
     max_minutes: Optional[float] = MAX_MINUTES,
+    dev_sample: Optional[int] = DEV_SAMPLE,
     precision: Optional[Precision] = TRAIN_PRECISION,
     device: str = DEVICE,
     seed: Optional[int] = SEED,
@@ -58,7 +59,8 @@ def train(
         model = {"encoder": encoder, "vectors": vectors, "freeze_vectors": freeze_vectors, "head": head}
         if backend is not None:
             _check_model_options(backend.value, model)
-        training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "max_minutes": max_minutes}
+        training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "max_minutes": max_minutes,
+                    "dev_sample": dev_sample}
         job = make_job(
             config,
             backend=backend.value if backend else None,
@@ -143,6 +145,7 @@ def adapt(
     unfreeze: Optional[Unfreeze] = typer.Option(None, "--unfreeze", help="After the frozen epochs: all layers at once, or gradual (top layers first)."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
     max_minutes: Optional[float] = MAX_MINUTES,
+    dev_sample: Optional[int] = DEV_SAMPLE,
     precision: Optional[Precision] = TRAIN_PRECISION,
     device: str = DEVICE,
     seed: Optional[int] = SEED,
@@ -171,7 +174,8 @@ def adapt(
                    "backend": adapt_backend.value if adapt_backend else None},
             training={"epochs": epochs, "lr": rate, "head_lr": rate, "encoder_lr": encoder_lr,
                       "freeze_epochs": freeze_epochs,
-                      "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed, "max_minutes": max_minutes},
+                      "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed,
+                      "max_minutes": max_minutes, "dev_sample": dev_sample},
             precision=precision.value if precision else None,
         )
         prepared, result = run_adapt(

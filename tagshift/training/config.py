@@ -44,6 +44,10 @@ class TrainConfig:
     # a time budget (0: none): once training has run this long, the epoch under way ends after
     # its next optimiser step, is scored like any other, and is the last
     max_minutes: float = 0.0
+    # dev sentences scored after each epoch to choose the best (a fixed draw, from `seed`; 0:
+    # all): a dev set several times the training set's size costs more than the training;
+    # the epoch chosen is then scored on the whole dev set
+    dev_sample: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -51,7 +55,7 @@ class TrainConfig:
                 self,
                 positive=("batch_size", "lr", "accumulate", "eval_batch_size", "head_lr", "encoder_lr"),
                 non_negative=("epochs", "momentum", "weight_decay", "clip", "patience", "min_steps", "freeze_epochs",
-                              "max_minutes"),
+                              "max_minutes", "dev_sample"),
             )
         except ValueError as err:
             raise TagshiftError(f"training option {err}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -114,7 +115,8 @@ class Tagging:
 
     def __init__(self, tagger: Tagger, train: Corpus, dev: Corpus | None, options: TrainConfig,
                  targets: list[Tensor], extra_loss: ExtraLoss | None, dev_types: list[str] | None):
-        self.tagger, self.dev, self.options = tagger, dev, options
+        self.tagger, self.options = tagger, options
+        self.dev = dev_selection(dev, options) if dev is not None else None
         self.network = tagger.network
         self.sentences = [s.tokens for s in train.sentences]
         self.targets, self.extra_loss, self.dev_types = targets, extra_loss, dev_types
@@ -139,9 +141,7 @@ class Tagging:
     def evaluate(self) -> Evaluation | None:
         if self.dev is None:
             return None
-        scores = evaluate_tagger(self.tagger, self.dev, self.options.eval_batch_size)
-        if self.dev_types is not None:
-            scores = scores.restrict(self.dev_types)
+        scores = dev_scores(self.tagger, self.dev, self.options, self.dev_types)
         micro = scores.micro
         return Evaluation(micro.f1, {"dev_f1": micro.f1, "dev_precision": micro.precision,
                                      "dev_recall": micro.recall}, scores.to_json())
@@ -151,6 +151,21 @@ class Tagging:
 
     def restore(self, path: Path) -> None:
         load_weights(self.tagger, read_weights(path / WEIGHTS), str(path / WEIGHTS))
+
+
+def dev_selection(dev: Corpus, options: TrainConfig) -> Corpus:
+    """The dev sentences scored after each epoch: all, or `dev_sample` of them drawn with
+    `seed` (kept in corpus order)."""
+    if not options.dev_sample or options.dev_sample >= len(dev):
+        return dev
+    drawn = sorted(random.Random(options.seed).sample(range(len(dev)), options.dev_sample))
+    return Corpus([dev.sentences[i] for i in drawn], dev.path)
+
+
+def dev_scores(tagger: Tagger, dev: Corpus, options: TrainConfig, dev_types: list[str] | None) -> Scores:
+    """Dev scores over the types dev annotates (all where `dev_types` is None)."""
+    scores = evaluate_tagger(tagger, dev, options.eval_batch_size)
+    return scores.restrict(dev_types) if dev_types is not None else scores
 
 
 def _fingerprint(tagger: Tagger, train: Corpus, dev: Corpus | None, options: TrainConfig,
@@ -224,6 +239,9 @@ def fit(
     tagger.network.eval()
     tagger.fold_head()  # the saved model is a plain head, whatever trained
     best_dev = Scores.from_json(state.best_dev) if state.best_dev is not None else None
+    if best_dev is not None and objective.dev is not dev:  # chosen on a sample: the record is the whole set's
+        best_dev = dev_scores(tagger, dev, options, dev_types)
+        state.best_dev = best_dev.to_json()
     test_scores = evaluate_tagger(tagger, test, options.eval_batch_size) if test is not None else None
     result = TrainResult(state.history, state.best_epoch, best_dev, run.stopped_early, state.seconds, test_scores)
     if out is not None:
