@@ -25,7 +25,7 @@ from tagshift.training import CHECKPOINT, TrainConfig, TrainResult, fit
 from tagshift.training.mlm import (
     MaskingConfig, PretrainResult, encoder_source, piece_limit, pretrain, read_text, tagger_source,
 )
-from tagshift.transfer import Prepared, adapt_config, adapt_training, few_steps_hint, prepare, train_prepared
+from tagshift.transfer import Prepared, adapt_config, adapt_training, few_steps_hint, prepare, scratch, train_prepared
 from tagshift.transfer.spacy_update import SpacyUpdate, update_pipeline
 from tagshift.transfer.teach import Taught, prepare_taught
 
@@ -251,15 +251,31 @@ def check_same_model(job: TrainJob, tagger: Tagger, checkpoint: Path) -> None:
 def run_adapt(
     job: AdaptJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
     device: str = "cpu", read: ReadOptions = ReadOptions(), report: Callable[[str], None] = lambda text: None,
+    compare_scratch: bool = False,
 ) -> tuple[Prepared, TrainResult]:
     """Adapt the job's source to its data: load, read, plan and operate on the head (the plan
     and the training schedule go to `report` before any epoch runs), then train; the adapted
-    bundle ends up in `job.out` and the tagger is `prepared.tagger`."""
+    bundle ends up in `job.out` and the tagger is `prepared.tagger`. With `compare_scratch`,
+    a target-only control trains after it (transfer/scratch.py): the verdict goes to
+    `report` and into the adapt step of the lineage."""
     if job.out.resolve() == job.source.resolve():
         raise TagshiftError(f"--out {job.out} is the source model; adapt writes a new model: choose another directory")
     options = adapt_config(job.adapt)
+    if compare_scratch and job.dev is None:
+        raise TagshiftError("--compare-scratch compares the adapted model with a target-only one on dev: give --dev")
+    if compare_scratch and is_spacy_source(job.source) and options.backend is None:
+        raise TagshiftError("--compare-scratch: a spaCy pipeline updated in place has no tagshift control to train; "
+                            "give --backend to teach a tagshift model, or leave the option out")
     with output_lock(job.out, command or "tagshift adapt"):
-        return _adapt_locked(job, options, resume, overwrite, progress, command, device, read, report)
+        prepared, result = _adapt_locked(job, options, resume, overwrite, progress, command, device, read, report)
+        if compare_scratch:
+            comparison = scratch.compare_scratch(prepared.tagger, read.read(job.train), read.read(job.dev),
+                                                 int(job.training.get("seed") or 0), job.training.get("batch_size"),
+                                                 progress)
+            report(comparison.render())
+            prepared.tagger.lineage[-1]["compare_scratch"] = comparison.to_json()
+            save_bundle(prepared.tagger, job.out)
+        return prepared, result
 
 
 def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, progress: bool, command: str | None,

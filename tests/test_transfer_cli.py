@@ -30,7 +30,7 @@ from tagshift.labelmap import LabelMap
 from tagshift.schemes import SCHEMES, Span, chunks, encode
 from tagshift.taggers.backends import BILSTM_CRF
 from tagshift.taggers.tagger import Tagger
-from tagshift.training import TrainConfig, fit
+from tagshift.training import TrainConfig, evaluate_tagger, fit
 from tagshift.training.loop import Checkpoint
 from tests.conftest import REPO, CliResult
 from tests.test_bundle_training import POLITICS, WIKIGOLD, read_log, tiny_bilstm, write_slice
@@ -861,3 +861,25 @@ def test_a_drop_that_is_not_a_list_is_one_line(source, files, tmp_path):
     config = tmp_path / "adapt.toml"
     config.write_text(f'source = "{source}"\ntrain = "{files["two_train"]}"\nout = "m"\n[adapt]\ndrop = "MISC"\n')
     assert_one_line_error(invoke("adapt", "--config", config), "drop = 'MISC' should be list")
+
+
+def test_compare_scratch_trains_a_target_only_control_and_records_the_verdict(source, files, tmp_path):
+    """--compare-scratch: a model of the same family trained on the target alone is scored
+    beside the adapted one on dev, over the types the data and dev annotate; adapt says which
+    won, and the adapt step of the lineage keeps both scores."""
+    out = tmp_path / "model"
+    result = adapt(source, files["two_train"], out, "--dev", files["two_dev"], "--epochs", "2", "--compare-scratch")
+    record = lineage(out)[-1]["compare_scratch"]
+    assert record["types"] == ["country", "politician"]
+    assert 0.0 <= record["adapted_dev_f1"] <= 1.0 and 0.0 <= record["scratch_dev_f1"] <= 1.0
+    assert record["pays"] == (record["adapted_dev_f1"] >= record["scratch_dev_f1"])
+    assert ("adapting paid" if record["pays"] else "warning: adapting did not pay") in result.stderr
+    dev = read_corpus(files["two_dev"])
+    assert record["adapted_dev_f1"] == evaluate_tagger(tagshift.load(out), dev).restrict(record["types"]).micro.f1
+    assert record["scratch_epochs"] >= 1
+
+
+def test_compare_scratch_without_dev_is_refused_before_any_training(source, files, tmp_path):
+    result = invoke("adapt", source, "--train", files["two_train"], "--out", tmp_path / "m", "--compare-scratch")
+    assert_one_line_error(result, "--compare-scratch", "--dev")
+    assert not (tmp_path / "m").exists()

@@ -123,6 +123,7 @@ def adapt(
     test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with source, train, dev, test, out, map, an [adapt] table (these options) and a [training] table; options given here win."),
     label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
+    compare_scratch: bool = typer.Option(False, "--compare-scratch", help="Also train a model of the same family on the target data alone (train's defaults, the same seed) and say whether adapting beat it on dev; both scores go into the lineage."),
     rehearse: Optional[Path] = typer.Option(None, "--rehearse", help="A spaCy source: raw text the source annotates, rehearsed with the new data so the old types stay (.txt, .jsonl, PDF or a directory, read as docs/raw-text.md says)."),
     labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows (default); map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only."),
     init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
@@ -180,7 +181,7 @@ def adapt(
         )
         prepared, result = run_adapt(
             job, resume=resume, overwrite=overwrite, progress=progress, command=command_line(), device=device,
-            read=read, report=lambda text: typer.echo(text, err=True),
+            read=read, report=lambda text: typer.echo(text, err=True), compare_scratch=compare_scratch,
         )
         spacy_out = not hasattr(prepared, "tagger")  # the spaCy pipeline itself was updated
         what = (f"the spaCy pipeline's ner (new types: {', '.join(prepared.new_types) or 'none'})" if spacy_out
