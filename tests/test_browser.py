@@ -14,11 +14,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -43,10 +40,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.live import CLI, free_port, server
+
 REPO = Path(__file__).resolve().parents[1]
 NEWS = REPO / "demo" / "news.txt"
 MODEL = Path(__file__).parent / "fixtures" / "bilstm-0.1.0"  # types LOC MISC ORG PER
-CLI = "from tagshift.cli import main; main()"
 WAIT = 20  # seconds, for anything the page or a server does
 # Without the background-networking flags Chromium dials out at start, and on a closed
 # network its connections are refused; the user data directory is a fresh one per run.
@@ -86,38 +84,6 @@ def screenshots(tmp_path) -> Path:
 def relative(path: Path) -> str:
     """`path` as the servers (run in the repo) are given it: the pages show it, relative reads better."""
     return str(path.relative_to(REPO))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def server(args: list[str], port: int, ready: str, log: Path) -> Iterator[subprocess.Popen]:
-    """`tagshift ARGS --port PORT` in a subprocess (one torch thread), once GET `ready` answers 200;
-    killed on exit."""
-    with log.open("a") as output:
-        process = subprocess.Popen([sys.executable, "-c", CLI, "--threads", "1", *args, "--port", str(port)],
-                                   stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        deadline = time.monotonic() + 60  # loading the model and tagging the input, on a busy CPU
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"tagshift {args[0]} exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"tagshift {args[0]} did not answer {ready} within 60 s:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}{ready}", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
 
 
 def wait(browser: WebDriver, condition: Callable[[WebDriver], object], what: str) -> object:

@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -22,6 +19,7 @@ from tagshift.bundle import load_source
 from tagshift.rawtext import split_sentences
 from tagshift.schemes import SCHEMES, convert_tags
 from tests.conftest import REPO
+from tests.live import free_port, server
 
 pytest.importorskip("fastapi", reason="tagshift serve needs the 'serve' extra: pip install 'tagshift[serve]'")
 httpx = pytest.importorskip("httpx", reason="the tests talk to the server through httpx")
@@ -378,44 +376,13 @@ def test_what_serve_cannot_do_is_one_line_before_loading(cli, tmp_path):
     assert result.exit_code == 1 and "cannot listen on 127.0.0.1" in result.stderr and "choose another --port" in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """`tagshift serve` in a subprocess on a free port of 127.0.0.1: its base URL, once
-    /health answers (at most 60 s); the server is stopped whatever the tests do."""
+    /health answers; the server is stopped whatever the tests do."""
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    # `-c` rather than `-m tagshift`: the serve module registers itself by being imported
-    command = [sys.executable, "-c", "from tagshift.cli import main, serve; main()",
-               "--threads", "1", "serve", str(MODEL), "--port", str(port)]
-    with log.open("w") as output:
-        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"tagshift serve exited with {server.returncode}:\n{log.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"tagshift serve did not answer /health within 60 s:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with server(["serve", str(MODEL)], port, "/health", tmp_path_factory.mktemp("serve") / "serve.log"):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_the_command_serves_over_a_socket(live, client):
