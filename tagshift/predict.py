@@ -77,15 +77,13 @@ def _confidence(span: Span, result: Tagged) -> float | None:
     return round(min(under), 4)  # type: ignore[type-var]
 
 
-def format_predictions(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: str | None = None) -> str:
-    """Predictions in `fmt`: conll (the input's columns, tags replaced), jsonl (tokens, tags,
-    entities with confidence) or spans (text, character spans with confidence)."""
+def prediction_records(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: str | None = None) -> list[dict[str, Any]]:
+    """A record a sentence in the JSON formats: jsonl (tokens, tags, entities with confidence)
+    or spans (text, character spans with confidence); tags in `scheme` (default: the model's)."""
     tags = [t.tags if scheme is None else convert_tags(t.tags, SCHEMES[scheme]) for t in tagged]
-    predicted = corpus.with_sentences([s.with_tags(t) for s, t in zip(corpus.sentences, tags)])
-    if fmt == "conll":
-        return format_corpus(predicted, "conll")
-    lines = []
-    for sentence, result in zip(predicted.sentences, tagged):
+    records = []
+    for sentence, result, sentence_tags in zip(corpus.sentences, tagged, tags):
+        sentence = sentence.with_tags(sentence_tags)
         entities = [
             {"start": span.start, "end": span.end, "label": span.label, "confidence": _confidence(span, result)}
             for span in chunks(sentence.tags)
@@ -100,5 +98,14 @@ def format_predictions(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: s
             raise CorpusError(f"unknown format '{fmt}'; choose conll, jsonl or spans")
         if sentence.text is not None and sentence.line is not None:
             record["line"] = sentence.line
-        lines.append(json.dumps(record, ensure_ascii=False))
-    return "\n".join(lines) + "\n"
+        records.append(record)
+    return records
+
+
+def format_predictions(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: str | None = None) -> str:
+    """Predictions in `fmt`: conll (the input's columns, tags replaced), or a JSON line a
+    sentence (`prediction_records`)."""
+    if fmt == "conll":
+        tags = [t.tags if scheme is None else convert_tags(t.tags, SCHEMES[scheme]) for t in tagged]
+        return format_corpus(corpus.with_sentences([s.with_tags(t) for s, t in zip(corpus.sentences, tags)]), "conll")
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in prediction_records(corpus, tagged, fmt, scheme))

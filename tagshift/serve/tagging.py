@@ -6,7 +6,6 @@ text, with its tags added."""
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,7 +15,7 @@ from tagshift.bundle import bundle_size, describe_bundle, model_record
 from tagshift.corpus import Corpus, Sentence
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
 from tagshift.errors import TagshiftError, quoted
-from tagshift.predict import format_predictions
+from tagshift.predict import prediction_records
 from tagshift.rawtext import split_sentences
 from tagshift.schemes import SCHEMES, convert_tags
 from tagshift.taggers.spacy_pipeline import SpacyPipeline, is_spacy_source
@@ -145,10 +144,7 @@ class ServedModel:
             with self.lock:
                 tagged = self.model.predict([s.tokens for s in sentences], self.batch_size, progress=False,
                                             confidence=confidence)
-            # one JSON line a sentence; split at "\n" only, not `splitlines`: JSON leaves U+2028,
-            # U+2029 and U+0085 in a token unescaped, and splitlines would cut the line there
-            lines = format_predictions(Corpus(sentences), tagged, "spans", scheme).split("\n")
-            records = [json.loads(line) for line in lines if line]
+            records = prediction_records(Corpus(sentences), tagged, "spans", scheme)
             tags = [t.tags if scheme is None else convert_tags(t.tags, SCHEMES[scheme]) for t in tagged]
         results, cursor = [], 0
         for document in documents:
