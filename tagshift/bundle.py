@@ -559,12 +559,13 @@ def bundle_size(path: str | Path) -> int:
 
 
 
-def model_record(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def model_record(path: str | Path, loaded: Tagger | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`tagshift info`'s facts: a bundle's tagshift config and lineage, read without building
-    the model; for a Hugging Face classifier, those its import gives."""
+    the model; for a Hugging Face classifier, those its import gives (`loaded`: the model
+    already imported from `path`, read instead of importing it again)."""
     if not is_hf_source(path):
         return read_config(path), read_lineage(path)
-    tagger = import_hf(path)
+    tagger = loaded if loaded is not None else import_hf(path)
     return bundle_config(tagger, tagger.lineage[0]["weights_sha256"])["tagshift"], tagger.lineage
 
 

@@ -156,8 +156,7 @@ class ServedModel:
     def info(self) -> dict[str, Any]:
         """What `tagshift info --json` says of the model (config, lineage, size) and its text,
         where the model is a bundle or Hugging Face classifier; for any model, its types,
-        labels and scheme. Read once, on first use (a Hugging Face classifier is imported
-        again to read it)."""
+        labels and scheme. Read once, on first use."""
         with self._reading:  # two first requests read it once
             if self._record is None:
                 self._record = self._read_record()
@@ -170,7 +169,7 @@ class ServedModel:
             "config": None, "lineage": None, "bytes": None, "text": None,
         }
         if self.source is not None and not is_spacy_source(self.source):
-            config, lineage = model_record(self.source)
+            config, lineage = model_record(self.source, self.model if isinstance(self.model, Tagger) else None)
             record.update(config=config, lineage=lineage, text=describe_bundle(self.source, config, lineage),
                           bytes=bundle_size(self.source) if Path(self.source).is_dir() else None)
         return record
