@@ -147,9 +147,12 @@ def main() -> None:
     def missing(runs: list[list[str]]) -> list[list[str]]:
         return [r for r in runs if not (records(name) / f"{filename(*r)}.json").is_file()]
 
-    # the encoders first (a run each, so two can pretrain at once), then the fine-tuning on them
+    # the encoders first (a run each, so two can pretrain at once), then the fine-tuning on them;
+    # an encoder whose record is kept but whose folder is gone (a fresh clone) is made again
     pairs = [(d, v) for d in args.domains for v in variants_of(d, args.quick)]
-    run_children(__file__, missing([[d, v, "pretrain"] for d, v in pairs]), args)
+    encoders = [[d, v, "pretrain"] for d, v in pairs]
+    run_children(__file__, [r for r in encoders if r in missing(encoders)
+                            or not (encoder_dir(r[0], r[1], folder) / "config.json").is_file()], args)
     run_children(__file__, missing([[d, v, str(s)] for s in args.seeds for d, v in pairs]), args)
     body = table(load_records(name, "*.json"), tuple(args.domains), 1 if args.quick else 3)
     publish("pretrain", body, load_records(name, "*.json"), args.quick)
