@@ -188,8 +188,7 @@ def run_child(script: str, one: list[str], quick: bool, threads: int | None, dev
 def run_children(script: str, ones: list[list[str]], args: argparse.Namespace) -> None:
     """run_child for each of `ones`, --jobs at a time; every run is tried, then any failure raised.
     --quick runs, one job at a time, go in this process: they are tiny, and a process each
-    would spend more on starting Python and importing torch than on the run (measured on
-    crossner.py --quick: 74 s in processes, 34 s in this one)."""
+    would spend more on starting Python and importing torch than on the run."""
     from concurrent.futures import ThreadPoolExecutor
 
     in_process = args.quick and args.jobs <= 1

@@ -213,6 +213,10 @@ def averaged(record: dict, measure: str) -> float:
     return statistics.mean(step[measure] for step in record["steps"])
 
 
+def last(record: dict, measure: str) -> float:
+    return record["steps"][-1][measure]
+
+
 def both(rows: list[dict], value) -> str:
     """'micro / macro', each mean ± std over `rows`, `value(record, measure)` giving a run's score."""
     return f"{mean_std([value(r, 'micro') for r in rows])} / {mean_std([value(r, 'macro') for r in rows])}"
@@ -242,7 +246,7 @@ def table(results: list[dict], protocol: str, quick: bool) -> str:
                 continue
             shown += rows
             cells = [both(rows, lambda r, m, k=k: r["steps"][k][m]) for k in range(len(order))]
-            cells += [f"**{both(rows, averaged)}**", both(rows, lambda r, m: r["steps"][-1][m])]
+            cells += [f"**{both(rows, averaged)}**", both(rows, last)]
             lines.append(f"| {backend} | {strategy} | {len(rows)} | " + " | ".join(cells) + " |")
         seeds, bound = joint_bound(backend) if not quick else (0, "")
         if seeds:
@@ -278,10 +282,10 @@ def headline(results: list[dict]) -> str:
     after the last step, a column pair per backend, for the strategies with 3 seeds, from
     the published protocol once it has such rows (else the shuffled one, said so), and
     joint training as the upper bound."""
-    full = {p: [r for r in results if protocol_of(r) == p] for p in PROTOCOLS}
-    protocol = "published" if any(len([r for r in full["published"] if r["strategy"] == s and r["backend"] == b]) >= 3
-                                   for s in HEADLINE for b in BACKENDS) else "shuffled"
-    results = full[protocol]
+    published = Counter((r["backend"], r["strategy"]) for r in results
+                        if protocol_of(r) == "published" and r["strategy"] in HEADLINE)
+    protocol = "published" if max(published.values(), default=0) >= 3 else "shuffled"
+    results = [r for r in results if protocol_of(r) == protocol]
     lines = ["| each step adapted with | " + " | ".join(f"{b}: averaged over the steps | {b}: last step" for b in BACKENDS)
              + " |", "|---|" + "---|" * (2 * len(BACKENDS))]
     seeds: set[int] = set()
@@ -290,7 +294,7 @@ def headline(results: list[dict]) -> str:
         for backend in BACKENDS:
             rows = [r for r in results if r["backend"] == backend and r["strategy"] == strategy]
             seeds |= {len(rows)} if len(rows) >= 3 else set()
-            cells += ([both(rows, averaged), both(rows, lambda r, m: r["steps"][-1][m])] if len(rows) >= 3 else ["", ""])
+            cells += ([both(rows, averaged), both(rows, last)] if len(rows) >= 3 else ["", ""])
         if any(cells):
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     bounds = [joint_bound(b) for b in BACKENDS]

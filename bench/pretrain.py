@@ -151,7 +151,8 @@ def main() -> None:
     # an encoder whose record is kept but whose folder is gone (a fresh clone) is made again
     pairs = [(d, v) for d in args.domains for v in variants_of(d, args.quick)]
     encoders = [[d, v, "pretrain"] for d, v in pairs]
-    run_children(__file__, [r for r in encoders if r in missing(encoders)
+    unrecorded = missing(encoders)
+    run_children(__file__, [r for r in encoders if r in unrecorded
                             or not (encoder_dir(r[0], r[1], folder) / "config.json").is_file()], args)
     run_children(__file__, missing([[d, v, str(s)] for s in args.seeds for d, v in pairs]), args)
     body = table(load_records(name, "*.json"), tuple(args.domains), 1 if args.quick else 3)

@@ -24,7 +24,6 @@ best of 3, as bench/conll.py times).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -95,15 +94,19 @@ def train_spacy(preset: str, seed: int, quick: bool, folder: Path, threads: int 
     return run / "model-best", minutes
 
 
+def tagging_speed(predictor, test) -> float:
+    """Words/s of anything that predicts as a tagger does, tagging the test tokens."""
+    return conll.words_per_second(lambda batch: predictor.predict(batch, batch_size=64, confidence=False),
+                                  [s.tokens for s in test.sentences])
+
+
 def scored(predictor, test) -> dict:
-    """Test F1 (conlleval mode) and tagging words/s of anything that predicts as a tagger does."""
+    """Test F1 (conlleval mode) and tagging words/s."""
     from tagshift.training import evaluate_tagger
 
     scores = evaluate_tagger(predictor, test)
-    speed = conll.words_per_second(lambda batch: predictor.predict(batch, batch_size=64, confidence=False),
-                                   [s.tokens for s in test.sentences])
     return {"test_f1": scores.micro.f1, "test_per_type": {t: p.f1 for t, p in scores.per_type.items()},
-            "words_per_second": speed}
+            "words_per_second": tagging_speed(predictor, test)}
 
 
 def run_spacy(preset: str, seed: int, quick: bool, folder: Path, threads: int | None) -> dict:
@@ -117,13 +120,12 @@ def run_spacy(preset: str, seed: int, quick: bool, folder: Path, threads: int | 
 
 def run_equal_time(seed: int, quick: bool, folder: Path, device: str) -> dict:
     """tagshift's BiLSTM-CRF given the efficiency preset's training minutes of this seed."""
-    budget = json_record(name_of(quick), filename("efficiency", seed))["train_minutes"]
-    record = conll.run_one(TAGSHIFT_ROW, seed, quick, folder, device, overrides={"max_minutes": budget},
-                           out=folder / f"tagshift-equal-time-seed{seed}")
-    _, _, test = conll.corpora(quick)
     import tagshift
 
-    speed = scored(tagshift.load(folder / f"tagshift-equal-time-seed{seed}"), test)["words_per_second"]
+    budget = load_records(name_of(quick), f"{filename('efficiency', seed)}.json")[0]["train_minutes"]
+    out = folder / f"tagshift-equal-time-seed{seed}"
+    record = conll.run_one(TAGSHIFT_ROW, seed, quick, folder, device, overrides={"max_minutes": budget}, out=out)
+    speed = tagging_speed(tagshift.load(out), conll.corpora(quick)[2])  # (its F1 is run_one's)
     return {"row": EQUAL_TIME, "seed": seed, "train_minutes": record["train_seconds"] / 60, "budget_minutes": budget,
             "epochs_run": record["epochs_run"], "test_f1": record["test_f1"], "test_per_type": record["test_per_type"],
             "words_per_second": speed}
@@ -135,10 +137,6 @@ def name_of(quick: bool) -> str:
 
 def filename(preset: str, seed: int) -> str:
     return f"{preset}-seed{seed}"
-
-
-def json_record(name: str, file: str) -> dict:
-    return json.loads((records(name) / f"{file}.json").read_text())
 
 
 def table(results: list[dict], quick: bool) -> str:

