@@ -23,6 +23,7 @@ from tagshift.taggers.hf import import_hf
 from tagshift.taggers.tagger import PRECISIONS, Tagger
 from tagshift.taggers.transformer import DEFAULT_ENCODER, resolve_encoder
 from tagshift.training import CHECKPOINT, TrainConfig, TrainResult, fit
+from tagshift.training.world import SINGLE, World
 from tagshift.training.mlm import (
     MaskingConfig, PretrainResult, encoder_source, piece_limit, pretrain, read_text, tagger_source,
 )
@@ -213,13 +214,15 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 def run_job(
     job: TrainJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
-    device: str = "cpu", read: ReadOptions = ReadOptions(),
+    device: str = "cpu", read: ReadOptions = ReadOptions(), world: World = SINGLE,
 ) -> tuple[Tagger, TrainResult]:
     """Build (or resume) and train the job's tagger; the bundle ends up in `job.out`. The
-    output is locked for the run: a second writer is refused."""
+    output is locked for the run: a second writer is refused. Under several processes
+    (`world`) each rank runs this; rank 0 holds the lock and checks the output."""
     options = job.train_config()
-    with output_lock(job.out, command or "tagshift train"):
-        check_out(job.out, resume, overwrite)
+    world.check_batch(options.batch_size)
+    with world.main_holds(lambda: output_lock(job.out, command or "tagshift train")):
+        world.from_main(lambda: check_out(job.out, resume, overwrite))
         train = read.read(job.train)
         dev = read.read(job.dev) if job.dev else None
         test = read.read(job.test) if job.test else None
@@ -230,7 +233,8 @@ def run_job(
             tagger = job.family.build(job.model_config(), train, job.scheme, options.seed, extra=dev)
         tagger.to(device)
         tagger.precision = job.precision
-        result = fit(tagger, train, dev, options, job.out, resume=resume, progress=progress, command=command, test=test)
+        result = fit(tagger, train, dev, options, job.out, resume=resume, progress=progress, command=command, test=test,
+                     world=world)
     return tagger, result
 
 
@@ -252,13 +256,15 @@ def check_same_model(job: TrainJob, tagger: Tagger, checkpoint: Path) -> None:
 def run_adapt(
     job: AdaptJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
     device: str = "cpu", read: ReadOptions = ReadOptions(), report: Callable[[str], None] = lambda text: None,
-    compare_scratch: bool = False,
+    compare_scratch: bool = False, world: World = SINGLE,
 ) -> tuple[Prepared, TrainResult]:
     """Adapt the job's source to its data: load, read, plan and operate on the head (the plan
     and the training schedule go to `report` before any epoch runs), then train; the adapted
     bundle ends up in `job.out` and the tagger is `prepared.tagger`. With `compare_scratch`,
     a target-only control trains after it (transfer/scratch.py): the verdict goes to
-    `report` and into the adapt step of the lineage."""
+    `report` and into the adapt step of the lineage. Under several processes (`world`) each
+    rank runs this (pseudo-labels are computed on each, alike); rank 0 holds the lock, checks
+    the output, reports and saves."""
     if job.out.resolve() == job.source.resolve():
         raise TagshiftError(f"--out {job.out} is the source model; adapt writes a new model: choose another directory")
     options = adapt_config(job.adapt)
@@ -267,16 +273,21 @@ def run_adapt(
     if compare_scratch and is_spacy_source(job.source) and options.backend is None:
         raise TagshiftError("--compare-scratch: a spaCy pipeline updated in place has no tagshift control to train; "
                             "give --backend to teach a tagshift model, or leave the option out")
-    with output_lock(job.out, command or "tagshift adapt"):
+    if is_spacy_source(job.source) and options.backend is None and world.distributed:
+        raise TagshiftError(f"{world.where()}a spaCy pipeline updated in place trains in one process (spaCy's own "
+                            "loop): launch without torchrun, or give --backend to teach a tagshift model")
+    progress, report = progress and world.main, report if world.main else (lambda text: None)
+    with world.main_holds(lambda: output_lock(job.out, command or "tagshift adapt")):
         data = AdaptData(job, read)
-        prepared, result = _adapt_locked(job, options, resume, overwrite, progress, command, device, data, report)
+        prepared, result = _adapt_locked(job, options, resume, overwrite, progress, command, device, data, report,
+                                         world)
         if compare_scratch:
             comparison = scratch.compare_scratch(prepared.tagger, data.train, data.dev,
                                                  int(job.training.get("seed") or 0), job.training.get("batch_size"),
-                                                 progress)
+                                                 progress, world)
             report(comparison.render())
             prepared.tagger.lineage[-1]["compare_scratch"] = comparison.to_json()
-            save_bundle(prepared.tagger, job.out)
+            world.from_main(lambda: save_bundle(prepared.tagger, job.out))
         return prepared, result
 
 
@@ -301,10 +312,11 @@ class AdaptData:
 
 
 def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, progress: bool, command: str | None,
-                  device: str, data: AdaptData, report: Callable[[str], None]) -> tuple[Prepared, TrainResult]:
-    check_out(job.out, resume, overwrite)
+                  device: str, data: AdaptData, report: Callable[[str], None],
+                  world: World) -> tuple[Prepared, TrainResult]:
+    world.from_main(lambda: check_out(job.out, resume, overwrite))
     if is_spacy_source(job.source):
-        return _teach(job, options, resume, progress, command, device, data, report)
+        return _teach(job, options, resume, progress, command, device, data, report, world)
     if options.backend is not None:
         raise TagshiftError("--backend chooses the family of the model a spaCy pipeline teaches; "
                             "a tagshift or Hugging Face source keeps its own")
@@ -319,12 +331,13 @@ def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, pr
     hint = few_steps_hint(len(prepared.train), training)
     if hint:
         report(f"note: {hint}")
-    result = train_prepared(prepared, dev, training, job.out, str(job.source), resume, progress, command, test)
+    world.check_batch(training.batch_size)
+    result = train_prepared(prepared, dev, training, job.out, str(job.source), resume, progress, command, test, world)
     return prepared, result
 
 
 def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: str | None, device: str,
-           data: AdaptData, report: Callable[[str], None]) -> tuple[Taught, TrainResult]:
+           data: AdaptData, report: Callable[[str], None], world: World) -> tuple[Taught, TrainResult]:
     """adapt from a spaCy pipeline: a new model of `--backend` learns the pipeline's types (by
     its pseudo-labels) and the target data's (transfer/teach.py)."""
     if options.backend is None:
@@ -351,7 +364,7 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
         report(f"note: {hint}")
     result = fit(taught.tagger, taught.train, dev, training, job.out, resume=resume, progress=progress,
                  command=command, test=test, step=taught.step(str(job.source)),
-                 dev_types=taught.dev_types(dev) if dev is not None else None)
+                 dev_types=taught.dev_types(dev) if dev is not None else None, world=world)
     return taught, result
 
 
@@ -419,22 +432,26 @@ def run_pretrain(
     command: str | None = None,
     device: str = "cpu",
     report: Callable[[str], None] = lambda text: None,
+    world: World = SINGLE,
 ) -> PretrainResult:
     """`tagshift pretrain`'s recipe: from the tagshift bundle `model`, or else the encoder
     `encoder` (default: the default MiniLM), masked-LM pretraining on the raw text `text`,
     saved to `out` (locked for the run: a second writer is refused). `training` holds
-    TrainConfig fields over the transformer family's defaults."""
+    TrainConfig fields over the transformer family's defaults. Under several processes
+    (`world`) each rank runs this; rank 0 holds the lock, checks the output and saves."""
     if model is not None and encoder is not None:
         raise TagshiftError("give a model to pretrain or --encoder, not both: a bundle brings its own encoder")
     options = TrainConfig.for_backend(TRANSFORMER, **(training or {}))
     origin = Path(model) if model is not None else Path(resolve_encoder(encoder or DEFAULT_ENCODER))
     if origin.exists() and Path(out).resolve() == origin.resolve():
         raise TagshiftError(f"--out {out} is the source model; pretrain writes a new model: choose another directory")
-    with output_lock(out, command or "tagshift pretrain"):
-        check_out(out, resume, overwrite)
+    world.check_batch(options.batch_size)
+    progress, report = progress and world.main, report if world.main else (lambda text: None)
+    with world.main_holds(lambda: output_lock(out, command or "tagshift pretrain")):
+        world.from_main(lambda: check_out(out, resume, overwrite))
         if model is not None:
             source = tagger_source(load(model, device), str(model), options.seed)
         else:
             source = encoder_source(encoder or DEFAULT_ENCODER, options.seed)
         text_read = read_text(text, source.tokenizer, masking, piece_limit(source, masking), progress)
-        return pretrain(source, text_read, options, masking, out, resume, progress, command, device, report)
+        return pretrain(source, text_read, options, masking, out, resume, progress, command, device, report, world)

@@ -20,6 +20,7 @@ from tagshift.jobs import ReadOptions
 from tagshift.schemes import SCHEMES
 from tagshift.taggers.backends import BACKENDS
 from tagshift.taggers.tagger import PRECISIONS
+from tagshift.training.world import World, end_world, is_peer_loss, peer_lost, start_world
 
 app = typer.Typer(
     help="Transfer learning for named entity recognition: corpora, tag schemes, label maps, taggers, scores.",
@@ -52,6 +53,26 @@ def user_errors() -> Iterator[None]:
     except (TagshiftError, OSError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
+
+
+@contextmanager
+def launched(device: str) -> Iterator[tuple[World, str]]:
+    """The processes of this run (torchrun's or accelerate's ranks, or this one alone) and
+    this rank's device; under several, every error line says which rank it comes from, and a
+    rank whose peers are gone says so instead of printing torch's traceback."""
+    world, device = start_world(device)
+    try:
+        yield world, device
+    except TagshiftError as err:
+        if world.distributed and not str(err).startswith(world.where()):
+            raise TagshiftError(f"{world.where()}{err}") from None
+        raise
+    except RuntimeError as err:
+        if not (world.distributed and is_peer_loss(err)):
+            raise
+        raise peer_lost(world, err) from None
+    finally:
+        end_world(world)
 
 
 def command_line() -> str:

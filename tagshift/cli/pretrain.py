@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from tagshift.cli.options import (
-    DEVICE, MAX_MINUTES, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, app, command_line, user_errors,
+    DEVICE, MAX_MINUTES, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, app, command_line, launched, user_errors,
 )
 from tagshift.cli.raw import RAW_HELP
 from tagshift.taggers.backends import TRANSFORMER
@@ -47,13 +47,15 @@ def pretrain(
 
     Example: tagshift pretrain --text notes/ --out encoders/notes --epochs 2
     """
-    with user_errors():
+    with user_errors(), launched(device) as (world, device):
         masking = MaskingConfig(mlm_probability, whole_word, max_length, held_out)
         training = {"epochs": epochs, "lr": lr, "head_lr": head_lr, "freeze_epochs": freeze_epochs,
                     "batch_size": batch_size, "seed": seed,
                     "max_minutes": max_minutes}
         result = run_pretrain(text, out, model, encoder, training, masking, resume, overwrite, progress,
-                              command_line(), device, report=lambda line: typer.echo(line, err=True))
+                              command_line(), device, report=lambda line: typer.echo(line, err=True), world=world)
+        if not world.main:
+            return
         held = result.held_out
         scored = (f"; held-out masked-LM loss {held['dev_loss']:.3f} (perplexity {held['dev_perplexity']:.1f})"
                   if held else " (no held-out sentences: the last epoch is kept)")

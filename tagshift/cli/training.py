@@ -12,7 +12,7 @@ import typer
 
 from tagshift.cli.options import (
     DEV_SAMPLE, DEVICE, MAX_MINUTES, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, BackendName,
-    Precision, SchemeName, app, command_line, read_options, user_errors,
+    Precision, SchemeName, app, command_line, launched, read_options, user_errors,
 )
 from tagshift.errors import TagshiftError
 from tagshift.jobs import ReadOptions, make_adapt_job, make_job, run_adapt, run_import, run_job
@@ -55,7 +55,7 @@ def train(
 
     Example: tagshift train --train train.conll --dev dev.conll --backend bilstm-crf --out models/ner
     """
-    with user_errors():
+    with user_errors(), launched(device) as (world, device):
         model = {"encoder": encoder, "vectors": vectors, "freeze_vectors": freeze_vectors, "head": head}
         if backend is not None:
             _check_model_options(backend.value, model)
@@ -75,7 +75,10 @@ def train(
         )
         tagger, result = run_job(
             job, resume=resume, overwrite=overwrite, progress=progress, command=command_line(), device=device, read=read,
+            world=world,
         )
+        if not world.main:
+            return
         typer.echo(f"trained {tagger.describe()}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
         if result.best_dev is not None:
             typer.echo(f"dev entity F1 (conlleval): {100 * result.best_dev.micro.f1:.2f}", err=True)
@@ -160,7 +163,7 @@ def adapt(
 
     Example: tagshift adapt models/news --train med.conll --dev med.dev.conll --pseudo-label --out models/med
     """
-    with user_errors():
+    with user_errors(), launched(device) as (world, device):
         if head_lr is not None and lr is not None and head_lr != lr:
             raise TagshiftError("--lr and --head-lr name the same rate; give one")
         rate = lr if lr is not None else head_lr  # (not `lr or head_lr`: an --lr 0 must reach the check, not vanish)
@@ -181,8 +184,10 @@ def adapt(
         )
         prepared, result = run_adapt(
             job, resume=resume, overwrite=overwrite, progress=progress, command=command_line(), device=device,
-            read=read, report=lambda text: typer.echo(text, err=True), compare_scratch=compare_scratch,
+            read=read, report=lambda text: typer.echo(text, err=True), compare_scratch=compare_scratch, world=world,
         )
+        if not world.main:
+            return
         spacy_out = not hasattr(prepared, "tagger")  # the spaCy pipeline itself was updated
         what = (f"the spaCy pipeline's ner (new types: {', '.join(prepared.new_types) or 'none'})" if spacy_out
                 else prepared.tagger.describe())

@@ -31,6 +31,7 @@ from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
 from tagshift.progress import progress_bar
 from tagshift.training.config import TrainConfig, epoch_steps
+from tagshift.training.world import SINGLE, World
 
 LOG = "train_log.jsonl"
 CURVES = "learning_curve.png"
@@ -139,13 +140,20 @@ def epochs(
     examples: int,
     stopping: EarlyStopping | None = None,
     progress: bool = False,
+    world: World = SINGLE,
 ) -> Iterator[dict[str, Any]]:
     """Train epoch after epoch, from the one after `run.state.epoch`, and yield each epoch's
     log record once its weights, scores and `run` are up to date. Stops early where
     `stopping` says so (checked before each epoch, so a resumed run stops where the
     uninterrupted one would), and where the time budget runs out: mid-epoch, after an
-    optimiser step, that epoch is scored and is the last."""
+    optimiser step, that epoch is scored and is the last.
+
+    Under several processes (`world`, world.py) each trains on its share of every batch,
+    rank 0 scores dev and the others take its score, and every decision to stop (a
+    diverged loss, the time budget) is taken by all ranks together."""
+    world.check_batch(options.batch_size)
     optimizer, state = run.optimizer, run.state
+    progress = progress and world.main
     budget = 60 * options.max_minutes or math.inf
     steps_per_epoch = epoch_steps(examples, options)
     total_steps = steps_per_epoch * options.epochs
@@ -158,20 +166,24 @@ def epochs(
         if stopping is not None and stopping.done(state, steps_done):
             run.stopped_early = True
             return
-        if state.seconds >= budget:  # (a resumed run whose budget was spent)
+        if budget < math.inf and world.any(state.seconds >= budget):  # (scoring dev spent it, or a resumed run's)
             run.out_of_time = True
             return
         epoch_seed = options.seed * 100_003 + epoch
-        torch.manual_seed(epoch_seed)
-        batches = objective.batches(torch.Generator().manual_seed(epoch_seed))
+        torch.manual_seed(world.seed(epoch_seed))
+        batches = objective.batches(torch.Generator().manual_seed(epoch_seed))  # the same on every rank
         objective.start_epoch(epoch)
+        batch_loss = world.loss_of(objective)
         total_loss, optimizer_step = 0.0, steps_done
         bar = progress_bar(batches, f"epoch {epoch}/{options.epochs}", enabled=progress, unit="batch")
         for number, batch in enumerate(bar, start=1):
-            loss = objective.loss(batch)
-            if not torch.isfinite(loss):
-                raise Diverged(f"the training loss is {float(loss.detach())} at epoch {epoch}, batch {number} (optimiser step "
-                               f"{optimizer_step + 1}): training diverged; lower the learning rate")
+            share, weight = world.share(batch)
+            loss = batch_loss(share) * weight
+            if world.any(not torch.isfinite(loss)):
+                value = float(loss.detach())
+                where = f"is {value}" if not math.isfinite(value) else "is not finite on another process"
+                raise Diverged(f"{world.where()}the training loss {where} at epoch {epoch}, batch {number} "
+                               f"(optimiser step {optimizer_step + 1}): training diverged; lower the learning rate")
             (loss / options.accumulate).backward()
             total_loss += float(loss.detach())
             if number % options.accumulate == 0 or number == len(batches):
@@ -183,10 +195,11 @@ def epochs(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 optimizer_step += 1
-                if time.perf_counter() - started >= budget:
+                if budget < math.inf and world.any(time.perf_counter() - started >= budget):
                     run.out_of_time = True
                     break
             bar.set_postfix(loss=f"{total_loss / number:.3f}", refresh=False)
+        total_loss = world.sum(total_loss) / world.size  # each rank's weighted share: the whole batches' loss
         if not all(bool(torch.isfinite(p).all()) for p in objective.network.parameters()):
             # the last step's update overflowed: nothing of this epoch is saved
             raise Diverged(f"the weights turned non-finite in epoch {epoch} (optimiser step {optimizer_step}): "
@@ -196,7 +209,7 @@ def epochs(
         if run.out_of_time:
             record["batches"] = f"{number} of {len(batches)} (out of time)"
         scoring_started = time.perf_counter()
-        evaluation = objective.evaluate()
+        evaluation = _scored(world, objective)
         record["dev_seconds"] = round(time.perf_counter() - scoring_started, 2)  # where the epoch's time went
         if evaluation is not None:
             record.update(evaluation.record)
@@ -219,6 +232,19 @@ def epochs(
         yield record
         if run.out_of_time:
             return
+
+
+def _scored(world: World, objective: Objective) -> Evaluation | None:
+    """The objective's dev score, computed on rank 0 and sent to the others."""
+    if not world.distributed:
+        return objective.evaluate()
+
+    def evaluate() -> dict[str, Any] | None:
+        evaluation = objective.evaluate()
+        return asdict(evaluation) if evaluation is not None else None
+
+    scored = world.from_main(evaluate)
+    return Evaluation(**scored) if scored is not None else None
 
 
 # --- consumers ----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from tagshift.taggers.tagger import Tagger, usable_device
 from tagshift.taggers.transformer import DEFAULT_ENCODER, quiet_transformers, resolve_encoder
 from tagshift.training.config import TrainConfig
 from tagshift.training.loop import CHECKPOINT, Checkpoint, EarlyStopping, Evaluation, Run, epochs, write_progress
+from tagshift.training.world import SINGLE, World
 from tagshift.training.ner import epoch_batches, optimizer_of
 
 IGNORE = -100  # the label of pieces the loss skips (transformers' convention)
@@ -499,6 +500,7 @@ def pretrain(
     command: str | None = None,
     device: str | torch.device = "cpu",
     report: Callable[[str], None] = lambda text: None,
+    world: World = SINGLE,
 ) -> PretrainResult:
     """Train `source`'s network on `text` with the masked-LM objective and leave it holding
     its best weights on the held-out sentences (the last epoch's without them).
@@ -508,7 +510,8 @@ def pretrain(
     lineage.json, or, when the source is a tagger, that tagger with the pretrained encoder as
     a tagshift bundle (its head and labels as they were). `resume` continues from the
     checkpoint in `out` to the result an uninterrupted run gives. `report` hears what became
-    of the LM head and what text was read, once the run starts."""
+    of the LM head and what text was read, once the run starts. Under several processes
+    (`world`), each masks and trains on its share of every batch; rank 0 scores and saves."""
     out = Path(out) if out is not None else None
     if resume and out is None:
         raise TagshiftError("resume needs the output directory that holds the checkpoint")
@@ -529,9 +532,9 @@ def pretrain(
         if line:
             report(line)
     title = f"masked-LM pretraining of {source.name}"
-    for _ in epochs(objective, run, options, len(text.train), EarlyStopping(options.patience, options.min_steps),
-                    progress):
-        if out is not None:
+    stopping = EarlyStopping(options.patience, options.min_steps)
+    for _ in epochs(objective, run, options, len(text.train), stopping, progress, world):
+        if out is not None and world.main:
             write_progress(out, run.state.history, title)
             checkpoint.save(objective, run)  # type: ignore[union-attr]
 
@@ -544,14 +547,18 @@ def pretrain(
         "pretrain", command=command, source=source.name, source_weights_sha256=starting,
         data={"text": text.record}, objective="masked-LM", head=source.head, options=asdict(options),
         masking=asdict(masking), best_epoch=state.best_epoch, epochs_run=state.epoch,
-        seconds=round(state.seconds, 1), ran_on=machine_record(device), held_out=state.best_dev,
+        seconds=round(state.seconds, 1), ran_on={**machine_record(device), **world.record()}, held_out=state.best_dev,
     )
     if source.tagger is not None:  # the pretrained encoder goes back into the tagger
         _copy_weights(source.base, source.tagger.encoder.model, "the pretrained encoder")
         source.tagger.lineage.append(step)
-    if out is not None:
-        _save(source, out, step)
-        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+
+    def finish() -> None:
+        if out is not None:
+            _save(source, out, step)
+            shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+
+    world.from_main(finish)  # rank 0 saves; its failure is every rank's
     return result
 
 

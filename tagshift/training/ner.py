@@ -24,6 +24,7 @@ from tagshift.taggers.tagger import Tagger
 from tagshift.training.config import TrainConfig
 from tagshift.training.loop import CHECKPOINT, Checkpoint, EarlyStopping, Evaluation, Run, epochs, write_progress
 from tagshift.training.partial import partial_targets, uncertain_flags
+from tagshift.training.world import SINGLE, World
 
 # A term added to a batch's loss: (sentence indices, emissions, mask) -> scalar.
 ExtraLoss = Callable[[list[int], Tensor, Tensor], Tensor]
@@ -197,6 +198,7 @@ def fit(
     extra_loss: ExtraLoss | None = None,
     step: dict[str, Any] | None = None,
     dev_types: list[str] | None = None,
+    world: World = SINGLE,
 ) -> TrainResult:
     """Train `tagger` in place and leave it holding its best-on-dev weights, on its device
     and in its precision (both as the caller set them, and left so).
@@ -211,6 +213,10 @@ def fit(
     corpus's tags); `extra_loss`, a term added to each batch's loss (distillation); and
     `step`, the lineage record to write (default: a "train" step); and `dev_types`, the
     types dev annotates, when it annotates only some: dev F1 then counts only those.
+
+    Under several processes (`world`), every rank calls `fit` with the same tagger and data
+    and trains on its share of each batch; rank 0 alone scores, writes and saves (the other
+    ranks' result has no test scores).
     """
     out = Path(out) if out is not None else None
     if resume and out is None:
@@ -229,8 +235,9 @@ def fit(
     checkpoint = Checkpoint(out / CHECKPOINT, _fingerprint(tagger, train, dev, options, step)) if out else None
     if resume:
         checkpoint.restore(objective, run)  # type: ignore[union-attr]
-    for _ in epochs(objective, run, options, len(train), EarlyStopping(options.patience, options.min_steps), progress):
-        if out is not None:
+    stopping = EarlyStopping(options.patience, options.min_steps)
+    for _ in epochs(objective, run, options, len(train), stopping, progress, world):
+        if out is not None and world.main:
             write_progress(out, run.state.history, tagger.describe())
             checkpoint.save(objective, run)  # type: ignore[union-attr]
 
@@ -239,20 +246,26 @@ def fit(
     tagger.network.eval()
     tagger.fold_head()  # the saved model is a plain head, whatever trained
     best_dev = Scores.from_json(state.best_dev) if state.best_dev is not None else None
-    if best_dev is not None and objective.dev is not dev:  # chosen on a sample: the record is the whole set's
-        best_dev = dev_scores(tagger, dev, options, dev_types)
-        state.best_dev = best_dev.to_json()
-    test_scores = evaluate_tagger(tagger, test, options.eval_batch_size) if test is not None else None
-    result = TrainResult(state.history, state.best_epoch, best_dev, run.stopped_early, state.seconds, test_scores)
-    if out is not None:
-        _record_step(tagger, train, dev, test, options, state, test_scores, step, command)
-        save_bundle(tagger, out)
-        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
-    return result
+    test_scores = None
+    if world.main:  # the other ranks' result has no test scores
+        if best_dev is not None and objective.dev is not dev:  # chosen on a sample: the record is the whole set's
+            best_dev = dev_scores(tagger, dev, options, dev_types)
+            state.best_dev = best_dev.to_json()
+        test_scores = evaluate_tagger(tagger, test, options.eval_batch_size) if test is not None else None
+
+    def finish() -> None:
+        if out is not None:
+            _record_step(tagger, train, dev, test, options, state, test_scores, step, command, world)
+            save_bundle(tagger, out)
+            shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+
+    world.from_main(finish)  # rank 0 saves; its failure is every rank's
+    return TrainResult(state.history, state.best_epoch, best_dev, run.stopped_early, state.seconds, test_scores)
 
 
 def _record_step(tagger: Tagger, train: Corpus, dev: Corpus | None, test: Corpus | None, options: TrainConfig,
-                 state: Any, test_scores: Scores | None, step: dict[str, Any] | None, command: str | None) -> None:
+                 state: Any, test_scores: Scores | None, step: dict[str, Any] | None, command: str | None,
+                 world: World) -> None:
     """Append this run to the tagger's lineage: its data, options, machine and scores."""
     details = dict(step or {"step": "train", "backend": tagger.backend.name})
     data = {
@@ -272,7 +285,7 @@ def _record_step(tagger: Tagger, train: Corpus, dev: Corpus | None, test: Corpus
             best_epoch=state.best_epoch,
             epochs_run=state.epoch,
             seconds=round(state.seconds, 1),
-            ran_on=machine_record(tagger.device),
+            ran_on={**machine_record(tagger.device), **world.record()},
             scores={"dev": state.best_dev, "test": test_scores.to_json() if test_scores else None},
         )
     )

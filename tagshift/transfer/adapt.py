@@ -24,6 +24,7 @@ from tagshift.schemes import Span, chunks, get_scheme, split_tag
 from tagshift.taggers.backends import Backend, get_backend
 from tagshift.taggers.heads import head_kind
 from tagshift.taggers.tagger import Tagged, Tagger
+from tagshift.training.world import SINGLE, World
 from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, epoch_steps, fit, model_tags
 from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Distillation, teacher_scores
 from tagshift.training.partial import partial_targets, uncertain_flags
@@ -337,13 +338,14 @@ def train_prepared(
     progress: bool = False,
     command: str | None = None,
     test: Corpus | None = None,
+    world: World = SINGLE,
 ) -> TrainResult:
     """The training half of `adapt`. Dev F1 counts only the types dev annotates: types it
     leaves O would otherwise count as errors, and reward forgetting them."""
     return fit(
         prepared.tagger, prepared.train, dev, training, out, resume=resume, progress=progress, command=command,
         test=test, targets=prepared.targets, extra_loss=prepared.distillation, step=prepared.step(source_name),
-        dev_types=dev_types(dev, prepared.plan) if dev is not None else None,
+        dev_types=dev_types(dev, prepared.plan) if dev is not None else None, world=world,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
 from tagshift.taggers.tagger import Tagger
+from tagshift.training.world import SINGLE, World
 from tagshift.training import TrainConfig, evaluate_tagger, fit
 from tagshift.transfer.adapt import annotated_types
 
@@ -45,7 +46,7 @@ class ScratchComparison:
 
 
 def compare_scratch(adapted: Tagger, train: Corpus, dev: Corpus, seed: int, batch_size: int | None = None,
-                    progress: bool = False) -> ScratchComparison:
+                    progress: bool = False, world: World = SINGLE) -> ScratchComparison:
     """Train the target-only control on `train` (as given: no pseudo-labels) and score both
     models on `dev` over the types train and dev both annotate that the adapted model predicts."""
     types = sorted(annotated_types(train) & annotated_types(dev) & set(adapted.types))
@@ -56,7 +57,7 @@ def compare_scratch(adapted: Tagger, train: Corpus, dev: Corpus, seed: int, batc
     control = family.build(copy.deepcopy(adapted.config), train, seed=seed, extra=dev).to(adapted.device)
     control.precision = adapted.precision
     training = TrainConfig.for_backend(family, seed=seed, batch_size=batch_size)
-    result = fit(control, train, dev, training, progress=progress, dev_types=types)
+    result = fit(control, train, dev, training, progress=progress, dev_types=types, world=world)
     scratch = evaluate_tagger(control, dev).restrict(types).micro.f1
     own = evaluate_tagger(adapted, dev).restrict(types).micro.f1
     return ScratchComparison(types, own, scratch, len(result.history), result.best_epoch, round(result.seconds, 1))
