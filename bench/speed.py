@@ -1,7 +1,8 @@
 """Speed and memory, in one run on this machine: training tokens/s and inference words/s of
 each recipe of the CoNLL table (bench/conll.py), in fp32 and in bf16 (`--precision`), and as
 ONNX exports run by onnxruntime (fp32 and int8, `tagshift export --format onnx`, with the
-CoNLL test F1 of each runtime), beside spaCy's en_core_web_sm NER (tok2vec
+CoNLL test F1 of each runtime), `tagshift predict`'s streamed path file to file at 1 and 2
+worker processes (issue 28), beside spaCy's en_core_web_sm NER (tok2vec
 + ner only) on the same CoNLL-2003 test tokens, as ratios; peak training memory on all of
 CoNLL-2003 (from bench/conll.py's runs) and adapt wall time as a share of the source's
 training time (from bench/paper_tasks.py's and bench/crossner.py's runs). Run it alone:
@@ -134,6 +135,36 @@ def inference(taggers: dict, exports: dict, sentences: list[list[str]]) -> dict[
     return measured
 
 
+STREAM_COPIES = {"full": 4, "quick": 1}  # the test set this many times over: a file of ~184k words
+WORKERS = (1, 2)
+
+
+def streamed(taggers: dict, folder: Path, test, copies: int) -> dict[str, float]:
+    """Words/s of `tagshift predict`'s streamed path at 1 and 2 worker processes: a column
+    file in, a column file out, end to end (model loaded, workers started, chunks read,
+    tagged and written in order), each worker with its share of torch's threads."""
+    import functools
+
+    from tagshift.bundle import load_source, save_bundle
+    from tagshift.corpus import Corpus, Sentence, write_corpus
+    from tagshift.streaming import ReadSpec, predict_stream
+
+    source = folder / "input.conll"  # tokens and tags: the CoNLL test set's, `copies` times over
+    write_corpus(Corpus([Sentence(s.tokens, s.tags) for s in test.sentences] * copies), source, "conll")
+    words = copies * sum(len(s) for s in test.sentences)
+    measured = {}
+    for row, tagger in taggers.items():
+        save_bundle(tagger, folder / row)
+        load = functools.partial(load_source, str(folder / row), "cpu", "fp32")
+        for workers in WORKERS:
+            started = time.perf_counter()
+            predict_stream(load, ReadSpec(str(source), "conll", "conll", batch_size=64), folder / "out.conll",
+                           lambda text: None, workers, chunk_size=500)
+            measured[f"tagshift {row}, predict --workers {workers} (file to file)"] = (
+                words / (time.perf_counter() - started))
+    return measured
+
+
 def suffix(precision: str) -> str:
     """Row names: fp32 unmarked (as in earlier tables), bf16 marked."""
     return f", {precision}" if precision != "fp32" else ""
@@ -145,7 +176,8 @@ def onnx_row(row: str, runtime: str) -> str:
 
 def recipe_of(name: str) -> str | None:
     """The recipe a tagshift inference row times (None for spaCy's)."""
-    return next((row for row in RECIPES if name.startswith(f"tagshift {row}, tags only")), None)
+    return next((row for row in RECIPES if name.startswith((f"tagshift {row}, tags only", f"tagshift {row}, predict"))),
+                None)
 
 
 def conll_f1(taggers: dict, exports: dict, test) -> dict[str, dict[str, float]]:
@@ -243,11 +275,14 @@ def main() -> None:
         exports = onnx_exports(taggers, Path(folder))
         speeds = inference(taggers, exports, sentences)
         f1 = conll_f1(taggers, exports, evaluated)
+        # (quick: the first recipe alone: worker processes take seconds to start)
+        timed = dict(list(taggers.items())[:1]) if args.quick else taggers
+        speeds.update(streamed(timed, Path(folder), evaluated, STREAM_COPIES["quick" if args.quick else "full"]))
     spacy_speed = next(v for k, v in speeds.items() if k.startswith("spacy"))
     lines = [f"torch threads: {torch.get_num_threads()} (onnxruntime: as many)", "",
-             "| measured in this run | value | × spaCy sm | × torch fp32 |", "|---|---|---|---|"]
+             "| measured in this run | value | × spaCy sm | × torch fp32 (predict: × 1 worker) |", "|---|---|---|---|"]
     for name, value in speeds.items():
-        base = f"tagshift {recipe_of(name)}, tags only"
+        base = f"tagshift {recipe_of(name)}, {'predict --workers 1 (file to file)' if 'workers' in name else 'tags only'}"
         versus = f"{value / speeds[base]:.2f}" if recipe_of(name) and base != name else ""
         lines.append(f"| inference words/s, {name} | {value:,.0f} | {value / spacy_speed:.2f} | {versus} |")
     for row, tagger in taggers.items():

@@ -38,9 +38,19 @@ def looks_like_text(text: str) -> bool:
 
 def read_text(path: str | Path, encoding: str = "utf-8", max_tokens: int = MAX_SENTENCE_TOKENS) -> Corpus:
     """Raw text, one document per line, tokenised with character offsets kept."""
-    text = decode_text(Path(path).read_bytes(), str(path), encoding)
+    corpus = parse_text(Path(path).read_bytes(), path, encoding, max_tokens)
+    if not corpus.sentences:
+        raise CorpusError(f"{path}: no text to tag")
+    return corpus
+
+
+def parse_text(data: bytes, path: str | Path, encoding: str = "utf-8", max_tokens: int = MAX_SENTENCE_TOKENS,
+               first_line: int = 1) -> Corpus:
+    """`read_text` of the bytes `data`, the file's part from line `first_line` (a chunk, when
+    streaming); it may hold no text."""
+    text = decode_text(data, str(path), encoding, first_line)
     sentences = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=first_line):
         triples = tokenize(line)
         if not triples:
             continue
@@ -48,21 +58,26 @@ def read_text(path: str | Path, encoding: str = "utf-8", max_tokens: int = MAX_S
             raise CorpusError(f"{path}:{number}: line has {len(triples)} tokens, more than {max_tokens} (raise --max-tokens)")
         tokens = [t for t, _, _ in triples]
         sentences.append(Sentence(tokens, ["O"] * len(tokens), line=number, text=line, offsets=[(s, e) for _, s, e in triples]))
-    if not sentences:
-        raise CorpusError(f"{path}: no text to tag")
     return Corpus(sentences, str(path))
 
 
-def read_input(path: str | Path, input_format: str = "auto", **options: Any) -> tuple[Corpus, str]:
-    """The sentences to tag, and the format they were read as."""
+def input_format_of(path: str | Path, input_format: str = "auto", encoding: str = "utf-8") -> str:
+    """How to read the input: as asked, or (auto) told from its first 64 KiB."""
     path = Path(path)
     if input_format not in INPUT_FORMATS:
         raise CorpusError(f"unknown input format '{input_format}'; choose one of {', '.join(INPUT_FORMATS)}")
     if not path.is_file():
         raise CorpusError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
-    if input_format == "auto":
-        head = path.read_bytes()[:65536].decode(options.get("encoding", "utf-8"), errors="ignore")
-        input_format = "jsonl" if looks_like_json(head) else "text" if looks_like_text(head) else "conll"
+    if input_format != "auto":
+        return input_format
+    with path.open("rb") as handle:
+        head = handle.read(65536).decode(encoding, errors="ignore")
+    return "jsonl" if looks_like_json(head) else "text" if looks_like_text(head) else "conll"
+
+
+def read_input(path: str | Path, input_format: str = "auto", **options: Any) -> tuple[Corpus, str]:
+    """The sentences to tag, and the format they were read as."""
+    input_format = input_format_of(path, input_format, options.get("encoding", "utf-8"))
     if input_format == "text":
         return read_text(path, options.get("encoding", "utf-8"), options.get("max_tokens", MAX_SENTENCE_TOKENS)), "text"
     return read_corpus(path, unlabelled=True, **options), input_format

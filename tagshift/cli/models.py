@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 from enum import Enum
 from pathlib import Path
@@ -20,12 +22,14 @@ from tagshift.cli.options import (
     DEVICE, PREDICT_PRECISION, RUNTIME, Format, Mode, Precision, Runtime, SchemeName, app, command_line,
     load_for_prediction, read_options, user_errors,
 )
-from tagshift.corpus import output_format
+from tagshift.corpus import suffix_format
 from tagshift.errors import TagshiftError
 from tagshift.evaluate import evaluate_corpora
 from tagshift.jobs import ReadOptions
 from tagshift.metrics import Scores, compare
-from tagshift.predict import format_predictions, read_input
+from tagshift.lock import output_lock
+from tagshift.predict import input_format_of
+from tagshift.streaming import CHUNK_SENTENCES, ReadSpec, predict_stream
 from tagshift.transfer.report import compare_models
 from tagshift.transfer.suggest import DEFAULT_MIN_SHARE, suggest_map
 
@@ -163,43 +167,43 @@ class InputFormat(str, Enum):
 def predict(
     model: Path = typer.Argument(..., help="A bundle or Hugging Face token-classifier directory, or hf:NAME."),
     input_file: Path = typer.Argument(..., help="A corpus (column file or JSONL), tokenised JSONL, or raw text (one document per line)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="File to write (atomically). Default: standard output."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write (atomically: it grows as OUT.partial, renamed to OUT at the end). Default: standard output."),
     fmt: Optional[Format] = typer.Option(None, "--format", help="conll, jsonl (tokens, tags, entities with confidence) or spans (text, character spans). Default: from --out's suffix, else jsonl for text and the input's format otherwise."),
     input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", help="How to read INPUT; auto tells JSON, columns and prose apart."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the output. Default: the model's."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
+    workers: int = typer.Option(1, "--workers", help="Processes that tag at once, each with the model loaded and its share of the CPU threads; the output keeps the input's order."),
+    chunk_size: int = typer.Option(CHUNK_SENTENCES, "--chunk-size", help="Sentences (lines, for text and JSONL) read, tagged and written at a time: memory holds about twice --workers chunks, whatever the input's size."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same --out: the chunks it wrote are kept, the rest are tagged."),
     precision: Precision = PREDICT_PRECISION,
     device: str = DEVICE,
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (over the input's bytes)."),
     runtime: Runtime = RUNTIME,
     read: ReadOptions = ReadOptions(),
 ) -> None:
-    """Tag a corpus or raw text with a trained model.
+    """Tag a corpus or raw text with a trained model, a chunk at a time: inputs larger than
+    memory stream through, on --workers processes, and an interrupted run into --out resumes.
 
-    Example: tagshift predict models/ner news.txt --format spans --out news.entities.jsonl
+    Example: tagshift predict models/ner news.txt --format spans --out news.entities.jsonl --workers 2
     """
     with user_errors():
+        if chunk_size < 1:
+            raise TagshiftError(f"--chunk-size {chunk_size}: give 1 or more")
         if out is not None:
             check_writable(out)  # before the tagging, not after it
-        tagger = load_for_prediction(model, runtime, device, precision.value)
-        options: dict[str, object] = {"max_tokens": read.max_tokens, "encoding": read.encoding}
-        if read.token_col is not None:
-            options["token_col"] = read.token_col
-        corpus, read_as = read_input(input_file, input_format.value, **options)
+        read_as = input_format_of(input_file, input_format.value, read.encoding)
         default = "conll" if read_as == "conll" else "jsonl"
-        chosen = fmt.value if fmt else (output_format(corpus, out) if out and out.suffix else default)
-        tagged = tagger.predict(
-            [s.tokens for s in corpus.sentences], batch_size, progress=progress and out is not None,
-            confidence=chosen != "conll",  # CoNLL columns have no place for them
-        )
-        text = format_predictions(corpus, tagged, chosen, scheme.value if scheme else None)
-        if out is None:
-            typer.echo(text, nl=False)
-        else:
-            write_text_atomic(out, text)
-            entities = sum(len(t.entities) for t in tagged)
-            typer.echo(f"tagged {len(tagged)} {'lines' if read_as == 'text' else 'sentences'} ({read_as}): "
-                       f"{entities} entities; wrote {out} ({chosen})", err=True)
+        chosen = fmt.value if fmt else (suffix_format(out, default) if out and out.suffix else default)
+        spec = ReadSpec(str(input_file), read_as, chosen, scheme.value if scheme else None, batch_size, read.encoding,
+                        read.max_tokens, read.token_col)
+        load = functools.partial(load_for_prediction, model, runtime, device, precision.value)
+        with output_lock(out, "tagshift predict") if out is not None else contextlib.nullcontext():
+            result = predict_stream(load, spec, out, lambda text: typer.echo(text, nl=False), workers, resume,
+                                    progress and out is not None, chunk_size, model)
+        if out is not None:
+            again = f" (resumed after {result.resumed_chunks} of {result.chunks} chunks)" if result.resumed_chunks else ""
+            typer.echo(f"tagged {result.sentences} {'lines' if read_as == 'text' else 'sentences'} ({read_as}): "
+                       f"{result.entities} entities; wrote {out} ({chosen}){again}", err=True)
 
 
 @app.command()

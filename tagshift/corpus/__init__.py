@@ -67,7 +67,12 @@ def source_format(corpus: Corpus) -> str:
 
 def output_format(corpus: Corpus, path: str | Path) -> str:
     """The format to write when none is asked for: from the file suffix, else the source's."""
-    return _SUFFIX_FORMATS.get(Path(path).suffix.lower(), source_format(corpus))
+    return suffix_format(path, source_format(corpus))
+
+
+def suffix_format(path: str | Path, otherwise: str) -> str:
+    """The format a file's suffix names (`.jsonl`, `.conll`, ...), else `otherwise`."""
+    return _SUFFIX_FORMATS.get(Path(path).suffix.lower(), otherwise)
 
 
 def format_corpus(corpus: Corpus, fmt: str, layout: ColumnLayout | None = None) -> str:

@@ -22,14 +22,15 @@ _DETECT_LINES = 5000
 _LOOKS_LIKE_TAG = re.compile(r"^(O|[BIESLU]-\S+)$")
 
 
-def decode_text(data: bytes, path: str | Path, encoding: str = "utf-8") -> str:
-    """Bytes to text with clear errors for empty, binary and wrongly encoded files."""
+def decode_text(data: bytes, path: str | Path, encoding: str = "utf-8", first_line: int = 1) -> str:
+    """Bytes to text with clear errors for empty, binary and wrongly encoded files. `data`
+    may be a part of the file that starts at line `first_line` (a chunk, when streaming)."""
     if not data.strip():
         what = "empty" if not data else "only whitespace"
         raise CorpusError(f"{where(path, None)}file is {what}: no sentences to read")
     nul = data.find(b"\x00")
     if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
+        line = data.count(b"\n", 0, nul) + first_line
         raise CorpusError(f"{where(path, line)}file looks binary (NUL byte); expected a text corpus")
     try:
         text = data.decode("utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding)
@@ -38,7 +39,7 @@ def decode_text(data: bytes, path: str | Path, encoding: str = "utf-8") -> str:
             f"{where(path, None)}{quoted(encoding)} is not a text encoding; pass one like utf-8, latin-1 or cp1252"
         ) from None
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
+        line = data.count(b"\n", 0, err.start) + first_line
         raise CorpusError(
             f"{where(path, line)}byte 0x{data[err.start]:02x} is not valid {encoding}; "
             f"re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or pass --encoding"
@@ -92,19 +93,21 @@ def read_columns(
     max_tokens: int = MAX_SENTENCE_TOKENS,
     data: bytes | None = None,
     unlabelled: bool = False,
+    first_line: int = 1,
 ) -> Corpus:
     """Read a column file. Options left as None are detected from the file. With
-    `unlabelled`, a file of tokens alone (one column) is read with every tag O."""
+    `unlabelled`, a file of tokens alone (one column) is read with every tag O. `data` may
+    be a part of the file that starts at line `first_line` (a chunk, when streaming)."""
     path = str(path)
     raw = Path(path).read_bytes() if data is None else data
     bom = raw.startswith(b"\xef\xbb\xbf")
-    text = decode_text(raw, path, encoding)
+    text = decode_text(raw, path, encoding, first_line)
     newline = "\r\n" if b"\r\n" in raw else "\n"
     lines = text.split("\n")
 
     token_lines = [
         (number, line)
-        for number, line in enumerate(lines, start=1)
+        for number, line in enumerate(lines, start=first_line)
         if line.strip() and not line.startswith(DOCSTART)
     ]
     if not token_lines:
@@ -150,7 +153,7 @@ def read_columns(
             sentences.append(Sentence(tokens, tags, extra if others else [], start_line))
             tokens, tags, extra = [], [], []
 
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first_line):
         if not line.strip():
             close()
             continue

@@ -40,13 +40,15 @@ def read_jsonl(
     encoding: str = "utf-8",
     data: bytes | None = None,
     unlabelled: bool = False,
+    first_line: int = 1,
 ) -> Corpus:
     """Read JSON lines (or one JSON array of records) into a corpus. With `unlabelled`, a
-    record of tokens alone is read with every tag O (text without spans always is)."""
+    record of tokens alone is read with every tag O (text without spans always is). `data`
+    may be a part of the file that starts at line `first_line` (a chunk, when streaming)."""
     path = str(path)
-    text = decode_text(Path(path).read_bytes() if data is None else data, path, encoding)
+    text = decode_text(Path(path).read_bytes() if data is None else data, path, encoding, first_line)
     sentences = []
-    for place, line, record in _records(text, path):
+    for place, line, record in _records(text, path, first_line):
         sentence = _sentence(record, place, unlabelled)
         if len(sentence) > max_tokens:
             raise CorpusError(f"{place}sentence has more than {max_tokens} tokens (raise the limit with --max-tokens)")
@@ -57,7 +59,7 @@ def read_jsonl(
     return Corpus(sentences, path)
 
 
-def _records(text: str, path: str) -> Iterator[tuple[str, int | None, dict[str, Any]]]:
+def _records(text: str, path: str, first_line: int = 1) -> Iterator[tuple[str, int | None, dict[str, Any]]]:
     """(location prefix for messages, line number, record) for each record."""
     if text.lstrip().startswith("["):
         try:
@@ -70,7 +72,7 @@ def _records(text: str, path: str) -> Iterator[tuple[str, int | None, dict[str, 
             place = f"{path}: record {index}: "
             yield place, None, _object(record, place)
         return
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(text.split("\n"), start=first_line):
         if not line.strip():
             continue
         place = f"{path}:{number}: "

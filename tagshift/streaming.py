@@ -1,0 +1,311 @@
+"""`tagshift predict` over inputs larger than memory: the input is cut into chunks of whole
+sentences as it is read, each chunk is tagged (here, or by N worker processes, each with
+the model loaded once) and written in input order. With an output file, the output grows in
+OUT.partial beside a record of the chunks written (OUT.progress.json), and the finished file
+is renamed over OUT: a run killed midway continues with --resume from its last chunk.
+
+At most twice as many chunks as workers are in flight, so memory holds a few chunks,
+whatever the input's size. Chunks are cut where the reader would end a sentence, and line
+numbers count from the file's start, so errors and output are those of reading it whole.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+import torch
+
+from tagshift.atomic import write_text_atomic
+from tagshift.corpus import Corpus, read_columns, read_jsonl
+from tagshift.corpus.columns import DOCSTART
+from tagshift.errors import CorpusError, TagshiftError
+from tagshift.predict import format_predictions, parse_text
+from tagshift.progress import progress_bar
+
+CHUNK_SENTENCES = 2000  # sentences (lines, for text and JSONL) a chunk: a few MB of input
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Part of the input: whole sentences, the file's bytes from line `first_line`."""
+
+    index: int
+    data: bytes
+    first_line: int
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """How each chunk is read and written: the input's format and read options, the output's
+    format and scheme, the batch size. Detected once for the whole input (the column layout
+    from the first chunk), so that every chunk is read as the whole file would be."""
+
+    path: str
+    input_format: str  # conll, jsonl or text
+    output_format: str
+    scheme: str | None = None
+    batch_size: int = 32
+    encoding: str = "utf-8"
+    max_tokens: int = 10_000
+    token_col: int | None = None
+    tag_col: int | None = None
+
+    def read(self, chunk: Chunk) -> Corpus:
+        if self.input_format == "text":
+            return parse_text(chunk.data, self.path, self.encoding, self.max_tokens, chunk.first_line)
+        if self.input_format == "jsonl":
+            return read_jsonl(self.path, max_tokens=self.max_tokens, encoding=self.encoding, data=chunk.data,
+                              unlabelled=True, first_line=chunk.first_line)
+        return read_columns(self.path, token_col=self.token_col, tag_col=self.tag_col, encoding=self.encoding,
+                            max_tokens=self.max_tokens, data=chunk.data, unlabelled=True, first_line=chunk.first_line)
+
+
+@dataclass(frozen=True)
+class TaggedChunk:
+    """A chunk's output text and what it held."""
+
+    index: int
+    text: str
+    sentences: int
+    entities: int
+    input_bytes: int
+
+
+def tag_chunk(tagger: Any, spec: ReadSpec, chunk: Chunk) -> TaggedChunk:
+    """Read, tag and format one chunk."""
+    corpus = spec.read(chunk)
+    tagged = tagger.predict([s.tokens for s in corpus.sentences], spec.batch_size,
+                            confidence=spec.output_format != "conll")  # CoNLL columns have no place for them
+    text = format_predictions(corpus, tagged, spec.output_format, spec.scheme) if corpus.sentences else ""
+    return TaggedChunk(chunk.index, text, len(corpus.sentences), sum(len(t.entities) for t in tagged), len(chunk.data))
+
+
+def chunks(path: str | Path, input_format: str, size: int = CHUNK_SENTENCES) -> Iterator[Chunk]:
+    """The input in chunks of about `size` sentences, read a line at a time. Column files are
+    cut only before a line that follows a blank one (a sentence or a -DOCSTART- begins
+    there), keeping one blank line at the chunk's end; text and JSON lines after `size`
+    non-blank lines. A JSON array is one record stream: it is one chunk."""
+    with Path(path).open("rb") as handle:
+        start = handle.read(64)
+        handle.seek(0)
+        if input_format == "jsonl" and start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            yield Chunk(0, handle.read(), 1)
+            return
+        index, lines, first_line, number, held, blank_before = 0, [], 1, 0, 0, True
+        for line in handle:
+            number += 1
+            blank = not line.strip()
+            starts_block = not blank and (input_format != "conll" or blank_before)
+            if starts_block and held >= size:
+                yield Chunk(index, _one_blank_at_end(lines), first_line)
+                index, lines, first_line, held = index + 1, [], number, 0
+            lines.append(line)
+            if starts_block and not line.startswith(DOCSTART.encode()):
+                held += 1
+            blank_before = blank
+        if lines:
+            yield Chunk(index, b"".join(lines), first_line)
+
+
+def _one_blank_at_end(lines: list[bytes]) -> bytes:
+    """A column chunk's lines, with the blank lines at its end cut to one: as read whole, the
+    sentences would be written back one blank line apart."""
+    end = len(lines)
+    while end > 1 and not lines[end - 1].strip() and not lines[end - 2].strip():
+        end -= 1
+    return b"".join(lines[:end])
+
+
+# --- the output, resumable --------------------------------------------------------------
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def progress_path(out: Path) -> Path:
+    return out.with_name(out.name + ".progress.json")
+
+
+def fingerprint(spec: ReadSpec, model: str | Path, chunk_size: int) -> dict[str, Any]:
+    """What a resumed run must share with the one it continues: the input file as it was
+    (size and modification time), the model's files, and every option that changes output."""
+    def stat(path: Path) -> list[int]:
+        info = path.stat()
+        return [info.st_size, info.st_mtime_ns]
+
+    model = Path(model)
+    files = sorted(model.iterdir()) if model.is_dir() else [model] if model.is_file() else []
+    return {"input": stat(Path(spec.path)), "model": {f.name: stat(f) for f in files if f.is_file()},
+            "model_path": str(model), "options": asdict(spec), "chunk_sentences": chunk_size}
+
+
+@dataclass
+class Progress:
+    """OUT.progress.json: the chunks written to OUT.partial, its length, and their totals."""
+
+    fingerprint: dict[str, Any]
+    chunks: int = 0
+    bytes: int = 0
+    input_bytes: int = 0
+    sentences: int = 0
+    entities: int = 0
+
+
+def open_output(out: Path, print_fingerprint: dict[str, Any], resume: bool) -> tuple[BinaryIO, Progress]:
+    """OUT.partial opened to append at the end of its last whole chunk, and the progress so
+    far: nothing on a fresh start; a resumed run's, checked to be the same run."""
+    partial, record = partial_path(out), progress_path(out)
+    if not resume:
+        if record.exists():
+            raise TagshiftError(f"{out}: an interrupted prediction into it is kept ({partial.name}, {record.name}): "
+                                "add --resume to continue it, or remove those two files")
+        return partial.open("wb"), Progress(print_fingerprint)
+    if not record.is_file() or not partial.is_file():
+        raise TagshiftError(f"{out}: no interrupted prediction to resume ({record.name} not found); run without --resume")
+    try:
+        saved = Progress(**json.loads(record.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as err:
+        raise TagshiftError(f"{record}: damaged ({err}); remove it and {partial.name}, and start again") from None
+    if saved.fingerprint != print_fingerprint:
+        changed = sorted(k for k in print_fingerprint if saved.fingerprint.get(k) != print_fingerprint[k])
+        raise TagshiftError(f"{out}: the interrupted prediction was made with another {', '.join(changed)}; resume with "
+                            f"the same input, model and options, or remove {partial.name} and {record.name}")
+    if partial.stat().st_size < saved.bytes:
+        raise TagshiftError(f"{partial}: shorter than its {saved.chunks} chunks written; remove it and {record.name}")
+    handle = partial.open("r+b")
+    handle.truncate(saved.bytes)  # a chunk half-written when the run stopped is written again
+    handle.seek(saved.bytes)
+    return handle, saved
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    sentences: int
+    entities: int
+    chunks: int
+    resumed_chunks: int
+
+
+def predict_stream(
+    load: Callable[[], Any],
+    spec: ReadSpec,
+    out: Path | None,
+    write: Callable[[str], Any],
+    workers: int = 1,
+    resume: bool = False,
+    progress: bool = False,
+    chunk_size: int = CHUNK_SENTENCES,
+    model_path: str | Path = "",
+) -> StreamResult:
+    """Tag `spec.path` chunk by chunk with the tagger `load()` gives (loaded once in each of
+    `workers` processes, or here for one: `load` must then be picklable, e.g. a partial of a
+    module-level function), writing each chunk in input order: to `write` without `out`,
+    else to OUT.partial, resumably, renamed to `out` at the end."""
+    if workers < 1:
+        raise TagshiftError(f"--workers {workers}: give 1 or more")
+    if resume and out is None:
+        raise TagshiftError("--resume continues an output file: give --out")
+    spec = _with_layout(spec, chunk_size)
+    # loaded here first, also for workers: a model that does not load fails before any output is opened
+    tagger = load()
+    if workers > 1:
+        tagger = None  # each worker loads its own
+    handle, done = None, Progress({})
+    if out is not None:
+        handle, done = open_output(out, fingerprint(spec, model_path, chunk_size), resume)
+        file = handle
+        write = lambda text: file.write(text.encode("utf-8"))  # noqa: E731
+    resumed = done.chunks
+    total = Path(spec.path).stat().st_size
+    bar = progress_bar(None, "tagging", enabled=progress, total=total, initial=done.input_bytes, unit="B",
+                       unit_scale=True)
+    try:
+        pieces = chunks(spec.path, spec.input_format, chunk_size)
+        for result in _tagged(tagger, load, spec, pieces, workers, skip=done.chunks):
+            write(result.text)
+            done.chunks, done.input_bytes = done.chunks + 1, done.input_bytes + result.input_bytes
+            done.sentences, done.entities = done.sentences + result.sentences, done.entities + result.entities
+            if handle is not None and out is not None:
+                handle.flush()
+                os.fsync(handle.fileno())
+                done.bytes = handle.tell()
+                write_text_atomic(progress_path(out), json.dumps(asdict(done)))
+            bar.update(result.input_bytes)
+    finally:
+        bar.close()
+        if handle is not None:
+            handle.close()
+    if not done.sentences:
+        raise CorpusError(f"{spec.path}: no text to tag" if spec.input_format == "text" else f"{spec.path}: no sentences to tag")
+    if out is not None:
+        os.replace(partial_path(out), out)
+        progress_path(out).unlink(missing_ok=True)
+    return StreamResult(done.sentences, done.entities, done.chunks, resumed)
+
+
+def _with_layout(spec: ReadSpec, chunk_size: int) -> ReadSpec:
+    """The spec with the column layout detected once, from the first chunk, as the whole file's
+    reader detects it from its first lines."""
+    if spec.input_format != "conll" or (spec.token_col is not None and spec.tag_col is not None):
+        return spec
+    first = next(chunks(spec.path, spec.input_format, chunk_size), None)
+    if first is None:
+        return spec
+    layout = spec.read(first).layout
+    assert layout is not None  # a column file's corpus always has one
+    return ReadSpec(**{**asdict(spec), "token_col": layout.token_col, "tag_col": layout.tag_col})
+
+
+def _tagged(tagger: Any, load: Callable[[], Any], spec: ReadSpec, pieces: Iterator[Chunk], workers: int,
+            skip: int) -> Iterator[TaggedChunk]:
+    """The chunks after the first `skip`, tagged in input order: by `tagger` here, or by
+    `workers` processes that each `load` one."""
+    todo = (chunk for chunk in pieces if chunk.index >= skip)
+    if workers == 1:
+        for chunk in todo:
+            yield tag_chunk(tagger, spec, chunk)
+        return
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("spawn")  # not fork: torch's threads do not survive a fork
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(load, spec, threads)) as pool:
+        in_flight: deque[Future[TaggedChunk]] = deque()
+        try:
+            for chunk in todo:
+                in_flight.append(pool.submit(_work, chunk))
+                if len(in_flight) >= 2 * workers:
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
+        except BrokenProcessPool:
+            raise TagshiftError("a worker process died (killed, or out of memory?); the chunks written are kept: "
+                                "run again with --resume") from None
+        finally:
+            for future in in_flight:
+                future.cancel()
+
+
+# Each worker process's tagger and spec, set once by its initializer: the pool's way to keep a
+# loaded model in a process between tasks.
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(load: Callable[[], Any], spec: ReadSpec, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(tagger=load(), spec=spec)
+
+
+def _work(chunk: Chunk) -> TaggedChunk:
+    return tag_chunk(_WORKER["tagger"], _WORKER["spec"], chunk)
