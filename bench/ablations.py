@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    read_shared,
     CACHE, add_run_options, configure_run, load_records, mean_std, new_tagger, publish, records, require_shared,
     run_child, save_record,
 )
@@ -39,10 +40,10 @@ def slug(variant: str) -> str:
 
 
 def corpora(quick: bool):
-    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.corpus import Corpus
 
     sizes = QUICK if quick else SIZES
-    read = {n: read_corpus(require_shared("conll2003", f"eng.{f}")) for n, f in
+    read = {n: read_shared("conll2003", f"eng.{f}") for n, f in
             (("train", "train"), ("dev", "testa"), ("test", "testb"))}
     return {n: Corpus(c.sentences[: sizes[n]], c.path) for n, c in read.items()}
 

@@ -5,6 +5,7 @@ into the README's headline)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -164,9 +165,10 @@ def stamp(record: dict, device: str) -> dict:
 
 
 def run_child(script: str, one: list[str], quick: bool, threads: int | None, device: str = "cpu",
-              in_process: bool = False) -> None:
+              in_process: bool | None = None) -> None:
     """`script --one ...` in a process of its own, so that its peak memory is its own; or,
-    with `in_process`, run as __main__ in this one."""
+    with `in_process` (default: for --quick runs, which are tiny), run as __main__ in this one."""
+    in_process = quick if in_process is None else in_process
     command = [sys.executable, script, "--one", *one]
     command += (["--quick"] if quick else []) + (["--threads", str(threads)] if threads else [])
     command += ["--device", device] if device != "cpu" else []
@@ -183,6 +185,16 @@ def run_child(script: str, one: list[str], quick: bool, threads: int | None, dev
             raise subprocess.CalledProcessError(stop.code if isinstance(stop.code, int) else 1, command) from stop
     finally:
         sys.argv = saved
+
+
+@functools.lru_cache(maxsize=None)
+def read_shared(*parts: str) -> Any:
+    """A corpus of ../shared/data, read once per process: --quick runs go in the calling
+    process, and each would read the same corpora again. Callers make new corpora from it
+    (slices, relabelled copies), never change it."""
+    from tagshift.corpus import read_corpus
+
+    return read_corpus(require_shared(*parts))
 
 
 def run_children(script: str, ones: list[list[str]], args: argparse.Namespace) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    read_shared,
     CACHE, add_run_options, configure_run, load_records, mean_std, new_tagger, not_shown, publish, quick_model,
     ran_on, records, require_shared, run_children, save_record, seeds_phrase, stamp,
 )
@@ -70,9 +71,9 @@ QUICK = {"train": 30, "dev": 30, "test": 50, "epochs": 1}
 
 
 def domain(name: str, quick: bool) -> dict:
-    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.corpus import Corpus
 
-    splits = {split: read_corpus(require_shared("crossner", name, f"{split}.txt")) for split in ("train", "dev", "test")}
+    splits = {split: read_shared("crossner", name, f"{split}.txt") for split in ("train", "dev", "test")}
     if quick:
         splits = {k: Corpus(c.sentences[: QUICK[k]], c.path) for k, c in splits.items()}
     return splits
@@ -94,12 +95,12 @@ def quick_source(backend: str, seed: int, folder: Path):
     """A tiny stand-in source for --quick."""
     import tagshift
     from tagshift.bundle import CONFIG
-    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.corpus import Corpus
     from tagshift.training import TrainConfig, fit
 
     out = folder / f"source-{backend}-seed{seed}"
     if not (out / CONFIG).is_file():
-        train = read_corpus(require_shared("conll2003", "eng.train"))
+        train = read_shared("conll2003", "eng.train")
         train = Corpus(train.sentences[:100], train.path)
         fit(new_tagger(backend, {}, train, seed), train, None, TrainConfig.for_backend(backend, epochs=1), out)
     return tagshift.load(out), out

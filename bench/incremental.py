@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    read_shared,
     CACHE, add_run_options, configure_run, load_records, mean_std, new_tagger, not_shown, publish, quick_model,
     ran_on, records, require_shared, run_children, save_record, seeds_phrase, stamp,
 )
@@ -110,10 +111,10 @@ def greedy_split(tags: list[list[str]], order: list[str], seed: int = 13) -> lis
 
 def data(quick: bool, protocol: str) -> dict:
     """Step k's training part and dev set (type k only), and the test set with steps 1..k's types."""
-    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.corpus import Corpus
 
     order = PROTOCOLS[protocol]
-    train, dev, test = (read_corpus(require_shared("conll2003", f"eng.{n}")) for n in ("train", "testa", "testb"))
+    train, dev, test = (read_shared("conll2003", f"eng.{n}") for n in ("train", "testa", "testb"))
     if protocol == "published":
         parts = [[train.sentences[i] for i in part] for part in greedy_split([s.tags for s in train.sentences], order)]
         parts = [part[: QUICK["part"]] if quick else part for part in parts]

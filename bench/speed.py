@@ -10,6 +10,7 @@ other work on the cores skews every number.
 
     python bench/speed.py            # a few minutes; needs bench/conll.py's models
     python bench/speed.py --quick    # tiny slices, fresh untrained models: checks the script
+    python bench/speed.py --predict-only   # predict's streamed path alone, at 1 and 2 workers
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, RECORDS, load_records, new_tagger, publish, quick_model, require_shared  # noqa: E402
+from bench.common import CACHE, RECORDS, load_records, new_tagger, publish, quick_model, read_shared  # noqa: E402
 from bench.conll import RECIPES  # noqa: E402  (one row per recipe of the CoNLL table)
 from tagshift.taggers.tagger import PRECISIONS  # noqa: E402
 
@@ -257,27 +258,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny slices, untrained models: checks the script")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
+    parser.add_argument("--predict-only", action="store_true",
+                        help="time predict's streamed path alone, at 1 and 2 workers, with each recipe's model built "
+                             "but not trained (tagging costs the same); needs no bench/conll.py model")
     args = parser.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from tagshift.corpus import Corpus, read_corpus
+    from tagshift.corpus import Corpus
 
-    train = read_corpus(require_shared("conll2003", "eng.train"))
-    test = read_corpus(require_shared("conll2003", "eng.testb"))
+    train = read_shared("conll2003", "eng.train")
+    test = read_shared("conll2003", "eng.testb")
     size = TRAIN_SENTENCES["quick" if args.quick else "full"]
     train = Corpus(train.sentences[:size], train.path)
     sentences = [s.tokens for s in test.sentences[: 200 if args.quick else None]]
-    taggers = models(args.quick, train)
     evaluated = test if not args.quick else Corpus(test.sentences[:200], test.path)
+    if args.predict_only:
+        return predict_only(args.quick, train, evaluated)
+    taggers = models(args.quick, train)
     with tempfile.TemporaryDirectory() as folder:
         exports = onnx_exports(taggers, Path(folder))
         speeds = inference(taggers, exports, sentences)
         f1 = conll_f1(taggers, exports, evaluated)
-        # (quick: the first recipe alone: worker processes take seconds to start)
-        timed = dict(list(taggers.items())[:1]) if args.quick else taggers
-        speeds.update(streamed(timed, Path(folder), evaluated, STREAM_COPIES["quick" if args.quick else "full"]))
+        speeds.update(streamed(taggers, Path(folder), evaluated, STREAM_COPIES["full"]) if not args.quick else {})
     spacy_speed = next(v for k, v in speeds.items() if k.startswith("spacy"))
     lines = [f"torch threads: {torch.get_num_threads()} (onnxruntime: as many)", "",
              "| measured in this run | value | × spaCy sm | × torch fp32 (predict: × 1 worker) |", "|---|---|---|---|"]
@@ -304,6 +308,28 @@ def main() -> None:
         lines.append(f"| {name} | {statistics.mean(values):,.2f} | {max(values):,.2f} | {goal} |")
     body = "\n".join(lines)
     publish("speed", body, {"inference_words_per_second": speeds, "test_f1": f1}, args.quick)
+    print(body)
+
+
+def predict_only(quick: bool, train, test) -> None:
+    """`--predict-only`: the streamed rows alone, published as their own section."""
+    import torch
+
+    rows = list(RECIPES)[:1] if quick else list(RECIPES)  # (quick: one: workers take seconds to start)
+    taggers = {row: new_tagger(RECIPES[row]["backend"], quick_model(RECIPES[row]["model"]) if quick
+                               else RECIPES[row]["model"], train, seed=0) for row in rows}
+    with tempfile.TemporaryDirectory() as folder:
+        speeds = streamed(taggers, Path(folder), test, STREAM_COPIES["quick" if quick else "full"])
+    words = STREAM_COPIES["quick" if quick else "full"] * sum(len(s) for s in test.sentences)
+    lines = [f"torch threads: {torch.get_num_threads()}, shared by the workers; input: the CoNLL-2003 test set "
+             f"×{STREAM_COPIES['quick' if quick else 'full']} ({words:,} words) as a column file; "
+             "each recipe's model built, not trained", "",
+             "| tagshift predict, file to file | words/s | × 1 worker |", "|---|---|---|"]
+    for name, value in speeds.items():
+        base = f"tagshift {recipe_of(name)}, predict --workers 1 (file to file)"
+        lines.append(f"| {name.removeprefix('tagshift ')} | {value:,.0f} | {value / speeds[base]:.2f} |")
+    body = "\n".join(lines)
+    publish("speed-predict", body, {"words_per_second": speeds}, quick)
     print(body)
 
 

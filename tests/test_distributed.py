@@ -180,10 +180,13 @@ def test_each_rank_takes_its_share_of_a_batch_weighted_to_the_whole_batch_mean(b
     assert World(size=2, rank=rank).share(batch) == (share, pytest.approx(weight))
 
 
-def test_adapt_with_pseudo_labels_and_distillation_runs_on_two_processes(single, tmp_path):
+def test_adapt_through_a_mapping_head_with_pseudo_labels_and_distillation_runs_on_two_processes(single, tmp_path):
+    """The pieces adapt adds to training (a mapping head folded at the end, pseudo-labels made
+    before it, the teacher's scores on each rank's share) under DDP."""
     out = tmp_path / "adapted"
     result = launch("adapt", single, "--train", DATA / "crossner" / "politics" / "train.txt", "--epochs", "1",
-                    "--batch-size", "8", "--pseudo-label", "--distill", "--out", out, "--no-progress")
+                    "--batch-size", "8", "--labels", "map", "--pseudo-label", "--distill", "--out", out,
+                    "--no-progress")
     assert result.returncode == 0, result.stderr
     step = json.loads((out / "lineage.json").read_text())[-1]
     assert step["step"] == "adapt" and step["ran_on"]["world_size"] == 2
