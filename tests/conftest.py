@@ -24,7 +24,8 @@ SHARED_DATA = Path(os.environ.get("TAGSHIFT_SHARED_DATA", REPO.parent / "shared"
 # The files over a minute each (make test --durations), started first so that none is left
 # running alone at the end; then each bench script's --quick check, one by one wherever a
 # process is free; then the rest, in collection order.
-FIRST = ("tests/test_transfer_conll.py", "tests/test_bundle_training.py", "tests/test_hf_import.py")
+FIRST = ("tests/test_transfer_conll.py", "tests/test_bundle_training.py", "tests/test_hf_import.py",
+         "tests/test_distributed.py")
 SPREAD = ("tests/test_bench.py::test_quick_mode_runs_and_writes_its_table",)
 
 

@@ -26,7 +26,7 @@ def test_quick_mode_runs_and_writes_its_table(script, shared_data):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     table = (REPO / "bench" / "results" / f"{name}-quick.md").read_text()
-    assert table.count("|") > 20
+    assert sum(line.startswith("|") for line in table.splitlines()) >= 4  # a header, its rule, two rows at least
 
 
 def test_machine_line_is_the_lineage_record():
