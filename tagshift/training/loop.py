@@ -161,6 +161,7 @@ def epochs(
     # so that a resumed run, whose groups hold the last scaled rate, scales the same ones
     base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
     started = time.perf_counter() - state.seconds
+    trainable: tuple[bool, ...] | None = None  # which parameters train: DDP is rebuilt when it changes
     for epoch in range(state.epoch + 1, options.epochs + 1):
         steps_done = (epoch - 1) * steps_per_epoch
         if stopping is not None and stopping.done(state, steps_done):
@@ -173,7 +174,8 @@ def epochs(
         torch.manual_seed(world.seed(epoch_seed))
         batches = objective.batches(torch.Generator().manual_seed(epoch_seed))  # the same on every rank
         objective.start_epoch(epoch)
-        batch_loss = world.loss_of(objective)
+        if trainable != (now := tuple(p.requires_grad for p in objective.network.parameters())):
+            trainable, batch_loss = now, world.loss_of(objective)
         total_loss, optimizer_step = 0.0, steps_done
         bar = progress_bar(batches, f"epoch {epoch}/{options.epochs}", enabled=progress, unit="batch")
         for number, batch in enumerate(bar, start=1):

@@ -103,9 +103,9 @@ class World:
         return epoch_seed + 1_000_003 * self.rank
 
     def loss_of(self, objective: Any) -> Callable[[list[int]], Tensor]:
-        """The objective's batch loss, under DDP when distributed: built per epoch, after
-        the epoch has frozen or unfrozen its layers (DDP syncs only the parameters that
-        require gradients when it is built)."""
+        """The objective's batch loss, under DDP when distributed: built again whenever an
+        epoch has frozen or unfrozen layers (DDP syncs only the parameters that require
+        gradients when it is built)."""
         if not self.distributed:
             return objective.loss
         device = next(objective.network.parameters()).device
@@ -156,10 +156,6 @@ class World:
 
             self.from_main(take)
             yield
-
-    def barrier(self) -> None:
-        if self.distributed:
-            self._collective(dist.barrier, group=self.cpu_group)
 
     def _broadcast_json(self, value: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(value).encode("utf-8") if self.main else b""
