@@ -50,7 +50,7 @@ def parse_text(data: bytes, path: str | Path, encoding: str = "utf-8", max_token
     streaming); it may hold no text."""
     text = decode_text(data, str(path), encoding, first_line)
     sentences = []
-    for number, line in enumerate(text.splitlines(), start=first_line):
+    for number, line in enumerate(text.split("\n"), start=first_line):  # lines as editors count them: at \n only
         triples = tokenize(line)
         if not triples:
             continue

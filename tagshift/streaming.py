@@ -25,11 +25,13 @@ import torch
 
 from tagshift.atomic import write_text_atomic
 from tagshift.corpus import Corpus, read_columns, read_jsonl
-from tagshift.corpus.columns import DOCSTART
+from tagshift.corpus.columns import DOCSTART, detect_columns
+from tagshift.corpus.jsonl import looks_like_json
 from tagshift.errors import CorpusError, TagshiftError
 from tagshift.predict import format_predictions, parse_text
 from tagshift.progress import progress_bar
 
+_HEAD_LINES = 20_000  # lines read to detect a column file's width: its first 5,000 token lines, with blanks
 CHUNK_SENTENCES = 2000  # sentences (lines, for text and JSONL) a chunk: a few MB of input
 
 
@@ -57,6 +59,7 @@ class ReadSpec:
     max_tokens: int = 10_000
     token_col: int | None = None
     tag_col: int | None = None
+    columns: int | None = None  # fields a column line has, detected once from the start
 
     def read(self, chunk: Chunk) -> Corpus:
         if self.input_format == "text":
@@ -65,7 +68,8 @@ class ReadSpec:
             return read_jsonl(self.path, max_tokens=self.max_tokens, encoding=self.encoding, data=chunk.data,
                               unlabelled=True, first_line=chunk.first_line)
         return read_columns(self.path, token_col=self.token_col, tag_col=self.tag_col, encoding=self.encoding,
-                            max_tokens=self.max_tokens, data=chunk.data, unlabelled=True, first_line=chunk.first_line)
+                            max_tokens=self.max_tokens, data=chunk.data, unlabelled=True, first_line=chunk.first_line,
+                            columns=self.columns)
 
 
 @dataclass(frozen=True)
@@ -85,43 +89,65 @@ def tag_chunk(tagger: Any, spec: ReadSpec, chunk: Chunk) -> TaggedChunk:
     tagged = tagger.predict([s.tokens for s in corpus.sentences], spec.batch_size,
                             confidence=spec.output_format != "conll")  # CoNLL columns have no place for them
     text = format_predictions(corpus, tagged, spec.output_format, spec.scheme) if corpus.sentences else ""
+    if text and chunk.index and spec.output_format == "conll" and corpus.layout is None:
+        text = "\n" + text  # columns written from text or JSON: the blank line between chunks' sentences
     return TaggedChunk(chunk.index, text, len(corpus.sentences), sum(len(t.entities) for t in tagged), len(chunk.data))
 
 
 def chunks(path: str | Path, input_format: str, size: int = CHUNK_SENTENCES) -> Iterator[Chunk]:
     """The input in chunks of about `size` sentences, read a line at a time. Column files are
     cut only before a line that follows a blank one (a sentence or a -DOCSTART- begins
-    there), keeping one blank line at the chunk's end; text and JSON lines after `size`
-    non-blank lines. A JSON array is one record stream: it is one chunk."""
+    there), their blank lines at a chunk's end cut to one, and a last piece without a
+    sentence (-DOCSTART- lines alone) joins the chunk before; text and JSON lines are cut
+    after `size` non-blank lines. A JSON array is one record stream: it is one chunk."""
     with Path(path).open("rb") as handle:
-        start = handle.read(64)
-        handle.seek(0)
-        if input_format == "jsonl" and start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        if input_format == "jsonl" and handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            handle.seek(0)
             yield Chunk(0, handle.read(), 1)
             return
-        index, lines, first_line, number, held, blank_before = 0, [], 1, 0, 0, True
-        for line in handle:
-            number += 1
-            blank = not line.strip()
-            starts_block = not blank and (input_format != "conll" or blank_before)
-            if starts_block and held >= size:
-                yield Chunk(index, _one_blank_at_end(lines), first_line)
-                index, lines, first_line, held = index + 1, [], number, 0
-            lines.append(line)
-            if starts_block and not line.startswith(DOCSTART.encode()):
-                held += 1
-            blank_before = blank
-        if lines:
-            yield Chunk(index, b"".join(lines), first_line)
+        handle.seek(0)
+        pieces = _pieces(handle, input_format, size)
+        held_back, index = next(pieces, None), 0  # one piece behind: the last may join it
+        for lines, first_line, sentences in pieces:
+            if held_back is not None and not sentences:  # (only the last piece can have none)
+                held_back = (held_back[0] + lines, held_back[1], held_back[2])
+                continue
+            if held_back is not None:
+                yield _chunk(index, held_back[0], held_back[1], input_format, last=False)
+                index += 1
+            held_back = (lines, first_line, sentences)
+        if held_back is not None:
+            yield _chunk(index, held_back[0], held_back[1], input_format, last=True)
 
 
-def _one_blank_at_end(lines: list[bytes]) -> bytes:
-    """A column chunk's lines, with the blank lines at its end cut to one: as read whole, the
-    sentences would be written back one blank line apart."""
-    end = len(lines)
-    while end > 1 and not lines[end - 1].strip() and not lines[end - 2].strip():
-        end -= 1
-    return b"".join(lines[:end])
+def _pieces(handle: BinaryIO, input_format: str, size: int) -> Iterator[tuple[list[bytes], int, int]]:
+    """(lines, the first one's number, sentences begun in them) for each cut `chunks` makes."""
+    lines: list[bytes] = []
+    first_line, held, blank_before = 1, 0, True
+    for number, line in enumerate(handle, start=1):
+        blank = not line.strip()
+        starts_block = not blank and (input_format != "conll" or blank_before)
+        if starts_block and held >= size:
+            yield lines, first_line, held
+            lines, first_line, held = [], number, 0
+        lines.append(line)
+        if starts_block and not line.startswith(DOCSTART.encode()):
+            held += 1
+        blank_before = blank
+    if lines:
+        yield lines, first_line, held
+
+
+def _chunk(index: int, lines: list[bytes], first_line: int, input_format: str, last: bool = False) -> Chunk:
+    """A chunk of `lines`. A column chunk that another follows ends in one plain blank line,
+    as the whole file's reader would write the sentences back one blank line apart."""
+    if input_format == "conll" and not last:
+        end = len(lines)
+        while end > 1 and not lines[end - 1].strip():
+            end -= 1
+        newline = b"\r\n" if lines[end - 1].endswith(b"\r\n") else b"\n"
+        lines = [*lines[: end - 1], lines[end - 1].rstrip(b"\r\n") + newline, newline]
+    return Chunk(index, b"".join(lines), first_line)
 
 
 # --- the output, resumable --------------------------------------------------------------
@@ -135,17 +161,18 @@ def progress_path(out: Path) -> Path:
     return out.with_name(out.name + ".progress.json")
 
 
-def fingerprint(spec: ReadSpec, model: str | Path, chunk_size: int) -> dict[str, Any]:
+def fingerprint(spec: ReadSpec, model: str | Path | None, chunk_size: int) -> dict[str, Any]:
     """What a resumed run must share with the one it continues: the input file as it was
     (size and modification time), the model's files, and every option that changes output."""
     def stat(path: Path) -> list[int]:
         info = path.stat()
         return [info.st_size, info.st_mtime_ns]
 
-    model = Path(model)
-    files = sorted(model.iterdir()) if model.is_dir() else [model] if model.is_file() else []
+    model = Path(model) if model is not None else None
+    files = [] if model is None else sorted(model.iterdir()) if model.is_dir() else [model] if model.is_file() else []
     return {"input": stat(Path(spec.path)), "model": {f.name: stat(f) for f in files if f.is_file()},
-            "model_path": str(model), "options": asdict(spec), "chunk_sentences": chunk_size}
+            "model_path": str(model) if model is not None else None, "options": asdict(spec),
+            "chunk_sentences": chunk_size}
 
 
 @dataclass
@@ -207,17 +234,20 @@ def predict_stream(
     resume: bool = False,
     progress: bool = False,
     chunk_size: int = CHUNK_SENTENCES,
-    model_path: str | Path = "",
+    model_path: str | Path | None = None,
 ) -> StreamResult:
     """Tag `spec.path` chunk by chunk with the tagger `load()` gives (loaded once in each of
     `workers` processes, or here for one: `load` must then be picklable, e.g. a partial of a
-    module-level function), writing each chunk in input order: to `write` without `out`,
-    else to OUT.partial, resumably, renamed to `out` at the end."""
+    module-level function), writing each chunk in input order: to `write` without `out`
+    (chunks before a bad line are written before its error), else to OUT.partial, resumably,
+    renamed to `out` at the end. `model_path` names the model's files for a resumed run to
+    check. An error in the input removes OUT.partial: a resumed run could not use it once
+    the input is mended; any other interruption keeps it for --resume."""
     if workers < 1:
         raise TagshiftError(f"--workers {workers}: give 1 or more")
     if resume and out is None:
         raise TagshiftError("--resume continues an output file: give --out")
-    spec = _with_layout(spec, chunk_size)
+    spec = _with_layout(_as_read(spec), chunk_size)
     # loaded here first, also for workers: a model that does not load fails before any output is opened
     tagger = load()
     if workers > 1:
@@ -233,7 +263,7 @@ def predict_stream(
                        unit_scale=True)
     try:
         pieces = chunks(spec.path, spec.input_format, chunk_size)
-        for result in _tagged(tagger, load, spec, pieces, workers, skip=done.chunks):
+        for result in _tagged(tagger, load, spec, _not_empty(pieces, spec), workers, skip=done.chunks):
             write(result.text)
             done.chunks, done.input_bytes = done.chunks + 1, done.input_bytes + result.input_bytes
             done.sentences, done.entities = done.sentences + result.sentences, done.entities + result.entities
@@ -243,25 +273,58 @@ def predict_stream(
                 done.bytes = handle.tell()
                 write_text_atomic(progress_path(out), json.dumps(asdict(done)))
             bar.update(result.input_bytes)
+        if not done.sentences:
+            raise CorpusError(f"{spec.path}: no text to tag" if spec.input_format == "text"
+                              else f"{spec.path}: no sentences to tag")
+    except CorpusError:
+        if handle is not None and out is not None:
+            handle.close()
+            partial_path(out).unlink(missing_ok=True)
+            progress_path(out).unlink(missing_ok=True)
+        raise
     finally:
         bar.close()
         if handle is not None:
             handle.close()
-    if not done.sentences:
-        raise CorpusError(f"{spec.path}: no text to tag" if spec.input_format == "text" else f"{spec.path}: no sentences to tag")
     if out is not None:
         os.replace(partial_path(out), out)
         progress_path(out).unlink(missing_ok=True)
     return StreamResult(done.sentences, done.entities, done.chunks, resumed)
 
 
-def _with_layout(spec: ReadSpec, chunk_size: int) -> ReadSpec:
-    """The spec with the column layout detected once, from the first chunk, as the whole file's
-    reader detects it from its first lines."""
-    if spec.input_format != "conll" or (spec.token_col is not None and spec.tag_col is not None):
+def _as_read(spec: ReadSpec) -> ReadSpec:
+    """A corpus asked for as conll or jsonl is read as its content says, JSON or columns, as
+    `read_corpus` reads it (the output's default format follows what was asked)."""
+    if spec.input_format not in ("conll", "jsonl"):
         return spec
+    with Path(spec.path).open("rb") as handle:
+        head = handle.read(4096).decode("utf-8", errors="ignore")
+    return ReadSpec(**{**asdict(spec), "input_format": "jsonl" if looks_like_json(head) else "conll"})
+
+
+def _not_empty(pieces: Iterator[Chunk], spec: ReadSpec) -> Iterator[Chunk]:
+    """The chunks; for an empty file, the error its reader gives (an empty chunk is read)."""
+    empty = True
+    for chunk in pieces:
+        empty = False
+        yield chunk
+    if empty:
+        spec.read(Chunk(0, b"", 1))
+
+
+def _with_layout(spec: ReadSpec, chunk_size: int) -> ReadSpec:
+    """The spec with the column layout detected once, as the whole file's reader detects it
+    from its first lines: the fields a line has from the file's first 5,000 token lines, the
+    token and tag columns from the first chunk."""
+    if spec.input_format != "conll":
+        return spec
+    with Path(spec.path).open("rb") as handle:
+        head = b"".join(line for _, line in zip(range(_HEAD_LINES), handle))
+    if not head.strip():
+        return spec  # (an empty file: its reader says so)
+    spec = ReadSpec(**{**asdict(spec), "columns": detect_columns(head, spec.path, spec.encoding)})
     first = next(chunks(spec.path, spec.input_format, chunk_size), None)
-    if first is None:
+    if first is None or (spec.token_col is not None and spec.tag_col is not None):
         return spec
     layout = spec.read(first).layout
     assert layout is not None  # a column file's corpus always has one

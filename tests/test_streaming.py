@@ -68,6 +68,41 @@ def test_chunked_output_is_the_output_of_the_input_read_whole(model, inputs, rea
     assert streamed(model, inputs[read_as], read_as, fmt, chunk_size=chunk_size) == whole(model, inputs[read_as], fmt)
 
 
+ODD_FILES = {  # what real files hold, each once read whole and once a sentence a chunk
+    "a separator of spaces and tabs": (b"EU B-ORG\nrejects O\n \t\nGerman B-MISC\n\nPeter B-PER\n", "conll"),
+    "a -DOCSTART- line last": (b"EU B-ORG\n\nPeter B-PER\n\n-DOCSTART- -X- O O\n", "conll"),
+    "CRLF and a BOM, no final newline": (b"\xef\xbb\xbfEU B-ORG\r\nrejects O\r\n\r\n\r\nPeter B-PER", "conll"),
+    "a form feed inside a line of text": (b"Peter met\x0cAngela Merkel .\nEU rejects it .\n\nParis .\n", "text"),
+    "JSON lines asked for as columns": (b'{"tokens": ["EU", "rejects"]}\n{"tokens": ["Peter"]}\n', "conll"),
+}
+
+
+@pytest.mark.parametrize("case", ODD_FILES)
+def test_odd_files_give_what_reading_them_whole_gives(model, tmp_path, case):
+    data, read_as = ODD_FILES[case]
+    path = tmp_path / "odd.txt"
+    path.write_bytes(data)
+    fmt = "jsonl" if read_as == "text" else "conll"
+    corpus, _ = read_input(path, read_as)
+    tagger = load_source(model)
+    expected = format_predictions(corpus, tagger.predict([s.tokens for s in corpus.sentences], confidence=fmt != "conll"),
+                                  fmt)
+    assert streamed(model, path, read_as, fmt, chunk_size=1) == expected
+
+
+def test_an_empty_input_says_so_and_a_bad_one_leaves_no_partial_output(model, tmp_path):
+    empty = tmp_path / "empty.conll"
+    empty.write_bytes(b"")
+    with pytest.raises(CorpusError, match="file is empty"):
+        streamed(model, empty, "conll", "conll")
+    bad = tmp_path / "bad.conll"
+    bad.write_text("EU B-ORG\n\nrejects O O\n", encoding="utf-8")
+    out = tmp_path / "out.conll"
+    with pytest.raises(CorpusError, match="bad.conll:3: expected 2 columns"):
+        streamed(model, bad, "conll", "conll", out, chunk_size=1)
+    assert not partial_path(out).exists() and not progress_path(out).exists()  # a mended input starts afresh
+
+
 def test_chunks_are_read_as_they_are_needed_not_all_at_once(inputs):
     pieces = chunks(inputs["text"], "text", size=10)
     first = next(pieces)

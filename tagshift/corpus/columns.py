@@ -94,10 +94,12 @@ def read_columns(
     data: bytes | None = None,
     unlabelled: bool = False,
     first_line: int = 1,
+    columns: int | None = None,
 ) -> Corpus:
     """Read a column file. Options left as None are detected from the file. With
     `unlabelled`, a file of tokens alone (one column) is read with every tag O. `data` may
-    be a part of the file that starts at line `first_line` (a chunk, when streaming)."""
+    be a part of the file that starts at line `first_line` (a chunk, when streaming), and
+    `columns` the fields a line has, as `detect_columns` found them in the file's start."""
     path = str(path)
     raw = Path(path).read_bytes() if data is None else data
     bom = raw.startswith(b"\xef\xbb\xbf")
@@ -105,16 +107,12 @@ def read_columns(
     newline = "\r\n" if b"\r\n" in raw else "\n"
     lines = text.split("\n")
 
-    token_lines = [
-        (number, line)
-        for number, line in enumerate(lines, start=first_line)
-        if line.strip() and not line.startswith(DOCSTART)
-    ]
+    token_lines = _token_lines(lines, first_line)
     if not token_lines:
         raise CorpusError(f"{where(path, None)}file holds no token lines, only blank or -DOCSTART- lines")
 
     sample = [_fields(line, delimiter, path, n) for n, line in token_lines[:_DETECT_LINES]]
-    columns = Counter(len(row) for row in sample).most_common(1)[0][0]  # not the first line's: it may be the bad one
+    columns = _most_common_width(sample) if columns is None else columns
     tokens_only = unlabelled and columns == 1
 
     def fields_of(line: str, number: int) -> list[str]:
@@ -183,6 +181,25 @@ def read_columns(
     ending = "\n" + "\n".join(lines[last_content + 1 :]) if last_content + 1 < len(lines) else ""
     layout = ColumnLayout(columns, token_col, tag_col, layout_delimiter, newline, bom, ending)
     return Corpus(sentences, path, doc_starts, layout)
+
+
+def _token_lines(lines: list[str], first_line: int) -> list[tuple[int, str]]:
+    """(number, line) of the lines that hold a token."""
+    return [(n, line) for n, line in enumerate(lines, start=first_line) if line.strip() and not line.startswith(DOCSTART)]
+
+
+def _most_common_width(sample: list[list[str]]) -> int:
+    return Counter(len(row) for row in sample).most_common(1)[0][0]  # not the first line's: it may be the bad one
+
+
+def detect_columns(data: bytes, path: str | Path, encoding: str = "utf-8", delimiter: str | None = None) -> int:
+    """The fields a column file's lines have, as `read_columns` detects them from `data`
+    (the file's start): the most common count among its first token lines."""
+    lines = decode_text(data, path, encoding).split("\n")
+    token_lines = _token_lines(lines, 1)[:_DETECT_LINES]
+    if not token_lines:
+        raise CorpusError(f"{where(path, None)}file holds no token lines, only blank or -DOCSTART- lines")
+    return _most_common_width([_fields(line, delimiter, path, n) for n, line in token_lines])
 
 
 def _wrong_columns(path: str | Path, number: int, line: str, row: list[str], columns: int) -> None:

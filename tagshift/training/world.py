@@ -4,9 +4,12 @@ group training under DistributedDataParallel.
 
 `--batch-size` stays the global batch: every rank draws the same batches from the same
 seeded generator and trains on its share of each (batch_size / N sentences), and DDP
-averages the ranks' gradients, each share's loss weighted by its size, so an optimiser step
-is the step one process takes over the whole batch. The learning rate therefore needs no
-change with N; raise the batch to use more ranks, and the learning rate with it (docs).
+averages the ranks' gradients, each share's loss weighted by its share of the sentences.
+For a loss that is a mean over sentences (the CRF head's) an optimiser step is then the
+step one process takes over the whole batch; a mean over words or word pieces (the softmax
+head, distillation, masked LM) is taken per share, as DDP's users usually have it, and
+matches as closely as the shares' word counts do. The learning rate needs no change with
+N; raise the batch to use more ranks, and the learning rate with it (docs).
 
 Rank 0 alone writes (log, curves, checkpoints, the bundle), scores dev and prints; the
 others learn what it decided (the dev score, an error) through small JSON messages, never
@@ -32,6 +35,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from tagshift.errors import TagshiftError
+from tagshift.taggers.tagger import usable_device
 
 # How long a rank waits for the others at a collective before giving up: rank 0 alone
 # scores dev and saves, which on a large dev set takes minutes, not hours.
@@ -129,8 +133,9 @@ class World:
         return self.sum(float(flag)) > 0
 
     def from_main(self, value: Callable[[], Any]) -> Any:
-        """`value()` computed on rank 0 and sent to every rank as JSON; an error rank 0 can
-        name (TagshiftError, OSError) is raised on every rank with its message."""
+        """`value()` computed on rank 0 and sent to every rank as JSON; an error there is
+        raised on every rank: one a person can act on (TagshiftError, OSError) with its
+        message, any other (a bug, CUDA out of memory, Ctrl-C) named by its type."""
         if not self.distributed:
             return value()
         message: dict[str, Any] = {}
@@ -138,8 +143,10 @@ class World:
             try:
                 message = {"value": value()}
             except (TagshiftError, OSError) as err:
-                message = {"error": str(err)}
-                self._broadcast_json(message)
+                self._broadcast_json({"error": str(err)})
+                raise
+            except BaseException as err:  # the others must not wait for a message that never comes
+                self._broadcast_json({"error": f"rank 0 failed ({type(err).__name__}: {err}); see its message"})
                 raise
         message = self._broadcast_json(message)
         if "error" in message:
@@ -191,7 +198,7 @@ def is_peer_loss(err: BaseException) -> bool:
     """Whether torch's error says a peer of a collective is gone (gloo names its transport's
     error in a plain RuntimeError, e.g. from DDP's constructor)."""
     return isinstance(err, dist.DistError) or any(
-        sign in str(err) for sign in ("gloo/transport", "Connection reset by peer", "Connection closed by peer", "NCCL"))
+        sign in str(err) for sign in ("gloo/transport", "Connection reset by peer", "Connection closed by peer"))
 
 
 def peer_lost(world: World, err: BaseException) -> Stopped:
@@ -206,7 +213,11 @@ def start_world(device: str) -> tuple[World, str]:
     MASTER_ADDR, MASTER_PORT, as torchrun and accelerate launch set them) and the device it
     trains on: under several processes, `cuda` means this rank's GPU (cuda:LOCAL_RANK),
     whose group talks over nccl; on CPUs over gloo. Without a launcher: one process."""
-    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        raise TagshiftError(f"WORLD_SIZE is {os.environ['WORLD_SIZE']!r}, not a number of processes: launch with "
+                            "torchrun (or accelerate launch), which sets it") from None
     if size <= 1:
         return World(), device
     try:
@@ -214,10 +225,13 @@ def start_world(device: str) -> tuple[World, str]:
     except (KeyError, ValueError):
         raise TagshiftError(f"WORLD_SIZE is {size} but RANK is {os.environ.get('RANK')!r}: launch with torchrun "
                             "(or accelerate launch), which sets both") from None
-    kind = torch.device(device).type
+    kind = usable_device(device).type
     if kind == "cuda":
-        device = f"cuda:{local_rank}" if torch.device(device).index is None else device
-        torch.cuda.set_device(torch.device(device))
+        if torch.device(device).index is not None:
+            raise TagshiftError(f"--device {device} under {size} processes would put every rank on one GPU: give "
+                                "--device cuda, and each rank takes its own (cuda:LOCAL_RANK)")
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(usable_device(device))
     elif kind != "cpu":
         raise TagshiftError(f"--device {device}: distributed training runs on CPUs (gloo) or CUDA GPUs (nccl)")
     backend = "nccl" if kind == "cuda" else "gloo"
