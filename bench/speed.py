@@ -32,6 +32,7 @@ from tagshift.taggers.tagger import PRECISIONS  # noqa: E402
 RECIPE_BACKENDS = tuple(dict.fromkeys(recipe["backend"] for recipe in RECIPES.values()))
 
 TRAIN_SENTENCES = {"full": 1000, "quick": 64}
+QUICK_TEST = 64  # --quick's test sentences: timed and scored, only to check that the script runs
 GOALS = {"inference": "≥ 3× spaCy sm for the BiLSTM-CRF", "adapt": "≤ 0.1 of source training time",
          "memory": "≤ 2 GB (BiLSTM-CRF), ≤ 4 GB (MiniLM)"}
 ONNX_RUNTIMES = ("fp32", "int8")  # `tagshift export --format onnx [--int8]`
@@ -273,8 +274,8 @@ def main() -> None:
     test = read_shared("conll2003", "eng.testb")
     size = TRAIN_SENTENCES["quick" if args.quick else "full"]
     train = Corpus(train.sentences[:size], train.path)
-    sentences = [s.tokens for s in test.sentences[: 200 if args.quick else None]]
-    evaluated = test if not args.quick else Corpus(test.sentences[:200], test.path)
+    sentences = [s.tokens for s in test.sentences[: QUICK_TEST if args.quick else None]]
+    evaluated = test if not args.quick else Corpus(test.sentences[:QUICK_TEST], test.path)
     if args.predict_only:
         return predict_only(args.quick, train, evaluated)
     taggers = models(args.quick, train)
