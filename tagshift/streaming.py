@@ -31,7 +31,7 @@ from tagshift.errors import CorpusError, TagshiftError
 from tagshift.predict import format_predictions, parse_text
 from tagshift.progress import progress_bar
 
-_HEAD_LINES = 20_000  # lines read to detect a column file's width: its first 5,000 token lines, with blanks
+_HEAD_LINES = 20_000  # lines read to detect a column file's layout: its first 5,000 token lines, with blanks
 CHUNK_SENTENCES = 2000  # sentences (lines, for text and JSONL) a chunk: a few MB of input
 
 
@@ -247,7 +247,7 @@ def predict_stream(
         raise TagshiftError(f"--workers {workers}: give 1 or more")
     if resume and out is None:
         raise TagshiftError("--resume continues an output file: give --out")
-    spec = _with_layout(_as_read(spec), chunk_size)
+    spec = _with_layout(_as_read(spec))
     # loaded here first, also for workers: a model that does not load fails before any output is opened
     tagger = load()
     if workers > 1:
@@ -312,10 +312,9 @@ def _not_empty(pieces: Iterator[Chunk], spec: ReadSpec) -> Iterator[Chunk]:
         spec.read(Chunk(0, b"", 1))
 
 
-def _with_layout(spec: ReadSpec, chunk_size: int) -> ReadSpec:
-    """The spec with the column layout detected once, as the whole file's reader detects it
-    from its first lines: the fields a line has from the file's first 5,000 token lines, the
-    token and tag columns from the first chunk."""
+def _with_layout(spec: ReadSpec) -> ReadSpec:
+    """The spec with the column layout detected once, from the file's first lines as the
+    whole file's reader detects it: the fields a line has and the token and tag columns."""
     if spec.input_format != "conll":
         return spec
     with Path(spec.path).open("rb") as handle:
@@ -323,10 +322,9 @@ def _with_layout(spec: ReadSpec, chunk_size: int) -> ReadSpec:
     if not head.strip():
         return spec  # (an empty file: its reader says so)
     spec = ReadSpec(**{**asdict(spec), "columns": detect_columns(head, spec.path, spec.encoding)})
-    first = next(chunks(spec.path, spec.input_format, chunk_size), None)
-    if first is None or (spec.token_col is not None and spec.tag_col is not None):
+    if spec.token_col is not None and spec.tag_col is not None:
         return spec
-    layout = spec.read(first).layout
+    layout = spec.read(Chunk(0, head, 1)).layout
     assert layout is not None  # a column file's corpus always has one
     return ReadSpec(**{**asdict(spec), "token_col": layout.token_col, "tag_col": layout.tag_col})
 

@@ -252,6 +252,18 @@ def _scored(world: World, objective: Objective) -> Evaluation | None:
 # --- consumers ----------------------------------------------------------------------------
 
 
+def train_with_checkpoints(objective: Objective, run: Run, options: TrainConfig, examples: int,
+                           checkpoint: Checkpoint | None, title: str, progress: bool = False,
+                           world: World = SINGLE) -> None:
+    """`epochs` to the end, early stopping as `options` say; after each epoch rank 0 writes
+    the log and the curves (titled `title`) beside the checkpoint, and the checkpoint."""
+    for _ in epochs(objective, run, options, examples, EarlyStopping(options.patience, options.min_steps), progress,
+                    world):
+        if checkpoint is not None and world.main:
+            write_progress(checkpoint.path.parent, run.state.history, title)
+            checkpoint.save(objective, run)
+
+
 def write_progress(out: Path, history: list[dict[str, Any]], title: str) -> None:
     """The log (a JSON line an epoch) and the learning curves, rewritten after each epoch."""
     out.mkdir(parents=True, exist_ok=True)

@@ -38,13 +38,13 @@ from tagshift.bundle import CONFIG, LINEAGE, WEIGHTS, save_bundle, write_directo
 from tagshift.corpus.model import Sentence
 from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
-from tagshift.lineage import file_sha256, machine_record, state_sha256, step_record
+from tagshift.lineage import file_sha256, state_sha256, step_record
 from tagshift.progress import progress_bar
 from tagshift.taggers.backends import TRANSFORMER
 from tagshift.taggers.tagger import Tagger, usable_device
 from tagshift.taggers.transformer import DEFAULT_ENCODER, quiet_transformers, resolve_encoder
 from tagshift.training.config import TrainConfig
-from tagshift.training.loop import CHECKPOINT, Checkpoint, EarlyStopping, Evaluation, Run, epochs, write_progress
+from tagshift.training.loop import CHECKPOINT, Checkpoint, Evaluation, Run, train_with_checkpoints
 from tagshift.training.world import SINGLE, World
 from tagshift.training.ner import epoch_batches, optimizer_of
 
@@ -532,11 +532,7 @@ def pretrain(
         if line:
             report(line)
     title = f"masked-LM pretraining of {source.name}"
-    stopping = EarlyStopping(options.patience, options.min_steps)
-    for _ in epochs(objective, run, options, len(text.train), stopping, progress, world):
-        if out is not None and world.main:
-            write_progress(out, run.state.history, title)
-            checkpoint.save(objective, run)  # type: ignore[union-attr]
+    train_with_checkpoints(objective, run, options, len(text.train), checkpoint, title, progress, world)
 
     state = run.state
     source.network.load_state_dict(run.best_weights)
@@ -547,7 +543,7 @@ def pretrain(
         "pretrain", command=command, source=source.name, source_weights_sha256=starting,
         data={"text": text.record}, objective="masked-LM", head=source.head, options=asdict(options),
         masking=asdict(masking), best_epoch=state.best_epoch, epochs_run=state.epoch,
-        seconds=round(state.seconds, 1), ran_on={**machine_record(device), **world.record()}, held_out=state.best_dev,
+        seconds=round(state.seconds, 1), ran_on=world.ran_on(device), held_out=state.best_dev,
     )
     if source.tagger is not None:  # the pretrained encoder goes back into the tagger
         _copy_weights(source.base, source.tagger.encoder.model, "the pretrained encoder")

@@ -17,12 +17,12 @@ from torch import Tensor
 from tagshift.bundle import WEIGHTS, load_weights, read_weights, save_bundle
 from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
-from tagshift.lineage import content_sha256, corpus_record, machine_record, step_record
+from tagshift.lineage import content_sha256, corpus_record, step_record
 from tagshift.metrics import Scores, score_tags
 from tagshift.schemes import SCHEMES, convert_tags
 from tagshift.taggers.tagger import Tagger
 from tagshift.training.config import TrainConfig
-from tagshift.training.loop import CHECKPOINT, Checkpoint, EarlyStopping, Evaluation, Run, epochs, write_progress
+from tagshift.training.loop import CHECKPOINT, Checkpoint, Evaluation, Run, train_with_checkpoints
 from tagshift.training.partial import partial_targets, uncertain_flags
 from tagshift.training.world import SINGLE, World
 
@@ -235,11 +235,7 @@ def fit(
     checkpoint = Checkpoint(out / CHECKPOINT, _fingerprint(tagger, train, dev, options, step)) if out else None
     if resume:
         checkpoint.restore(objective, run)  # type: ignore[union-attr]
-    stopping = EarlyStopping(options.patience, options.min_steps)
-    for _ in epochs(objective, run, options, len(train), stopping, progress, world):
-        if out is not None and world.main:
-            write_progress(out, run.state.history, tagger.describe())
-            checkpoint.save(objective, run)  # type: ignore[union-attr]
+    train_with_checkpoints(objective, run, options, len(train), checkpoint, tagger.describe(), progress, world)
 
     state = run.state
     tagger.network.load_state_dict(run.best_weights)
@@ -285,7 +281,7 @@ def _record_step(tagger: Tagger, train: Corpus, dev: Corpus | None, test: Corpus
             best_epoch=state.best_epoch,
             epochs_run=state.epoch,
             seconds=round(state.seconds, 1),
-            ran_on={**machine_record(tagger.device), **world.record()},
+            ran_on=world.ran_on(tagger.device),
             scores={"dev": state.best_dev, "test": test_scores.to_json() if test_scores else None},
         )
     )

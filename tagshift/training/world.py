@@ -12,8 +12,7 @@ matches as closely as the shares' word counts do. The learning rate needs no cha
 N; raise the batch to use more ranks, and the learning rate with it (docs).
 
 Rank 0 alone writes (log, curves, checkpoints, the bundle), scores dev and prints; the
-others learn what it decided (the dev score, an error) through small JSON messages, never
-pickle. A failure on rank 0 before training (a locked output, a bad resume) is raised on
+others learn what it decided (the dev score, an error) through small JSON messages. A failure on rank 0 before training (a locked output, a bad resume) is raised on
 every rank with the same message.
 """
 
@@ -35,6 +34,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from tagshift.errors import TagshiftError
+from tagshift.lineage import machine_record
 from tagshift.taggers.tagger import usable_device
 
 # How long a rank waits for the others at a collective before giving up: rank 0 alone
@@ -67,9 +67,10 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
-    def record(self) -> dict[str, Any]:
-        """For lineage.json's `ran_on`: how many processes trained, and over what."""
-        return {"world_size": self.size, **({"distributed_backend": self.backend} if self.distributed else {})}
+    def ran_on(self, device: torch.device) -> dict[str, Any]:
+        """A lineage step's `ran_on`: the machine, and how many processes trained, over what."""
+        return {**machine_record(device), "world_size": self.size,
+                **({"distributed_backend": self.backend} if self.distributed else {})}
 
     def where(self) -> str:
         """'rank 1 of 2: ' before a message, so that each rank's line says whose it is."""
