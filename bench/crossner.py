@@ -224,6 +224,25 @@ def table(results: list[dict], min_seeds: int = 3, domains: tuple[str, ...] = DO
     return "\n".join(lines)
 
 
+def endings_table(results: list[dict]) -> str:
+    """How the runs of each row ended (issue 27 asks whether the epochs and early stopping
+    make transfer lose): the mean best epoch against the epochs run, how many runs were still
+    improving at their last epoch, and how many early stopping ended. Runs recorded before
+    these fields were are left out."""
+    lines = ["| backend | strategy | runs | best epoch / epochs run (mean) | best at the last epoch | stopped early |",
+             "|---|---|---|---|---|---|"]
+    for backend in BACKENDS:
+        for strategy in STRATEGIES:
+            runs = [r for r in results if r["backend"] == backend and r["strategy"] == strategy and "best_epoch" in r]
+            if runs:
+                lines.append(f"| {backend} | {strategy} | {len(runs)} | "
+                             f"{statistics.mean(r['best_epoch'] for r in runs):.1f} / "
+                             f"{statistics.mean(r['epochs_run'] for r in runs):.1f} | "
+                             f"{sum(r['best_epoch'] == r['epochs_run'] for r in runs)} | "
+                             f"{sum(bool(r['stopped_early']) for r in runs)} |")
+    return "\n".join(lines)
+
+
 def domain_average(rows: list[dict], min_seeds: int = 3, domains: tuple[str, ...] = DOMAINS) -> tuple[int, str] | None:
     """One row's average F1 over `domains`: the seeds that ran in every domain, and 'mean ±
     std' of their averages; None while some domain has fewer than `min_seeds` seeds."""
@@ -308,6 +327,7 @@ def main() -> None:
     results = load_records(name)
     # --quick: the domains it ran, one seed; a full table: all five, 3 seeds
     body = table(results, 1, tuple(d for d in DOMAINS if d in args.domains)) if args.quick else table(results)
+    body += "\n\n**How the runs ended**\n\n" + endings_table(results)
     publish("crossner", body, results, args.quick, headline(results))
     print(body)
 

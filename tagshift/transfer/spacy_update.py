@@ -102,7 +102,7 @@ def update_pipeline(
     source: str,
     train: Corpus,
     out: Path,
-    epochs: int = 10,
+    epochs: int = 20,
     seed: int = 0,
     dev: Corpus | None = None,
     rehearse: Path | None = None,
@@ -110,12 +110,14 @@ def update_pipeline(
     dropout: float = 0.2,
     lr: float | None = None,
     encoder_lr: float | None = None,
+    patience: int | None = 5,
     keep_old: bool = True,
     command: str | None = None,
     report: Callable[[str], None] = lambda text: None,
 ) -> SpacyUpdate:
     """Update `source`'s ner on `train` (new types added, old ones rehearsed), keep the epoch
-    best on `dev` (entity F1 over the types dev annotates), and write the pipeline to `out`.
+    best on `dev` (entity F1 over the types dev annotates; after `patience` epochs without a
+    better one, stop), and write the pipeline to `out`.
     `keep_old=False` leaves out the source's entities (and `rehearse` must be None): the
     recipe found in spaCy's forums, add_label and nlp.update on the new data alone, which
     bench/spacy_new_types.py measures beside this one; it trains as those users do, every
@@ -172,11 +174,14 @@ def update_pipeline(
         update.history.append(record)
         report(f"epoch {epoch}: ner loss {record['train_loss']:.3f}"
                + (f", dev F1 {100 * record['dev_f1']:.2f}" if "dev_f1" in record else ""))
+        if dev is not None and patience and epoch - update.best_epoch >= patience:
+            report(f"stopped: no better dev F1 in {patience} epochs")
+            break
     if best_bytes is not None:
         nlp.from_bytes(best_bytes)
     step = step_record("adapt", command=command, source=source, route="spacy pipeline update",
                        new_types=new_types, pseudo_labels=pseudo.to_json(), rehearsed_documents=len(extra),
-                       epochs_run=epochs, best_epoch=update.best_epoch,
+                       epochs_run=len(update.history), best_epoch=update.best_epoch,
                        optimiser={"lr": optimizer.learn_rate, "encoder_share": getattr(optimizer, "share", 1.0),
                                   "dropout": dropout, "batch_size": batch_size, "averaged": averaged is not nullcontext},
                        data={"train": corpus_record(train), "dev": corpus_record(dev) if dev is not None else None},
