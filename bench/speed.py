@@ -221,7 +221,12 @@ def adapt_shares(bench: str, target: str) -> dict[str, list[float]]:
     def share(r: dict) -> float:
         return r["adapt_seconds"] / r["source_seconds"]
 
-    runs = [r for r in load_records(bench) if r.get("source_seconds")]
+    # (crossner's default rows only: its candidate rows for issue 27 ran on sources retrained
+    # on busy cores, whose logged training time is no measure)
+    from bench.crossner import DEFAULT_STRATEGIES
+
+    runs = [r for r in load_records(bench) if r.get("source_seconds")
+            and (bench != "crossner" or r.get("strategy") in DEFAULT_STRATEGIES)]
     rows: dict[str, list[float]] = {}
     for where, backend, precision in sorted({group(r) for r in runs}, key=lambda g: (
             g[0], RECIPE_BACKENDS.index(g[1]), PRECISIONS.index(g[2]))):
