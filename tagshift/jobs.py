@@ -385,11 +385,13 @@ def _update_spacy(job: AdaptJob, options: Any, progress: bool, command: str | No
     ignored = sorted(k for k, v in job.training.items() if v is not None and k not in taken)
     if ignored:
         raise TagshiftError(f"{', '.join(ignored)}: spaCy's own optimiser and schedule train its ner "
-                            "(resume_training); give only --epochs, --seed, --batch-size, --lr, --encoder-lr (and a job file's patience)")
+                            "(resume_training); give only --epochs, --seed, --batch-size, --lr, --encoder-lr (and patience in "
+                            "--config's [training] table)")
     training = TrainConfig(**job.training)  # checks them
     train, dev = data.train, data.dev
     rate = job.training.get("lr") or job.training.get("head_lr")
-    update = update_pipeline(str(job.source), train, job.out, epochs=job.training.get("epochs") or 20,
+    epochs = job.training.get("epochs")
+    update = update_pipeline(str(job.source), train, job.out, epochs=20 if epochs is None else epochs,
                              seed=training.seed, dev=dev, rehearse=job.rehearse, batch_size=training.batch_size,
                              lr=rate, encoder_lr=job.training.get("encoder_lr"), patience=training.patience,
                              command=command, report=report)

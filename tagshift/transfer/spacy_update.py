@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tagshift.corpus import Corpus
+from tagshift.errors import TagshiftError
 from tagshift.lineage import corpus_record, step_record
 from tagshift.metrics import Scores, score_tags
 from tagshift.rawtext import read_raw
@@ -53,15 +54,27 @@ class _SlowEncoder:
 
 def _optimizer(nlp: Any, lr: float | None, encoder_lr: float | None, plain: bool = False) -> Any:
     """`resume_training`'s optimiser (the pipeline's own config), at `lr` if given, with the
-    ner's tok2vec at `encoder_lr` (by default ENCODER_SHARE of the rate; `plain`: the same)."""
+    ner's tok2vec (its embedding and encoding layers and the projection to the ner's width) at
+    `encoder_lr`, by default ENCODER_SHARE of the rate; `plain`: every layer at the rate. A ner
+    listening to a shared tok2vec has none of its own: its layers all learn at the rate."""
     optimizer = nlp.resume_training()
     if lr is not None:
         optimizer.learn_rate = lr
-    share = 1.0 if plain else ENCODER_SHARE if encoder_lr is None else encoder_lr / optimizer.learn_rate
     model = nlp.get_pipe("ner").model
-    if share == 1.0 or not model.has_ref("tok2vec"):
+    # thinc's averages start at zero; a trained pipeline's start at its weights
+    if optimizer.averages is not None:
+        for node in model.walk():
+            for name in node.param_names:
+                if node.has_param(name):
+                    optimizer.averages[(node.id, name)] = node.get_param(name).copy()
+    own = {node.id for node in model.get_ref("tok2vec").walk() if node.param_names} if model.has_ref("tok2vec") else set()
+    if plain or not own:
         return optimizer
-    return _SlowEncoder(optimizer, {node.id for node in model.get_ref("tok2vec").walk()}, share)
+    if encoder_lr is not None and not optimizer.learn_rate > 0:
+        raise TagshiftError(f"the pipeline's optimiser starts at rate {optimizer.learn_rate:g} (a warm-up "
+                            "schedule?): give --lr as well as --encoder-lr")
+    share = ENCODER_SHARE if encoder_lr is None else encoder_lr / optimizer.learn_rate
+    return optimizer if share == 1.0 else _SlowEncoder(optimizer, own, share)
 
 
 @dataclass
@@ -125,6 +138,8 @@ def update_pipeline(
     pipeline's config); `encoder_lr`: its tok2vec's (None: ENCODER_SHARE of `lr`)."""
     if not keep_old and rehearse is not None:
         raise ValueError("rehearse is rehearsal of the old types: it needs keep_old")
+    if not keep_old and encoder_lr is not None:
+        raise ValueError("the forum recipe trains every layer at one rate: encoder_lr needs keep_old")
     from spacy.util import fix_random_seed, minibatch
 
     # One copy of the source, every component kept: it tags the rehearsal data as the source
