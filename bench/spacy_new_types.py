@@ -79,6 +79,7 @@ UPDATE_EPOCHS = 20
 # choose the epoch; rehearsing news, as UPDATED_NEWS does. Its table: "How the rate was chosen".
 DEV_SHARES = (0.3, 1.0)
 CHOICE = "tok2vec share {share:g}, on dev"
+CHOICES = {CHOICE.format(share=share): share for share in DEV_SHARES}
 CHOICE_SOURCE = "source (before), on dev"
 MODEL = {"transformer": CONLL_RECIPES["transformer"]["model"], "bilstm-crf": CONLL_RECIPES["bilstm-crf-frozen"]["model"]}
 TRAINING = {"transformer": {**CONLL_RECIPES["transformer"]["training"], "precision": "bf16"},
@@ -93,6 +94,8 @@ HF_FINETUNE = {"epochs": 1, "lr": 1e-4, "batch_size": 16, "warmup": 0.1, "seed":
 
 
 def ncbi(quick: bool) -> dict:
+    """NCBI-disease's splits; `dev_rest`: the devel sentences past those that choose the epoch
+    (Disease on dev, for the runs that choose the tok2vec's rate)."""
     from tagshift.corpus import Corpus, read_corpus
 
     folder = require_shared("ncbi_disease")
@@ -103,16 +106,10 @@ def ncbi(quick: bool) -> dict:
     for split, name in files.items():
         corpus = read_corpus(folder / name)
         splits[split] = Corpus(corpus.sentences[: limits[split]], corpus.path)
+        if split == "dev":
+            rest = corpus.sentences[limits["dev"]:]
+            splits["dev_rest"] = Corpus(rest[: QUICK["test"]] if quick else rest, corpus.path)
     return splits
-
-
-def ncbi_devel_rest(quick: bool):
-    """NCBI-disease's devel sentences past those that choose the epoch: Disease on dev."""
-    from tagshift.corpus import Corpus, read_corpus
-
-    corpus = read_corpus(require_shared("ncbi_disease") / "devel.tsv")
-    start = QUICK["dev"] if quick else SIZES["dev"]
-    return Corpus(corpus.sentences[start : start + (QUICK["test"] if quick else len(corpus.sentences))], corpus.path)
 
 
 def conll_test(quick: bool, split: str = "eng.testb"):
@@ -187,24 +184,23 @@ def run_route(route: str, seed: int, quick: bool, folder: Path, device: str) -> 
     if route in (SOURCE, CHOICE_SOURCE):
         model = SpacyPipeline(PIPELINE)
         if route == CHOICE_SOURCE:
-            scored_on, conll = ncbi_devel_rest(quick), conll_test(quick, "eng.testa")
-    elif route in (FORUM, UPDATED, UPDATED_NEWS) or route.startswith(CHOICE.split("{")[0]):
+            scored_on, conll = data["dev_rest"], conll_test(quick, "eng.testa")
+    elif route in (FORUM, UPDATED, UPDATED_NEWS) or route in CHOICES:
         # tagshift's update rehearses SIZES["rehearse_spacy"] sentences (the taught rows' 1,000 keep
         # the pipeline's types less well: docs/benchmarks.md#spacy_new_types); a dev run is scored on dev
         rehearse = (None if route == FORUM else rehearsal_text(folder, quick, "rehearse_spacy") if route == UPDATED
                     else news_rehearsal_text(folder, quick, "rehearse_spacy"))
-        share = float(route.split()[2].rstrip(",")) if route not in (FORUM, UPDATED, UPDATED_NEWS) else None
+        share, encoder_lr = CHOICES.get(route), None
         if share is not None:
-            scored_on, conll = ncbi_devel_rest(quick), conll_test(quick, "eng.testa")
-        rate = SpacyPipeline(PIPELINE).nlp.config["training"]["optimizer"]["learn_rate"]
+            scored_on, conll = data["dev_rest"], conll_test(quick, "eng.testa")
+            encoder_lr = share * SpacyPipeline(PIPELINE).nlp.config["training"]["optimizer"]["learn_rate"]
         epochs = QUICK["epochs"] if quick else SPACY_EPOCHS if route == FORUM else UPDATE_EPOCHS
         update = update_pipeline(PIPELINE, data["train"], out, epochs=epochs, seed=seed, dev=data["dev"],
                                  rehearse=rehearse, keep_old=route != FORUM, patience=None if route == FORUM else 5,
-                                 encoder_lr=None if share is None else share * rate)
-        lineage = SpacyPipeline(out).nlp.meta["tagshift"]["lineage"][-1]
-        record.update(best_epoch=update.best_epoch, epochs_run=len(update.history), pseudo_labels=update.pseudo.to_json(),
-                      rehearsed=update.rehearsed, optimiser=lineage.get("optimiser"))
+                                 encoder_lr=encoder_lr)
         model = SpacyPipeline(out)
+        record.update(best_epoch=update.best_epoch, epochs_run=len(update.history), pseudo_labels=update.pseudo.to_json(),
+                      rehearsed=update.rehearsed, optimiser=model.nlp.meta["tagshift"]["lineage"][-1].get("optimiser"))
     else:
         backend, kind = route.split(": ")
         family = get_backend(backend)
@@ -371,7 +367,7 @@ def route_table(results: list[dict], min_seeds: int) -> str:
 def choice_table(results: list[dict]) -> str:
     """The dev runs that chose the tok2vec's share of the rate (one seed each)."""
     source = next((r for r in results if r.get("route") == CHOICE_SOURCE), None)
-    runs = sorted((r for r in results if r.get("route", "").startswith("tok2vec share")), key=lambda r: r["route"])
+    runs = sorted((r for r in results if r.get("route") in CHOICES), key=lambda r: CHOICES[r["route"]])
     if source is None or not runs:
         return "(not run yet)"
     lines = ["Disease: NCBI-disease devel past the 300 sentences that choose the epoch; the old types: CoNLL-2003 "
@@ -383,7 +379,7 @@ def choice_table(results: list[dict]) -> str:
                                                    for t in CONLL_TYPES) + " | |"]
     for r in runs:
         deltas = [100 * (r["conll_per_type"].get(t, 0.0) - source["conll_per_type"].get(t, 0.0)) for t in CONLL_TYPES]
-        lines.append(f"| {r['route'].split()[2].rstrip(',')} | {100 * r['disease_f1']:.2f} | "
+        lines.append(f"| {CHOICES[r['route']]:g} | {100 * r['disease_f1']:.2f} | "
                      + " | ".join(f"{100 * r['conll_per_type'].get(t, 0.0):.2f} ({d:+.2f})"
                                   for t, d in zip(CONLL_TYPES, deltas)) + f" | {min(deltas):+.2f} |")
     return "\n".join(lines)
@@ -456,7 +452,7 @@ def main() -> None:
     first = [[HF_SOURCE, "0"]] if hf_runs and not (folder / "hf-conll" / "config.json").is_file() else []
     first += missing([[route, str(seed)] for route in reversed(routes) for seed in args.seeds] + [[SOURCE, "0"]])
     # the dev runs that chose the tok2vec's rate (--quick: the chosen one)
-    first += missing([[CHOICE.format(share=x), "0"] for x in (DEV_SHARES[1:2] if args.quick else DEV_SHARES)]
+    first += missing([[CHOICE.format(share=x), "0"] for x in (DEV_SHARES[:1] if args.quick else DEV_SHARES)]
                      + [[CHOICE_SOURCE, "0"]])
     run_children(__file__, first, args)
     run_children(__file__, hf_runs, args)

@@ -5,11 +5,10 @@ pseudo-rehearsal: the source's own entities written into the target data whereve
 them O, plus raw text the source annotates (`--rehearse`). The source pipeline is never
 changed: the update works on a copy loaded from it and is written to a new directory.
 
-Two choices keep the old types closer (measured on CoNLL-2003 dev, bench/spacy_new_types.py):
-the ner's own tok2vec learns at a fraction of the rate of the layers above it (ENCODER_SHARE;
-as adapt's encoder does for a tagshift model: the new type still needs the features to move,
-frozen it was never learnt), and the pipeline is scored and saved with the optimiser's
-parameter averages, as spaCy's own training loop does."""
+Two choices keep the old types closer: the ner's own tok2vec learns at a fraction of the rate
+of the layers above it (ENCODER_SHARE, as adapt's encoder does for a tagshift model; the share
+was measured on CoNLL-2003 dev, bench/spacy_new_types.py), and the pipeline is scored and
+saved with the optimiser's parameter averages, as spaCy's own training loop does."""
 
 from __future__ import annotations
 
@@ -31,8 +30,8 @@ from tagshift.transfer.adapt import annotated_types
 from tagshift.transfer.pseudo import PseudoLabelReport, pseudo_label
 
 
-# The ner tok2vec's rate as a share of the ner's (chosen on CoNLL-2003 dev among 0, 0.1, 0.3
-# and 1; docs/benchmarks.md#spacy_new_types)
+# The ner tok2vec's rate as a share of the ner's (against 1 on CoNLL-2003 dev, one seed:
+# docs/benchmarks.md#spacy_new_types)
 ENCODER_SHARE = 0.3
 
 
