@@ -46,13 +46,17 @@ SOFTMAX_ROW = "target only, softmax head"
 # the encoder at a tenth of the head's rate, training from scratch everything at the full
 # rate. These rows give the encoder the head's rate (asked for with --strategies).
 FULL_RATE = ", encoder at the head's rate"
+# ... and with the new rows drawn from N(mean, std) of the existing ones (`--init normal`; for
+# the BiLSTM-CRF's new characters too) instead of starting quiet below O
+DRAWN = ", new rows drawn"
 STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-label", "map (suggested)",
-              "map (suggested) + pseudo-label", "replace" + FULL_RATE, "map (suggested)" + FULL_RATE)
+              "map (suggested) + pseudo-label", "replace" + FULL_RATE, "map (suggested)" + FULL_RATE,
+              "map (suggested)" + FULL_RATE + DRAWN)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
 # Those rows run only when asked for with --strategies.
-DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if "pseudo" not in s and not s.endswith(FULL_RATE))
+DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if "pseudo" not in s and FULL_RATE not in s)
 # The transformer rows put a CRF head on the encoder (`adapt --head crf` over the softmax
 # CoNLL source: its transitions start at 0, so it predicts what the source did, then
 # learns): on 100-200 sentences a softmax head has to learn from each word alone where
@@ -170,13 +174,14 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     else:
         label_map = None
     operation = "replace" if strategy.startswith("replace") else "map" if strategy.startswith("map") else "extend"
-    adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None)
+    adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None,
+                                init="normal" if strategy.endswith(DRAWN) else "quiet")
     prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
     prepared.tagger.precision = precision  # the source tags (pseudo-labels) in fp32, as loaded
     training = adapt_training(src.backend.name, **options)
-    if strategy.endswith(FULL_RATE):
+    if FULL_RATE in strategy:
         training.encoder_lr = training.head_lr
-    record["rates"] = {"head": training.head_lr, "encoder": training.encoder_lr}
+    record.update(rates={"head": training.head_lr, "encoder": training.encoder_lr}, init=adapt_options.init)
     result = train_prepared(prepared, data["dev"], training, out, str(src_path))
     # speed.py's adapt-time share: the whole update (pseudo-labels, surgery, training)
     # against the source's training on all of CoNLL-2003
