@@ -17,8 +17,8 @@ politics_ungd.txt): news-like text of the source's kind, not CoNLL's. Rows:
   old types' own kind of text (news rehearsal);
 - tagshift's transformer and BiLSTM-CRF taught by the pipeline (`adapt spacy:... --backend
   B --rehearse RAW`), rehearsing REHEARSE UN sentences, and again rehearsing as much news as
-  the news row above (news rehearsal); each family trained on the new data alone too (the
-  reference for Disease).
+  the news row above (news rehearsal) and twice as much; each family trained on the new data
+  alone too (the reference for Disease).
 
 Goal: tagshift's routes keep every old type within 1.0 F1 of the source while Disease
 reaches at least 95% of the F1 of a model trained on it alone (the same family's target-only
@@ -30,7 +30,7 @@ CrossNER politics with the mapping head (`--labels map`, the map `labels suggest
 and with `replace`, as bench/crossner.py adapts its own sources (the same options); target
 only, and the same adapt from tagshift's own CoNLL transformer, are bench/crossner.py's rows.
 
-    python bench/spacy_new_types.py --jobs 2 --threads 1   # about 4 hours on 2 CPU cores; resumable
+    python bench/spacy_new_types.py --jobs 2 --threads 1   # about 6 hours on 2 CPU cores; resumable
     python bench/spacy_new_types.py --quick                # tiny slices, one epoch: checks the script
 """
 
