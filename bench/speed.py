@@ -26,13 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import CACHE, RECORDS, load_records, new_tagger, publish, quick_model, read_shared  # noqa: E402
-from bench.conll import RECIPES  # noqa: E402  (one row per recipe of the CoNLL table)
+from bench.conll import HEADLINE, RECIPES  # noqa: E402  (one row per recipe of the CoNLL table)
 from tagshift.taggers.tagger import PRECISIONS  # noqa: E402
 
 RECIPE_BACKENDS = tuple(dict.fromkeys(recipe["backend"] for recipe in RECIPES.values()))
 # The recipes a full run needs a model of (the README's CoNLL rows); bench/conll.py's
 # variants (bilstm-crf-glove) are timed when their seed-0 model is there too.
-REQUIRED = ("bilstm-crf", "bilstm-crf-frozen", "transformer")
+REQUIRED = tuple(row for row in RECIPES if row in HEADLINE)
 
 TRAIN_SENTENCES = {"full": 1000, "quick": 64}
 QUICK_TEST = 64  # --quick's test sentences: timed and scored, only to check that the script runs
@@ -65,10 +65,10 @@ def models(quick: bool, train):
         return {row: new_tagger(RECIPES[row]["backend"], quick_model(RECIPES[row]["model"]), train, seed=0)
                 for row in REQUIRED}
     found = {row: CACHE / "conll" / f"{row}-seed0" for row in RECIPES}
-    missing = [b for b in REQUIRED if not (found[b] / "config.json").is_file()]
+    found = {row: path for row, path in found.items() if (path / "config.json").is_file()}
+    missing = [b for b in REQUIRED if b not in found]
     if missing:
         sys.exit(f"no bench/conll.py model for {', '.join(missing)}: run python bench/conll.py first")
-    found = {row: path for row, path in found.items() if (path / "config.json").is_file()}
     return {b: tagshift.load(path) for b, path in found.items()}
 
 
