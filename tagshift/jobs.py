@@ -344,6 +344,7 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
         return _update_spacy(job, options, progress, command, data, report)
     family = get_backend(options.backend)
     unsupported = [flag for flag, given in (("--partial", options.partial), ("--distill", options.distill is not None),
+                                            ("--keep-old-head", options.keep_old_head),
                                             (f"--labels {options.labels}", options.labels not in (None, "extend")))
                    if given]
     if unsupported:
@@ -375,6 +376,7 @@ def _update_spacy(job: AdaptJob, options: Any, progress: bool, command: str | No
     given = [flag for flag, on in (("--map", job.map is not None), ("--drop", bool(options.drop)),
                                    ("--scheme", options.scheme is not None), ("--head", options.head is not None),
                                    ("--partial", options.partial), ("--distill", options.distill is not None),
+                                   ("--keep-old-head", options.keep_old_head),
                                    (f"--labels {options.labels}", options.labels not in (None, "extend")))
              if on]
     if given:

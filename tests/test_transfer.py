@@ -263,6 +263,43 @@ def test_distillation_is_zero_when_the_student_is_the_teacher(wiki):  # noqa: F8
     assert abs(float(prepared.distillation(indices, emissions, mask).detach())) <= bound
 
 
+def test_keep_old_head_trains_only_the_new_types_rows(wiki):  # noqa: F811
+    """--keep-old-head: after training on data that annotates a new type, the rows of O and
+    the source's types, their CRF start/end scores and the transitions among them are the
+    source's bit for bit; the new type's rows and the encoder have learnt."""
+    from tagshift.transfer import adapt, adapt_training
+
+    without_misc = Corpus([s.with_tags(["O" if t.endswith("MISC") else t for t in s.tags])
+                           for s in wiki["train150"].sentences], None)
+    source = BILSTM_CRF.build(tiny_bilstm(), without_misc, seed=0)
+    target = Corpus([s.with_tags(["O" if not t.endswith("MISC") else t for t in s.tags])
+                     for s in wiki["train150"].sentences[:40]], None)  # annotates MISC only
+    prepared, _ = adapt(source, target, None, AdaptConfig(keep_old_head=True, pseudo_label=0.5),
+                        adapt_training("bilstm-crf", epochs=2, batch_size=8))
+    labels = prepared.plan.labels
+    old = [i for i, label in enumerate(labels) if not label.endswith("MISC")]
+    new = [i for i, label in enumerate(labels) if label.endswith("MISC")]
+    source_row = [source.labels.index(labels[i]) for i in old]
+    head, before = prepared.tagger.head, source.head
+    assert torch.equal(head.linear.weight[old], before.linear.weight[source_row])
+    assert torch.equal(head.linear.bias[old], before.linear.bias[source_row])
+    assert torch.equal(head.crf.transitions[old][:, old], before.crf.transitions[source_row][:, source_row])
+    assert torch.equal(head.crf.start[old], before.crf.start[source_row])
+    quiet = adapt_head(source, prepared.plan)[0].head  # the rows the new type started from
+    assert not torch.equal(head.linear.weight[new], quiet.linear.weight[new])
+    assert not all(torch.equal(a, b) for a, b in zip(prepared.tagger.encoder.parameters(), source.encoder.parameters()))
+
+
+def test_keep_old_head_refuses_a_head_it_cannot_keep(wiki):  # noqa: F811
+    import pytest
+
+    from tagshift.errors import TagshiftError
+
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
+    with pytest.raises(TagshiftError, match="--labels replace builds another head"):
+        prepare(source, wiki["dev40"], AdaptConfig(keep_old_head=True, labels="replace"))
+
+
 # --- schedules -------------------------------------------------------------------------------
 
 

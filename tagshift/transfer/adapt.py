@@ -30,7 +30,7 @@ from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Disti
 from tagshift.training.partial import partial_targets, uncertain_flags
 from tagshift.transfer.plan import LabelPlan, make_plan
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
-from tagshift.transfer.surgery import SurgeryReport, adapt_head
+from tagshift.transfer.surgery import SurgeryReport, adapt_head, keep_old_rows
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
 # Adapting starts from a trained model: its encoder learns at a tenth of the head's rate
@@ -53,6 +53,7 @@ class AdaptConfig:
     distill: float | None = None  # weight of the distillation term; None: none (true: the default weight)
     temperature: float = DEFAULT_TEMPERATURE
     extend_vocab: bool = True  # BiLSTM-CRF: add the target's words and characters
+    keep_old_head: bool = False  # the head's rows of the source's labels (O included) do not train
     backend: str | None = None  # the family of a new model a teacher without a head (spaCy) trains; None: the source's
 
     def __post_init__(self) -> None:
@@ -209,6 +210,8 @@ def prepare(
         dev_types(dev, plan)  # refused now, not after the source has tagged everything
     pairs = _distill_pairs(source, plan) if options.distill is not None else []
     tagger, surgery = adapt_head(source, plan, options.init, seed, options.head)
+    if options.keep_old_head:
+        keep_old_rows(tagger, plan)
     vocabulary = extend_vocabulary(tagger, train, options.init, seed) if options.extend_vocab else None
 
     sentences = [s.tokens for s in train.sentences]
