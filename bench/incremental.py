@@ -284,6 +284,7 @@ HEADLINE = {
     "distill": "`--distill`",
     "pseudo-label": "`--pseudo-label`",
     "pseudo-label + full lr": "`--pseudo-label`, encoder at step 1's rate (`--encoder-lr`)",
+    "distill + keep old head": "`--distill --keep-old-head`",
 }
 
 
