@@ -336,6 +336,14 @@ def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, pr
     return prepared, result
 
 
+def _head_options(options: Any) -> list[str]:
+    """The adapt options given that act on a source's head or scores, which a spaCy pipeline has not."""
+    return [flag for flag, given in (("--partial", options.partial), ("--distill", options.distill is not None),
+                                     ("--keep-old-head", options.keep_old_head),
+                                     (f"--labels {options.labels}", options.labels not in (None, "extend")))
+            if given]
+
+
 def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: str | None, device: str,
            data: AdaptData, report: Callable[[str], None], world: World) -> tuple[Taught, TrainResult]:
     """adapt from a spaCy pipeline: a new model of `--backend` learns the pipeline's types (by
@@ -343,10 +351,7 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
     if options.backend is None:
         return _update_spacy(job, options, progress, command, data, report)
     family = get_backend(options.backend)
-    unsupported = [flag for flag, given in (("--partial", options.partial), ("--distill", options.distill is not None),
-                                            ("--keep-old-head", options.keep_old_head),
-                                            (f"--labels {options.labels}", options.labels not in (None, "extend")))
-                   if given]
+    unsupported = _head_options(options)
     if unsupported:
         raise TagshiftError(f"{', '.join(unsupported)}: a spaCy teacher gives entities, not scores or a head to "
                             "operate on; its types are kept by pseudo-labels: drop the option")
@@ -374,11 +379,8 @@ def _update_spacy(job: AdaptJob, options: Any, progress: bool, command: str | No
     """adapt a spaCy pipeline into a spaCy pipeline (transfer/spacy_update.py): its ner learns the
     new types through spaCy's training API, the old ones rehearsed."""
     given = [flag for flag, on in (("--map", job.map is not None), ("--drop", bool(options.drop)),
-                                   ("--scheme", options.scheme is not None), ("--head", options.head is not None),
-                                   ("--partial", options.partial), ("--distill", options.distill is not None),
-                                   ("--keep-old-head", options.keep_old_head),
-                                   (f"--labels {options.labels}", options.labels not in (None, "extend")))
-             if on]
+                                   ("--scheme", options.scheme is not None), ("--head", options.head is not None))
+             if on] + _head_options(options)
     if given:
         raise TagshiftError(f"{', '.join(given)}: updating a spaCy pipeline keeps its types and adds the data's "
                             "(spaCy's ner has no head tagshift operates on); drop them, or give --backend to train a "

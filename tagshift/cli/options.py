@@ -61,8 +61,10 @@ def launched(device: str) -> Iterator[tuple[World, str]]:
     this rank's device; under several, every error line says which rank it comes from, and a
     rank whose peers are gone says so instead of printing torch's traceback."""
     world, device = start_world(device)
+    finished = False
     try:
         yield world, device
+        finished = True
     except TagshiftError as err:
         if world.distributed and not str(err).startswith(world.where()):
             raise TagshiftError(f"{world.where()}{err}") from None
@@ -72,7 +74,7 @@ def launched(device: str) -> Iterator[tuple[World, str]]:
             raise
         raise peer_lost(world, err) from None
     finally:
-        end_world(world)
+        end_world(world, finished)
 
 
 def command_line() -> str:

@@ -250,10 +250,16 @@ def start_world(device: str) -> tuple[World, str]:
     return world, device
 
 
-def end_world(world: World) -> None:
-    """Leave the process group (torch warns at exit otherwise)."""
+def end_world(world: World, finished: bool) -> None:
+    """Leave the process group (torch warns at exit otherwise). A run that finished waits for
+    every rank first: a rank that tears down its gloo connections while a peer still holds
+    them open (rank 0 saving) can abort in gloo's destructor."""
     if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if finished:
+                world._collective(dist.barrier, group=world.cpu_group)
+        finally:
+            dist.destroy_process_group()
 
 
 SINGLE = World()

@@ -207,7 +207,7 @@ def adapt_head(
     return tagger.to(source.device), report
 
 
-def keep_old_rows(tagger: Tagger, plan: LabelPlan) -> list[str]:
+def keep_old_rows(tagger: Tagger, plan: LabelPlan) -> None:
     """Keep the head's scores of the labels that come from the source as they are while the
     adapted model trains (`--keep-old-head`): gradient hooks zero their output-layer rows
     and, with a CRF, their start and end scores and the transitions between them. Only the
@@ -215,17 +215,13 @@ def keep_old_rows(tagger: Tagger, plan: LabelPlan) -> list[str]:
     still does, at its rate. This is the continual-NER papers' fixed old classifier (CFNER's
     `is_fix_trained_classifier`, O's row included): a type that the new data never shows
     cannot be unlearnt through its own row. (An optimiser's weight decay, AdamW's 0.01 for a
-    transformer, still shrinks them a little: decay does not go through the gradient.)
-    Returns the labels kept."""
+    transformer, still shrinks them a little: decay does not go through the gradient.)"""
     if plan.operation != "extend":
         raise TagshiftError(f"--keep-old-head keeps the source's rows of an extended head; --labels {plan.operation} "
                             "builds another head: drop one of them")
-    head = tagger.head
-    if isinstance(head, MappingHead):  # (only `map` builds one, refused above)
-        raise TagshiftError("--keep-old-head: the head is a mapping head; fold it first")
+    head = tagger.head  # (a plain head: only `map` builds a mapping head)
     old_types = set(plan.old_types)
-    kept = [label for label in plan.labels if label == "O" or split_tag(label)[1] in old_types]
-    old = torch.tensor([label in kept for label in plan.labels])
+    old = torch.tensor([label == "O" or split_tag(label)[1] in old_types for label in plan.labels])
 
     def frozen(parameter: torch.nn.Parameter, mask: Tensor) -> None:
         parameter.register_hook(lambda grad: grad.masked_fill(mask.to(grad.device), 0.0))
@@ -236,4 +232,3 @@ def keep_old_rows(tagger: Tagger, plan: LabelPlan) -> list[str]:
         frozen(head.crf.transitions, old.unsqueeze(1) & old.unsqueeze(0))
         frozen(head.crf.start, old)
         frozen(head.crf.end, old)
-    return kept
