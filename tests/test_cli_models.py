@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import tagshift
 from tagshift.cli import app
 from tagshift.corpus import Corpus, Sentence
 from tagshift.predict import format_predictions
@@ -258,6 +259,21 @@ def test_vectors_given_on_the_command_line_are_frozen_unless_trained(cli, splits
     assert json.loads((tmp_path / "out" / "config.json").read_text())["tagshift"]["model"]["freeze_vectors"] is frozen
 
 
+@pytest.mark.parametrize("switch, joins", [((), True), (("--max-vectors", "1"), False)])
+def test_max_vectors_decides_whether_words_outside_the_corpus_join_the_vocabulary(cli, splits, tmp_path, switch, joins):
+    """The vectors file lists the corpus's "the" first, then a word no corpus has: by default
+    every vector's word joins (a test word the training never saw still has its vector);
+    with --max-vectors 1 only the most frequent one does."""
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("".join(f"{word} " + " ".join(["0.1"] * 30) + "\n" for word in ("the", "zyzzyva")),
+                       encoding="utf-8")
+    config = tmp_path / "job.toml"
+    config.write_text(TINY_MODEL + "\n[training]\nepochs = 1\n" + TINY_TRAINING, encoding="utf-8")
+    result = train(cli, splits.train, "bilstm-crf", tmp_path / "out", "--config", config, "--vectors", vectors, *switch)
+    assert result.exit_code == 0, result.stderr
+    assert ("zyzzyva" in tagshift.load(tmp_path / "out").encoder.words) is joins
+
+
 def test_freeze_vectors_is_refused_for_a_transformer(cli, splits, tmp_path):
     result = train(cli, splits.train, "transformer", tmp_path / "out", "--freeze-vectors")
     assert_one_line_error(result, "--freeze-vectors", "bilstm-crf")
@@ -269,6 +285,7 @@ def test_freeze_vectors_is_refused_for_a_transformer(cli, splits, tmp_path):
     [
         ("bilstm-crf", "--encoder", "bert-base-cased", "transformer"),
         ("transformer", "--vectors", "glove.txt", "bilstm-crf"),
+        ("transformer", "--max-vectors", "1000", "bilstm-crf"),
     ],
 )
 def test_an_option_of_the_other_backend_names_the_backend_that_takes_it(

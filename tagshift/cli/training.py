@@ -35,6 +35,7 @@ def train(
     encoder: Optional[str] = typer.Option(None, "--encoder", help=f"Transformer: HF model name or local path (default {DEFAULT_ENCODER}, shipped as a package)."),
     vectors: Optional[str] = typer.Option(None, "--vectors", help="BiLSTM-CRF: word vectors, a GloVe/word2vec text file, spacy:PACKAGE or hf:MODEL."),
     freeze_vectors: Optional[bool] = typer.Option(None, "--freeze-vectors/--train-vectors", help="BiLSTM-CRF: keep the word vectors as loaded (default when --vectors is given: +2 F1 and 3x faster on CoNLL) or train them."),
+    max_vectors: Optional[int] = typer.Option(None, "--max-vectors", min=0, help="BiLSTM-CRF: the most frequent words of --vectors that join the vocabulary beside the corpus words (default 400000, all of GloVe 6B; lower it for large vector files)."),
     head: Optional[str] = typer.Option(None, "--head", help="crf or softmax (default: crf for the BiLSTM, softmax for transformers)."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme the model predicts in (default: iobes for the BiLSTM, iob2 for transformers)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train."),
@@ -56,7 +57,8 @@ def train(
     Example: tagshift train --train train.conll --dev dev.conll --backend bilstm-crf --out models/ner
     """
     with user_errors(), launched(device) as (world, device):
-        model = {"encoder": encoder, "vectors": vectors, "freeze_vectors": freeze_vectors, "head": head}
+        model = {"encoder": encoder, "vectors": vectors, "freeze_vectors": freeze_vectors, "max_vectors": max_vectors,
+                 "head": head}
         if backend is not None:
             _check_model_options(backend.value, model)
         training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "max_minutes": max_minutes,
@@ -88,7 +90,7 @@ def train(
 
 
 MODEL_FLAGS = {"encoder": "--encoder", "vectors": "--vectors", "freeze_vectors": "--freeze-vectors/--train-vectors",
-               "head": "--head"}
+               "max_vectors": "--max-vectors", "head": "--head"}
 
 
 def _check_model_options(backend: str, model: dict[str, object]) -> None:
