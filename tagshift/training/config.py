@@ -31,7 +31,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip: float = 5.0  # max gradient norm; 0 = no clipping
     warmup: float = 0.0  # share of all steps with a linearly rising learning rate
-    decay: Literal["none", "linear"] = "none"
+    # after warm-up: none; linear to 0 at the last step; inverse, lr / (1 + decay_rate * epochs
+    # done), the SGD schedule of Ma and Hovy 2016 (rate 0.05)
+    decay: Literal["none", "linear", "inverse"] = "none"
+    decay_rate: float = 0.05
     accumulate: int = 1  # batches per optimiser step
     patience: int = 5  # epochs without a better dev F1 before stopping; 0 = never stop early
     min_steps: int = FEW_STEPS  # optimiser steps before early stopping may end a run (a new head needs them)
@@ -54,7 +57,7 @@ class TrainConfig:
             check_fields(
                 self,
                 positive=("batch_size", "lr", "accumulate", "eval_batch_size", "head_lr", "encoder_lr"),
-                non_negative=("epochs", "momentum", "weight_decay", "clip", "patience", "min_steps", "freeze_epochs",
+                non_negative=("epochs", "momentum", "weight_decay", "decay_rate", "clip", "patience", "min_steps", "freeze_epochs",
                               "max_minutes", "dev_sample"),
             )
         except ValueError as err:

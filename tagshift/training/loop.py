@@ -112,12 +112,17 @@ def lr_factor(step: int, total: int, options: TrainConfig) -> float:
 
     >>> [lr_factor(s, 10, TrainConfig(warmup=0.2, decay="linear")) for s in (0, 1, 2, 6)]
     [0.5, 1.0, 1.0, 0.5]
+    >>> [lr_factor(s, 10, TrainConfig(epochs=5, decay="inverse", decay_rate=0.5)) for s in (0, 1, 2, 9)]
+    [1.0, 1.0, 0.6666666666666666, 0.3333333333333333]
     """
     warmup = int(options.warmup * total)
     if step < warmup:
         return (step + 1) / warmup
     if options.decay == "linear":
         return max(0.0, (total - step) / max(1, total - warmup))
+    if options.decay == "inverse":
+        epochs_done = step // max(1, total // max(1, options.epochs))
+        return 1.0 / (1.0 + options.decay_rate * epochs_done)
     return 1.0
 
 
