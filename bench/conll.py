@@ -274,7 +274,10 @@ def main() -> None:
     results = load_records(name)
     finished = sorted({r["backend"] for r in results}, key=list(RECIPES).index)
     if args.keep_speeds:
-        speeds = json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))["words_per_second"]
+        published = RESULTS / f"{name}.json"
+        if not published.is_file():
+            sys.exit(f"--keep-speeds: no published table to take the words/s from ({published}); run without it")
+        speeds = json.loads(published.read_text(encoding="utf-8"))["words_per_second"]
     else:
         speeds = speed(folder, finished, args.seeds[0], args.quick)
     unknown = unknown_entity_words(folder, finished, args.seeds[0], args.quick)
