@@ -78,12 +78,7 @@ class TrainJob:
         family = self.family
         self.scheme = self.scheme or family.default_scheme
         self.precision = training_precision(self.training, self.precision)
-        model_fields = {f.name for f in fields(family.config_class)}
-        unknown = sorted(set(self.model) - model_fields)
-        if unknown:
-            raise TagshiftError(
-                f"unknown [model] option(s) for {self.backend}: {', '.join(unknown)}; known: {', '.join(sorted(model_fields))}"
-            )
+        check_model_keys(family, self.model)
 
     @property
     def family(self) -> Backend:
@@ -94,6 +89,16 @@ class TrainJob:
 
     def train_config(self) -> TrainConfig:
         return TrainConfig.for_backend(self.backend, **self.training)
+
+
+def check_model_keys(family: Backend, model: dict[str, Any]) -> None:
+    """Refuse [model] options `family`'s config has not, naming those it has."""
+    model_fields = {f.name for f in fields(family.config_class)}
+    unknown = sorted(set(model) - model_fields)
+    if unknown:
+        raise TagshiftError(
+            f"unknown [model] option(s) for {family.name}: {', '.join(unknown)}; known: {', '.join(sorted(model_fields))}"
+        )
 
 
 def read_job_file(
@@ -152,6 +157,9 @@ class AdaptJob:
     rehearse: Path | None = None  # raw text a spaCy source annotates for rehearsal (a spaCy pipeline out)
     adapt: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # the model a spaCy source teaches (--backend): BiLSTMConfig / TransformerConfig fields; an
+    # adapted tagshift or Hugging Face source keeps its own model
+    model: dict[str, Any] = field(default_factory=dict)
     precision: str | None = None  # the adapted model's while it trains (the source tags in fp32); None: fp32
 
     def __post_init__(self) -> None:
@@ -163,8 +171,8 @@ _ADAPT_KEYS = ("source", "train", "dev", "test", "out", "map", "rehearse")
 
 def make_adapt_job(config_file: str | Path | None, **options: Any) -> AdaptJob:
     """An adapt job from the config file (top-level source, train, dev, test, out, map;
-    [adapt] and [training] tables) overridden by the non-None `options`."""
-    tables = ("adapt", "training")
+    [adapt], [training] and [model] tables) overridden by the non-None `options`."""
+    tables = ("adapt", "training", "model")
     data = read_job_file(config_file, _ADAPT_KEYS, tables, _ADAPT_KEYS) if config_file else {}
     data = merged_options(data, tables, **options)
     missing = [k for k in ("source", "train", "out") if k not in data]
@@ -172,7 +180,8 @@ def make_adapt_job(config_file: str | Path | None, **options: Any) -> AdaptJob:
         raise TagshiftError(f"missing {', '.join(missing)} (give them as options or in --config)")
     optional = {k: Path(data[k]) if data.get(k) else None for k in ("dev", "test", "map", "rehearse")}
     return AdaptJob(Path(data["source"]), Path(data["train"]), Path(data["out"]), **optional,
-                    adapt=data["adapt"], training=data["training"], precision=data.get("precision"))
+                    adapt=data["adapt"], training=data["training"], model=data["model"],
+                    precision=data.get("precision"))
 
 
 def make_job(config_file: str | Path | None, **options: Any) -> TrainJob:
@@ -315,6 +324,9 @@ def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, pr
                   device: str, data: AdaptData, report: Callable[[str], None],
                   world: World) -> tuple[Prepared, TrainResult]:
     world.from_main(lambda: check_out(job.out, resume, overwrite))
+    if job.model and not (is_spacy_source(job.source) and options.backend is not None):
+        raise TagshiftError(f"model options ({', '.join(sorted(job.model))}) build the model a spaCy pipeline teaches "
+                            "(spacy:PACKAGE --backend B); an adapted model keeps its source's: drop them")
     if is_spacy_source(job.source):
         return _teach(job, options, resume, progress, command, device, data, report, world)
     if options.backend is not None:
@@ -355,7 +367,8 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
     if unsupported:
         raise TagshiftError(f"{', '.join(unsupported)}: a spaCy teacher gives entities, not scores or a head to "
                             "operate on; its types are kept by pseudo-labels: drop the option")
-    config = family.new_config(**({"head": options.head} if options.head else {}))
+    check_model_keys(family, job.model)
+    config = family.new_config(**{**job.model, **({"head": options.head} if options.head else {})})
     teacher = SpacyPipeline(job.source)
     train, dev, test = data.train, data.dev, data.test
     training = TrainConfig.for_backend(family, **job.training)

@@ -82,6 +82,35 @@ def test_a_pipeline_teaches_a_new_tagshift_model_its_types_and_the_datas(cli, tm
     assert {"PERSON", "GPE", "DATE", "politician", "election"} <= set(types)
 
 
+def test_the_taught_model_is_built_from_the_model_options_as_train_builds_one(cli, tmp_path):
+    """`--vectors` and a [model] table reach the model a pipeline teaches (bench/spacy_new_types.py's
+    BiLSTM-CRF that keeps the old types has GloVe vectors and two layers)."""
+    train = tmp_path / "politics20.conll"
+    train.write_text("\n\n".join(POLITICS.read_text(encoding="utf-8").strip().split("\n\n")[:20]) + "\n")
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("".join(f"{word} " + " ".join(["0.1"] * 20) + "\n" for word in ("the", "zyzzyva")),
+                       encoding="utf-8")
+    config = tmp_path / "job.toml"
+    config.write_text("[model]\nlayers = 2\nhidden = 16\n", encoding="utf-8")
+    out = tmp_path / "taught"
+    result = cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--train", train, "--out", out, "--epochs", "1",
+                 "--config", config, "--vectors", vectors, "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    model = json.loads((out / "config.json").read_text())["tagshift"]["model"]
+    assert (model["layers"], model["hidden"], model["vectors"], model["freeze_vectors"]) == (2, 16, str(vectors), True)
+    assert "zyzzyva" in tagshift.load(out).encoder.words  # every vector's word joins, as in train
+    # a [model] option the family has not, and model options for a source that keeps its own model
+    config.write_text("[model]\nlayer = 2\n", encoding="utf-8")
+    one_line_error(cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--train", train, "--out", tmp_path / "a",
+                       "--config", config), "layer", "known")
+    one_line_error(cli("adapt", PIPELINE, "--backend", "transformer", "--train", train, "--out", tmp_path / "b",
+                       "--vectors", vectors), "--vectors", "bilstm-crf")
+    model_dir = Path(__file__).parent / "fixtures" / "bilstm-0.1.0"
+    one_line_error(cli("adapt", model_dir, "--train", train, "--out", tmp_path / "c", "--vectors", vectors),
+                   "vectors", "keeps its source's")
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
 def test_a_teacher_route_refuses_what_it_cannot_do(cli, tmp_path):
     one_line_error(cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--labels", "map", "--train", POLITICS,
                        "--out", tmp_path / "a"), "--labels map")

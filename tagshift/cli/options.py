@@ -20,6 +20,7 @@ from tagshift.jobs import ReadOptions
 from tagshift.schemes import SCHEMES
 from tagshift.taggers.backends import BACKENDS
 from tagshift.taggers.tagger import PRECISIONS
+from tagshift.taggers.transformer import DEFAULT_ENCODER
 from tagshift.training.world import World, end_world, is_peer_loss, peer_lost, start_world
 
 app = typer.Typer(
@@ -122,6 +123,11 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Replace a model already in 
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
 DEV_SAMPLE = typer.Option(None, "--dev-sample", help="Score N dev sentences (a fixed draw from --seed) after each epoch to choose the best; the epoch chosen is then scored on all of dev. Default: all, every epoch.")
 MAX_MINUTES = typer.Option(None, "--max-minutes", help="A time budget: once training has run this long, the epoch under way ends, is scored and is the last (the best epoch is still the one saved).")
+# The new model's options: `train`'s, and `adapt`'s for the model a spaCy pipeline teaches (--backend)
+ENCODER = typer.Option(None, "--encoder", help=f"Transformer: HF model name or local path (default {DEFAULT_ENCODER}, shipped as a package).")
+VECTORS = typer.Option(None, "--vectors", help="BiLSTM-CRF: word vectors: glove (GloVe 6B 50d, the 'glove' extra), a GloVe/word2vec text file, spacy:PACKAGE or hf:MODEL.")
+FREEZE_VECTORS = typer.Option(None, "--freeze-vectors/--train-vectors", help="BiLSTM-CRF: keep the word vectors as loaded (default when --vectors is given: +2 F1 and 3x faster on CoNLL) or train them.")
+MAX_VECTORS = typer.Option(None, "--max-vectors", min=0, help="BiLSTM-CRF: the most frequent words of --vectors that join the vocabulary beside the corpus words (default 400000, all of GloVe 6B; lower it for large vector files).")
 PRECISION_HELP = ("How the network computes: fp32, or bf16 (matrix products in bfloat16; weights stay fp32): "
                   "faster on CPUs with bf16 instructions (AVX512-BF16, AMX; bench/speed.py measures it), slower on others.")
 TRAIN_PRECISION = typer.Option(None, "--precision", help=PRECISION_HELP + " Default fp32; dev scoring uses the same.")

@@ -11,13 +11,13 @@ from typing import Optional
 import typer
 
 from tagshift.cli.options import (
-    DEV_SAMPLE, DEVICE, MAX_MINUTES, OVERWRITE, PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, BackendName,
-    Precision, SchemeName, app, command_line, launched, read_options, user_errors,
+    DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PROGRESS, RESUME, SEED,
+    TRAIN_BATCH_SIZE, TRAIN_PRECISION, VECTORS, BackendName, Precision, SchemeName, app, command_line, launched,
+    read_options, user_errors,
 )
 from tagshift.errors import TagshiftError
 from tagshift.jobs import ReadOptions, make_adapt_job, make_job, run_adapt, run_import, run_job
 from tagshift.taggers.backends import BACKENDS
-from tagshift.taggers.transformer import DEFAULT_ENCODER
 from tagshift.training import CURVES, LOG
 from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD
@@ -32,10 +32,10 @@ def train(
     backend: Optional[BackendName] = typer.Option(None, "--backend", help="Model family."),
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for the model bundle, log, curves and checkpoints."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with any of these options, plus [model] and [training] tables."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help=f"Transformer: HF model name or local path (default {DEFAULT_ENCODER}, shipped as a package)."),
-    vectors: Optional[str] = typer.Option(None, "--vectors", help="BiLSTM-CRF: word vectors, a GloVe/word2vec text file, spacy:PACKAGE or hf:MODEL."),
-    freeze_vectors: Optional[bool] = typer.Option(None, "--freeze-vectors/--train-vectors", help="BiLSTM-CRF: keep the word vectors as loaded (default when --vectors is given: +2 F1 and 3x faster on CoNLL) or train them."),
-    max_vectors: Optional[int] = typer.Option(None, "--max-vectors", min=0, help="BiLSTM-CRF: the most frequent words of --vectors that join the vocabulary beside the corpus words (default 400000, all of GloVe 6B; lower it for large vector files)."),
+    encoder: Optional[str] = ENCODER,
+    vectors: Optional[str] = VECTORS,
+    freeze_vectors: Optional[bool] = FREEZE_VECTORS,
+    max_vectors: Optional[int] = MAX_VECTORS,
     head: Optional[str] = typer.Option(None, "--head", help="crf or softmax (default: crf for the BiLSTM, softmax for transformers)."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme the model predicts in (default: iobes for the BiLSTM, iob2 for transformers)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train."),
@@ -126,13 +126,17 @@ def adapt(
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for the adapted model, its log, curves and checkpoints."),
     dev: Optional[Path] = typer.Option(None, "--dev", help="Target dev corpus; its F1 over the types it annotates picks the best epoch (it may annotate more types than --train)."),
     test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with source, train, dev, test, out, map, an [adapt] table (these options) and a [training] table; options given here win."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with source, train, dev, test, out, map, an [adapt] table (these options), a [training] table and, for the model a spaCy pipeline teaches, a [model] table; options given here win."),
     label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
     compare_scratch: bool = typer.Option(False, "--compare-scratch", help="Also train a model of the same family on the target data alone (train's defaults, the same seed) and say whether adapting beat it on dev; both scores go into the lineage."),
     rehearse: Optional[Path] = typer.Option(None, "--rehearse", help="A spaCy source: raw text the source annotates, rehearsed with the new data so the old types stay (.txt, .jsonl, PDF or a directory, read as docs/raw-text.md says)."),
     labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows (default); map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only."),
     init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
-    adapt_backend: Optional[BackendName] = typer.Option(None, "--backend", help="With a spaCy pipeline as the source (spacy:PACKAGE): the family of the new tagshift model it teaches (its types by pseudo-labels, plus the data's)."),
+    adapt_backend: Optional[BackendName] = typer.Option(None, "--backend", help="With a spaCy pipeline as the source (spacy:PACKAGE): the family of the new tagshift model it teaches (its types by pseudo-labels, plus the data's); --encoder, --vectors, --freeze-vectors, --max-vectors and a [model] table in --config build it, as for train."),
+    encoder: Optional[str] = ENCODER,
+    vectors: Optional[str] = VECTORS,
+    freeze_vectors: Optional[bool] = FREEZE_VECTORS,
+    max_vectors: Optional[int] = MAX_VECTORS,
     head: Optional[str] = typer.Option(None, "--head", help="crf or softmax: the adapted model's head (default: the source's). A softmax source given a CRF head predicts what it did (its transition scores start at 0) and then learns transitions (the CrossNER benchmark compares both heads on small targets)."),
     drop: list[str] = typer.Option([], "--drop", help="A source type the adapted model will not predict (repeatable)."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the adapted model. Default: the source's."),
@@ -171,9 +175,13 @@ def adapt(
             raise TagshiftError("--lr and --head-lr name the same rate; give one")
         rate = lr if lr is not None else head_lr  # (not `lr or head_lr`: an --lr 0 must reach the check, not vanish)
         threshold = _switch_value("--pseudo-label", pseudo_label, "--pseudo-threshold", pseudo_threshold)
+        model = {"encoder": encoder, "vectors": vectors, "freeze_vectors": freeze_vectors, "max_vectors": max_vectors}
+        if adapt_backend is not None:
+            _check_model_options(adapt_backend.value, model)
         weight = _switch_value("--distill", distill, "--distill-weight", distill_weight)
         job = make_adapt_job(
             config, source=source, train=train_file, out=out, dev=dev, test=test, map=label_map, rehearse=rehearse,
+            model=model,
             adapt={"labels": labels.value if labels else None, "init": init.value if init else None, "head": head,
                    "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
                    "pseudo_label": threshold, "partial": partial, "distill": weight,
