@@ -228,13 +228,13 @@ def adapt_shares(bench: str, target: str) -> dict[str, list[float]]:
 
     # (crossner's default rows only: its candidate rows for issue 27 ran on sources retrained
     # on busy cores, whose logged training time is no measure)
-    from bench.crossner import DEFAULT_STRATEGIES
+    from bench.crossner import DEFAULT_STRATEGIES, FAMILY
 
     runs = [r for r in load_records(bench) if r.get("source_seconds")
             and (bench != "crossner" or r.get("strategy") in DEFAULT_STRATEGIES)]
     rows: dict[str, list[float]] = {}
     for where, backend, precision in sorted({group(r) for r in runs}, key=lambda g: (
-            g[0], RECIPE_BACKENDS.index(g[1]), PRECISIONS.index(g[2]))):
+            g[0], RECIPE_BACKENDS.index(FAMILY.get(g[1], g[1])), g[1], PRECISIONS.index(g[2]))):
         mine = [r for r in runs if group(r) == (where, backend, precision)]
         # the sources (bench/conll.py) trained in fp32: a bf16 update's share is not like for like
         unlike = "" if precision == "fp32" else f", update in {precision}, source in fp32"
