@@ -323,10 +323,10 @@ class AdaptData:
 def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, progress: bool, command: str | None,
                   device: str, data: AdaptData, report: Callable[[str], None],
                   world: World) -> tuple[Prepared, TrainResult]:
-    world.from_main(lambda: check_out(job.out, resume, overwrite))
     if job.model and not (is_spacy_source(job.source) and options.backend is not None):
         raise TagshiftError(f"model options ({', '.join(sorted(job.model))}) build the model a spaCy pipeline teaches "
                             "(spacy:PACKAGE --backend B); an adapted model keeps its source's: drop them")
+    world.from_main(lambda: check_out(job.out, resume, overwrite))
     if is_spacy_source(job.source):
         return _teach(job, options, resume, progress, command, device, data, report, world)
     if options.backend is not None:
