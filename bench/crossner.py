@@ -82,8 +82,9 @@ CONLL_ROW = {"bilstm-crf": "bilstm-crf-frozen", "transformer": "transformer", GL
 # steps than adapt's note asks for (FEW_STEPS: 36 epochs for the 100-sentence domains).
 # The transformer computes in bf16 (`--precision bf16`: 1.56x the training speed on this CPU,
 # bench/speed.py); the BiLSTM-CRF, which trains slower in it, in fp32.
-TRAINING = {"bilstm-crf": {"epochs": 30, "patience": 5}, GLOVE: {"epochs": 30, "patience": 5},
+TRAINING = {"bilstm-crf": {"epochs": 30, "patience": 5},
             "transformer": {"epochs": 20, "patience": 5, "head_lr": 5e-4, "precision": "bf16"}}
+TRAINING.update({row: TRAINING[family] for row, family in FAMILY.items()})
 PUBLISHED = "BiLSTM-CRF ≈47.6, BERT pre-train then fine-tune ≈64.9, with domain-adaptive pretraining ≈69.6 (paper average)"
 QUICK = {"train": 30, "dev": 30, "test": 50, "epochs": 1}
 
