@@ -250,3 +250,31 @@ def test_bad_input_gets_one_line(files, cli, tmp_path):
     one_line_error(cli("pretrain", "--text", files["text"], "--out", tmp_path / "f", "--mlm-probability", "1.5"),
                    "--mlm-probability 1.5")
     assert not any((tmp_path / name).exists() for name in "abcdef")
+
+
+def test_the_head_reads_the_masked_pieces_only_and_gives_the_whole_forward_passs_loss():
+    """The loss computes the LM head on the masked pieces alone (the head reads each piece by
+    itself); it must equal the loss of transformers' whole forward pass, and so must its
+    gradients. Tolerance: float32 rounding of sums over a few hundred pieces (1e-5 relative)."""
+    from tagshift.training import TrainConfig
+    from tagshift.training.mlm import encoder_source
+
+    source = encoder_source(DEFAULT_ENCODER, seed=0)
+    assert source.lm_head is source.network.cls  # BERT's head: the one module beside the encoder
+    text = tokenize_text(read_corpus(POLITICS).sentences[:16], source.tokenizer, limit=62, held_out=0)
+    objective = MaskedLM(source, text, TrainConfig(), MaskingConfig(), torch.device("cpu"))
+    torch.manual_seed(0)
+    ids, attention, labels = objective._masked(text.train, list(range(len(text.train))))
+    source.network.eval()  # no dropout: both passes see the same network
+
+    def loss_and_grad(loss: torch.Tensor) -> tuple[float, torch.Tensor]:
+        source.network.zero_grad()
+        loss.backward()
+        return loss.item(), source.base.embeddings.word_embeddings.weight.grad.clone()
+
+    ours, our_grad = loss_and_grad(objective._loss_sum(ids, attention, labels)[0])
+    logits = source.network(input_ids=ids, attention_mask=attention).logits
+    theirs, their_grad = loss_and_grad(torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"))
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert torch.allclose(our_grad, their_grad, rtol=1e-4, atol=1e-6 * float(their_grad.abs().max()))
