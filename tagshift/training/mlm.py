@@ -400,8 +400,7 @@ class MaskedLM:
     def _fixed_batches(self, seed: int) -> list[tuple[Tensor, Tensor, Tensor]]:
         """The held-out examples masked once, by a generator of their own seeded with `seed`
         (torch's global one is the training's): each epoch is scored on the same masked
-        pieces. Batches as large as training's: the logits over the vocabulary are the
-        largest tensor, (batch, pieces, vocabulary)."""
+        pieces. Batches as large as training's, whose memory they fit."""
         if not len(self.text.held_out):
             return []
         self.collator.generator = torch.Generator().manual_seed(seed)
