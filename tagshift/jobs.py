@@ -420,7 +420,9 @@ def _schedule(training: TrainConfig, has_dev: bool) -> str:
     """adapt's training schedule, for people."""
     return (
         f"training: {training.epochs} epochs at most, head lr {training.head_lr or training.lr:g}, encoder lr "
-        f"{training.encoder_lr:g} (a tenth of the head's unless set: a trained encoder moves slowly)"
+        f"{training.encoder_lr:g}"
+        + (f" at its top layer, x{training.layer_decay:g} each layer down" if training.layer_decay < 1 else "")
+        + " (a tenth of the head's unless set: a trained encoder moves slowly)"
         + (f", encoder frozen for {training.freeze_epochs} epochs then unfrozen ({training.unfreeze})"
            if training.freeze_epochs else "")
         + (f"; early stopping after {training.patience} epochs without a better dev F1, not before step {training.min_steps}"

@@ -5,12 +5,14 @@ crashes when labels are added."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tagshift
 from tagshift.corpus import Corpus, Sentence
+from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
 from tagshift.schemes import label_set
 from tagshift.taggers.backends import BILSTM_CRF, TRANSFORMER
@@ -291,10 +293,6 @@ def test_keep_old_head_trains_only_the_new_types_rows(wiki):  # noqa: F811
 
 
 def test_keep_old_head_refuses_a_head_it_cannot_keep(wiki):  # noqa: F811
-    import pytest
-
-    from tagshift.errors import TagshiftError
-
     source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
     with pytest.raises(TagshiftError, match="--labels replace builds another head"):
         prepare(source, wiki["dev40"], AdaptConfig(keep_old_head=True, labels="replace"))
@@ -334,6 +332,22 @@ def test_the_encoder_and_the_head_learn_at_their_own_rates(wiki):  # noqa: F811
     assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-3]
     assert isinstance(tagger.head, CRFHead)
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(tagger.parameters()))
+
+
+def test_layer_decay_gives_each_encoder_layer_a_share_of_the_rate_above_it(wiki):  # noqa: F811
+    """--layer-decay: a group per layer of the encoder, the top one at encoder_lr, each one
+    down at layer_decay times the one above; every parameter in exactly one group."""
+    from tagshift.training import make_optimizer
+
+    for tagger, layers in ((TRANSFORMER.build(TransformerConfig(), wiki["train150"], seed=0), 7),  # embeddings + 6
+                           (BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0), 2)):  # inputs, then the LSTM
+        optimizer = make_optimizer(tagger, TrainConfig(lr=1e-3, encoder_lr=1e-4, layer_decay=0.5))
+        rates = [g["lr"] for g in optimizer.param_groups]
+        assert rates == pytest.approx([1e-4 * 0.5 ** (layers - 1 - i) for i in range(layers)] + [1e-3])
+        grouped = [id(p) for g in optimizer.param_groups for p in g["params"]]
+        assert len(grouped) == len(set(grouped)) == len(list(tagger.parameters()))
+    with pytest.raises(TagshiftError, match="layer_decay"):
+        TrainConfig(layer_decay=1.5)
 
 
 # --- the mapping head --------------------------------------------------------------------

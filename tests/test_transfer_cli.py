@@ -837,6 +837,8 @@ def test_the_command_lines_learning_rate_beats_the_files_head_lr(source, files, 
     config.write_text(f'source = "{source}"\ntrain = "{files["two_train"]}"\nout = "m"\n[training]\nhead_lr = 0.01\nepochs = 0\n')
     result = invoke("adapt", "--config", config, "--lr", "0.05", "--no-progress")
     assert "head lr 0.05, encoder lr 0.005" in result.stderr
+    result = invoke("adapt", "--config", config, "--layer-decay", "0.8", "--out", tmp_path / "decay", "--no-progress")
+    assert "encoder lr 0.001 at its top layer, x0.8 each layer down" in result.stderr  # the file's head_lr 0.01, a tenth for the top layer
 
 
 def test_the_command_line_switches_off_what_the_file_switched_on(source, files, tmp_path):

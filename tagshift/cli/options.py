@@ -131,6 +131,7 @@ RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in -
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace a model already in --out.")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
 DEV_SAMPLE = typer.Option(None, "--dev-sample", help="Score N dev sentences (a fixed draw from --seed) after each epoch to choose the best; the epoch chosen is then scored on all of dev. Default: all, every epoch.")
+LAYER_DECAY = typer.Option(None, "--layer-decay", help="Layer-wise rate decay: each encoder layer down trains at this share of the rate of the one above (0.8-0.95 is usual for transformers; default 1: one rate).")
 MAX_MINUTES = typer.Option(None, "--max-minutes", help="A time budget: once training has run this long, the epoch under way ends, is scored and is the last (the best epoch is still the one saved).")
 # The new model's options: `train`'s, and `adapt`'s for the model a spaCy pipeline teaches (--backend)
 ENCODER = typer.Option(None, "--encoder", help=f"Transformer: HF model name or local path (default {DEFAULT_ENCODER}, shipped as a package).")

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from tagshift.cli.options import (
-    DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PROGRESS, RESUME, SEED,
+    DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, LAYER_DECAY, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PROGRESS, RESUME, SEED,
     TRAIN_BATCH_SIZE, TRAIN_PRECISION, VECTORS, BackendName, Precision, SchemeName, app, command_line, launched,
     read_options, user_errors,
 )
@@ -40,6 +40,7 @@ def train(
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme the model predicts in (default: iobes for the BiLSTM, iob2 for transformers)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+    layer_decay: Optional[float] = LAYER_DECAY,
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
     max_minutes: Optional[float] = MAX_MINUTES,
     dev_sample: Optional[int] = DEV_SAMPLE,
@@ -61,8 +62,8 @@ def train(
                  "head": head}
         if backend is not None:
             _check_model_options(backend.value, model)
-        training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "max_minutes": max_minutes,
-                    "dev_sample": dev_sample}
+        training = {"epochs": epochs, "lr": lr, "layer_decay": layer_decay, "batch_size": batch_size, "seed": seed,
+                    "max_minutes": max_minutes, "dev_sample": dev_sample}
         job = make_job(
             config,
             backend=backend.value if backend else None,
@@ -152,6 +153,7 @@ def adapt(
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of the head (default: training's; updating a spaCy pipeline: its ner's, default the pipeline's own)."),
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Same as --lr."),
     encoder_lr: Optional[float] = typer.Option(None, "--encoder-lr", help="Learning rate of the encoder (default: a tenth of the head's; updating a spaCy pipeline: its ner's tok2vec, default 0.3 of --lr)."),
+    layer_decay: Optional[float] = LAYER_DECAY,
     freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Epochs that train only the head (and CRF) before the encoder joins."),
     unfreeze: Optional[Unfreeze] = typer.Option(None, "--unfreeze", help="After the frozen epochs: all layers at once, or gradual (top layers first)."),
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
@@ -188,7 +190,7 @@ def adapt(
                    "temperature": temperature, "extend_vocab": extend_vocab, "keep_old_head": keep_old_head,
                    "backend": adapt_backend.value if adapt_backend else None},
             training={"epochs": epochs, "lr": rate, "head_lr": rate, "encoder_lr": encoder_lr,
-                      "freeze_epochs": freeze_epochs,
+                      "layer_decay": layer_decay, "freeze_epochs": freeze_epochs,
                       "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed,
                       "max_minutes": max_minutes, "dev_sample": dev_sample},
             precision=precision.value if precision else None,

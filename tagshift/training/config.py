@@ -42,6 +42,9 @@ class TrainConfig:
     eval_batch_size: int = 64
     head_lr: float | None = None  # the head's (and CRF's) learning rate; None: lr
     encoder_lr: float | None = None  # the encoder's; None: lr
+    # the encoder's rate falls by this factor a layer down from its top (layer-wise rate decay,
+    # as ULMFiT, ELECTRA and DeBERTa fine-tune: the lower layers hold what carries over); 1: one rate
+    layer_decay: float = 1.0
     freeze_epochs: int = 0  # epochs that train only the head before the encoder joins in
     unfreeze: Literal["all", "gradual"] = "all"  # after them: every layer at once, or top layers first
     # a time budget (0: none): once training has run this long, the epoch under way ends after
@@ -62,6 +65,9 @@ class TrainConfig:
             )
         except ValueError as err:
             raise TagshiftError(f"training option {err}") from None
+        if not 0 < self.layer_decay <= 1:
+            raise TagshiftError(f"training option layer_decay = {self.layer_decay!r} should lie in (0, 1]: each layer "
+                                "down trains at that share of the rate of the one above (1: every layer at one rate)")
         if not 0 <= self.warmup < 1:
             raise TagshiftError(f"training option warmup = {self.warmup!r} should lie in [0, 1)")
 

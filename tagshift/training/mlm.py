@@ -504,7 +504,7 @@ def _optimizer(source: Source, options: TrainConfig) -> torch.optim.Optimizer:
     others at head_lr, as `make_optimizer` groups a tagger's."""
     encoder = {id(p) for p in source.base.parameters()}
     head = [p for p in source.network.parameters() if id(p) not in encoder]
-    return optimizer_of(list(source.base.parameters()), head, options)
+    return optimizer_of([list(source.base.parameters())], head, options)
 
 
 def pretrain(
@@ -533,6 +533,9 @@ def pretrain(
     out = Path(out) if out is not None else None
     if resume and out is None:
         raise TagshiftError("resume needs the output directory that holds the checkpoint")
+    if options.layer_decay != 1:
+        raise TagshiftError("layer_decay is a fine-tuning schedule; pretraining trains the whole encoder at one rate: "
+                            "drop the option")
     if options.unfreeze != "all":
         raise TagshiftError("--unfreeze gradual is a tagging schedule; pretraining trains the whole encoder after "
                             "its frozen epochs: drop the option")

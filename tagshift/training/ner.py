@@ -60,18 +60,33 @@ def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generato
 
 
 def make_optimizer(tagger: Tagger, options: TrainConfig) -> torch.optim.Optimizer:
-    """One optimiser over two parameter groups: the encoder's and the head's, each at its own
-    learning rate. Frozen parameters stay in it: they get no gradient, so no update."""
-    return optimizer_of(list(tagger.encoder.parameters()), list(tagger.head.parameters()), options)
+    """One optimiser over the encoder's parameters and the head's, each at its own learning
+    rate; with `layer_decay` below 1, a group per encoder layer (`layer_groups`, bottom up),
+    each at that share of the rate of the one above. Frozen parameters stay in it: they get
+    no gradient, so no update."""
+    layers = [list(tagger.encoder.parameters())]
+    if options.layer_decay < 1:
+        layers = tagger.encoder.layer_groups()
+        grouped = {id(p) for layer in layers for p in layer}
+        # what layer_groups leaves out (the BiLSTM-CRF's frozen vectors) goes with the bottom layer
+        layers[0] = [p for p in tagger.encoder.parameters() if id(p) not in grouped] + layers[0]
+    return optimizer_of(layers, list(tagger.head.parameters()), options)
 
 
-def optimizer_of(encoder: list[torch.nn.Parameter], head: list[torch.nn.Parameter],
+def optimizer_of(layers: list[list[torch.nn.Parameter]], head: list[torch.nn.Parameter],
                  options: TrainConfig) -> torch.optim.Optimizer:
-    """`options`' optimiser over the encoder's parameters at encoder_lr and the head's at head_lr."""
-    groups = [
-        {"params": encoder, "lr": options.encoder_lr or options.lr},
-        {"params": head, "lr": options.head_lr or options.lr},
-    ]
+    """`options`' optimiser over the encoder's `layers` (bottom up; the top one at encoder_lr,
+    each lower one at layer_decay times the rate above it) and the head's parameters at head_lr.
+
+    >>> layer = lambda: [torch.nn.Parameter(torch.zeros(1))]
+    >>> [g["lr"] for g in optimizer_of([layer(), layer(), layer()], layer(),
+    ...                                 TrainConfig(lr=1.0, encoder_lr=0.5, layer_decay=0.5)).param_groups]
+    [0.125, 0.25, 0.5, 1.0]
+    """
+    top = options.encoder_lr or options.lr
+    groups = [{"params": params, "lr": top * options.layer_decay ** (len(layers) - 1 - depth)}
+              for depth, params in enumerate(layers)]
+    groups.append({"params": head, "lr": options.head_lr or options.lr})  # last: the loop logs its rate
     groups = [g for g in groups if g["params"]]
     if options.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
