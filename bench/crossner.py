@@ -59,9 +59,14 @@ DRAWN = ", new rows drawn"
 # as training on the target alone builds its vocabulary (adapt grows it from the training
 # data only: 5.5-9.2% of the dev tokens are UNK to the adapted model, none to that one)
 DEV_WORDS = ", dev words"
+# ... and with layer-wise rate decay (`--layer-decay 0.5`): the encoder's top layer at the head's
+# rate, each layer down at half the rate above (the transformer's embeddings at 1/64 of it), so
+# that the layers a CoNLL source specialised relearn while the lower ones keep what carries over
+LAYER_DECAY = ", layer decay 0.5"
 STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-label", "map (suggested)",
               "map (suggested) + pseudo-label", "replace" + FULL_RATE, "map (suggested)" + FULL_RATE,
-              "map (suggested)" + FULL_RATE + DRAWN, "map (suggested)" + FULL_RATE + DEV_WORDS)
+              "map (suggested)" + FULL_RATE + DRAWN, "map (suggested)" + FULL_RATE + DEV_WORDS,
+              "map (suggested)" + FULL_RATE + LAYER_DECAY)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
@@ -197,7 +202,10 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     training = adapt_training(src.backend.name, **options)
     if FULL_RATE in strategy:
         training.encoder_lr = training.head_lr
-    record.update(rates={"head": training.head_lr, "encoder": training.encoder_lr}, init=adapt_options.init)
+    if strategy.endswith(LAYER_DECAY):
+        training.layer_decay = float(LAYER_DECAY.rsplit(" ", 1)[1])
+    record.update(rates={"head": training.head_lr, "encoder": training.encoder_lr, "layer_decay": training.layer_decay},
+                  init=adapt_options.init)
     result = train_prepared(prepared, data["dev"], training, out, str(src_path))
     # speed.py's adapt-time share: the whole update (pseudo-labels, surgery, training)
     # against the source's training on all of CoNLL-2003
