@@ -278,3 +278,25 @@ def test_the_head_reads_the_masked_pieces_only_and_gives_the_whole_forward_passs
         logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"))
     assert ours == pytest.approx(theirs, rel=1e-5)
     assert torch.allclose(our_grad, their_grad, rtol=1e-4, atol=1e-6 * float(their_grad.abs().max()))
+
+
+def test_the_word_pieces_wait_on_disk_and_read_back_as_they_were_added(monkeypatch):
+    """Pieces spool (piece, word) pairs to a temporary file in buffer-sized writes and map it
+    back: examples cut across buffer writes read back whole. A buffer of 6 values (3 pairs)
+    makes every example below cross one."""
+    from tagshift.training.mlm import Pieces
+
+    monkeypatch.setattr(Pieces, "BUFFER", 6)
+    examples = [[[5, 6], [7]], [[8]], [[9, 10, 11], [12], [13, 14]], [[15]]]
+    store = Pieces()
+    for words in examples:
+        store.add(words)
+    store.seal()
+    assert len(store) == 4 and store.pieces == 11 and store.lengths() == [3, 1, 6, 1]
+    for index, words in enumerate(examples):
+        ids = [p for pieces in words for p in pieces]
+        numbers = [n for n, pieces in enumerate(words) for _ in pieces]
+        assert store.example(index) == (ids, numbers)
+    with pytest.raises(RuntimeError, match="sealed"):
+        store.add([[1]])
+    assert Pieces().seal().pieces == 0  # an empty store maps nothing, and says so

@@ -14,10 +14,11 @@ however far it had overfitted a small text, and nothing would say whether the pr
 learnt anything that carries to unseen sentences.
 
 Memory: the text is streamed from `tagshift.rawtext.read_raw` and tokenised as it is read;
-what is kept is its word pieces, since every epoch reads all of them again in another
-order: flat int32 arrays of piece ids and word numbers (8 bytes a piece) and one offset per
-example (8 bytes), so a text of N word pieces holds about 8N bytes for the run, and each
-epoch's order is a list of the example numbers.
+every epoch reads all of its word pieces again in another order, so they are kept for the
+run, on disk: (piece id, word number) pairs of int32 (8 bytes a piece) in an unnamed
+temporary file read through a memory map (`Pieces`). In memory stay one offset per example
+(8 bytes) and each epoch's order, a list of the example numbers: a text larger than memory
+pretrains, given TMPDIR room for 8 bytes a piece.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import mmap
 import shutil
+import tempfile
 from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,32 +80,61 @@ class MaskingConfig:
 
 
 class Pieces:
-    """Examples of word pieces (without special pieces), stored flat: `ids` the pieces,
-    `words` each piece's word within its example, `starts` where each example begins."""
+    """Examples of word pieces (without special pieces), stored flat as (piece id, word within
+    its example) pairs of int32, and `starts`, where each example begins.
+
+    The pairs are spooled to an unnamed temporary file (in TMPDIR) as the text is read and
+    read back through a memory map once it is all read (`seal`): a text larger than memory
+    pretrains, the operating system keeping in memory the pages an epoch reads. What stays in
+    memory is 8 bytes an example and a write buffer."""
+
+    BUFFER = 1 << 20  # int32 values written at once
 
     def __init__(self) -> None:
-        self._ids, self._words, self._starts = array("i"), array("i"), array("q", [0])
+        self._file = tempfile.TemporaryFile(prefix="tagshift-pieces-")  # gone when closed, even after a crash
+        self._buffer, self._starts = array("i"), array("q", [0])
+        self._flat: memoryview | None = None  # the pairs, once sealed
+        self._count = 0
 
     def add(self, words: list[list[int]]) -> None:
+        if self._flat is not None:
+            raise RuntimeError("Pieces are sealed: no more examples")
         for number, pieces in enumerate(words):
-            self._ids.extend(pieces)
-            self._words.extend([number] * len(pieces))
-        self._starts.append(len(self._ids))
+            for piece in pieces:
+                self._buffer.extend((piece, number))
+        self._count += sum(map(len, words))
+        self._starts.append(self._count)
+        if len(self._buffer) >= self.BUFFER:
+            self._buffer.tofile(self._file)
+            self._buffer = array("i")
+
+    def seal(self) -> Pieces:
+        """Write what is buffered and map the file for reading; no example may be added after."""
+        if self._flat is None:
+            self._buffer.tofile(self._file)
+            self._file.flush()
+            self._buffer = array("i")
+            # (an empty file cannot be mapped)
+            self._flat = (memoryview(mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)).cast("i")
+                          if self._count else memoryview(array("i")))
+        return self
 
     def __len__(self) -> int:
         return len(self._starts) - 1
 
     @property
     def pieces(self) -> int:
-        return len(self._ids)
+        return self._count
 
     def lengths(self) -> list[int]:
         return [b - a for a, b in zip(self._starts, self._starts[1:])]
 
     def example(self, index: int) -> tuple[list[int], list[int]]:
         """Piece ids and word numbers of example `index`."""
+        flat = self.seal()._flat
         a, b = self._starts[index], self._starts[index + 1]
-        return self._ids[a:b].tolist(), self._words[a:b].tolist()
+        pairs = flat[2 * a : 2 * b].tolist()  # type: ignore[index]
+        return pairs[0::2], pairs[1::2]
 
 
 @dataclass
@@ -186,7 +218,7 @@ def tokenize_text(sentences: Iterable[Sentence], tokenizer: Any, limit: int, hel
         "examples": len(train),
         "held_out_examples": len(held),
     }
-    return Text(train, held, record)
+    return Text(train.seal(), held.seal(), record)
 
 
 def read_text(path: str | Path, tokenizer: Any, masking: MaskingConfig, limit: int, progress: bool = False) -> Text:
