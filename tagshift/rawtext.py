@@ -191,22 +191,33 @@ def _has_paragraphs(path: Path, lines: int = 2000) -> bool:
 
 
 def _pdf_pages(path: Path, report: RawReport) -> Iterator[tuple[Location, str]]:
-    """A PDF's pages with a text layer, a document each; the others are reported by number."""
+    """A PDF's pages with a text layer, a document each; the others are reported by number.
+    A damaged file or page is an error naming it: pypdf raises many kinds of exception on
+    malformed input (KeyError, TypeError, zlib's...), not only its own."""
     try:
         from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
     except ImportError:
-        raise RawTextError(f"{path}: reading PDF needs pypdf, the 'raw' extra: pip install 'tagshift[raw]'") from None
+        raise RawTextError(f"{path}: reading PDF needs pypdf, a dependency of tagshift that is missing here: "
+                           "pip install pypdf==7.1.1 (or reinstall tagshift)") from None
+
+    def damaged(err: Exception, where: str) -> RawTextError:
+        first = (str(err).splitlines() or [""])[0][:200]
+        return RawTextError(f"{path}: {where} ({type(err).__name__}: {first})")
+
     try:
         pages = PdfReader(path).pages
-        for number, page in enumerate(pages, start=1):
-            text = page.extract_text() or ""
-            if not text.strip():
-                report.pages_without_text.setdefault(str(path), []).append(number)
-                continue
-            yield Location(str(path), "page", number), _unwrap(text)
-    except (PdfReadError, ValueError, OSError) as err:
-        raise RawTextError(f"{path}: not a readable PDF ({str(err).splitlines()[0][:200]})") from None
+        count = len(pages)
+    except Exception as err:  # noqa: BLE001  (see the docstring)
+        raise damaged(err, "not a readable PDF") from None
+    for number in range(1, count + 1):
+        try:
+            text = pages[number - 1].extract_text() or ""
+        except Exception as err:  # noqa: BLE001
+            raise damaged(err, f"page {number} of {count} does not read: the PDF is damaged") from None
+        if not text.strip():
+            report.pages_without_text.setdefault(str(path), []).append(number)
+            continue
+        yield Location(str(path), "page", number), _unwrap(text)
 
 
 def _unwrap(text: str) -> str:

@@ -159,6 +159,20 @@ def test_weak_label_writes_a_silver_corpus_that_train_reads(cli, abstracts, tmp_
     trained = cli("train", "--train", silver, "--backend", "bilstm-crf", "--epochs", "1", "--out", tmp_path / "m",
                   "--no-progress")
     assert trained.exit_code == 0, trained.stderr
+    # adapt reads it too, and trains its uncertain spans as partial labels: their tag or O
+    assert counts["uncertain"] > 0
+    adapted = cli("adapt", MODEL, "--train", silver, "--epochs", "1", "--out", tmp_path / "a", "--no-progress")
+    assert adapted.exit_code == 0, adapted.stderr
+    import tagshift
+    from tagshift.transfer import AdaptConfig, prepare
+
+    prepared = prepare(tagshift.load(MODEL), corpus, AdaptConfig(), seed=0)
+    checked = 0
+    for sentence, allowed in zip(corpus.sentences, prepared.targets):
+        for word, flag in enumerate(sentence.uncertain or []):
+            assert int(allowed[word].sum()) == (2 if flag else 1)  # O and the span's tag, or the one gold label
+            checked += flag
+    assert checked > 0
 
 
 def test_uncertain_silver_spans_are_their_tag_or_o(tmp_path):

@@ -134,6 +134,26 @@ def test_a_missing_path_and_a_not_a_pdf_are_errors(tmp_path):
         list(read_raw(fake))
 
 
+def test_a_page_pypdf_fails_on_is_an_error_naming_it(tmp_path, monkeypatch):
+    """pypdf raises more than its own errors on malformed input (a KeyError for a missing
+    font resource, zlib's error for a broken stream): any of them on a page is one error that
+    names the file and the page, not a traceback. The failure is injected into pypdf's page
+    reader: a damaged stream pypdf itself recovers from (it then reads as a page without text)."""
+    from pypdf import PageObject
+
+    two = pdf(tmp_path / "two.pdf", ["First page.", "Second page."])
+    real = PageObject.extract_text
+
+    def second_fails(page, *args, **kwargs):
+        if page.page_number == 1:
+            raise KeyError("/F1")
+        return real(page, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", second_fails)
+    with pytest.raises(RawTextError, match=r"two.pdf: page 2 of 2 does not read: the PDF is damaged \(KeyError"):
+        list(read_raw(two))
+
+
 def test_a_sentence_longer_than_the_limit_is_cut_and_counted():
     report = RawReport()
     pieces = split_sentences(" ".join(["word"] * 25), max_tokens=10, report=report)
