@@ -139,15 +139,33 @@ def log_partition(
     emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor, allowed: Tensor | None = None
 ) -> Tensor:
     """The forward algorithm: log of the summed score of all paths (batch,) under these
-    scores, only through `allowed` (batch, words, tags) tags when given."""
+    scores, only through `allowed` (batch, words, tags) tags when given.
+
+    Each step sums over the previous tag in exp space, as one matrix product with
+    exp(transitions), the forward scores shifted by their maximum first so that nothing
+    overflows: for the tens of tags a domain's types make, several times faster (forward and
+    backward) than a logsumexp over (batch, from, to). It runs in float64, where a path's share
+    underflows only when it lies 708 nats below the best (float32's floor is 87); a tag no path
+    reaches (a forbidden one) scores FORBIDDEN at that step. The tests compare it with
+    brute-force enumeration and with the logsumexp recursion on wide scores."""
     if allowed is not None:
         emissions = emissions.masked_fill(~allowed, FORBIDDEN)
-    alpha = start + emissions[:, 0]  # (batch, tags)
-    for t in range(1, emissions.size(1)):
-        # (batch, from, 1) + (from, to) + (batch, 1, to) -> sum over from
-        step = torch.logsumexp(alpha.unsqueeze(2) + transitions + emissions[:, t].unsqueeze(1), dim=1)
-        alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
-    return torch.logsumexp(alpha + end, dim=1)
+    dtype = emissions.dtype
+    with torch.autocast(emissions.device.type, enabled=False):
+        # float64 in exp space: a path's share underflows only 708 nats below the best (float32: 87)
+        emissions, start, transitions, end = (x.double() for x in (emissions, start, transitions, end))
+        shift = transitions.max(dim=0).values.detach()  # (to,): each column's best step scores 0
+        weights = torch.exp(transitions - shift)  # (from, to), in [0, 1]
+        alpha = start + emissions[:, 0]  # (batch, tags)
+        for t in range(1, emissions.size(1)):
+            top = alpha.max(dim=1, keepdim=True).values.detach()  # (batch, 1); log Z does not depend on it
+            summed = torch.exp(alpha - top) @ weights  # (batch, from) @ (from, to) -> (batch, to)
+            # a tag no path reaches (a forbidden one) scores FORBIDDEN, not log 0
+            reached = summed > 0
+            logged = torch.where(reached, torch.log(torch.where(reached, summed, 1.0)), FORBIDDEN)
+            step = logged + top + shift + emissions[:, t]
+            alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
+        return torch.logsumexp(alpha + end, dim=1).to(dtype)
 
 
 def sentence_neg_log_likelihood(

@@ -52,6 +52,35 @@ def test_log_partition_viterbi_and_marginals_equal_brute_force(seed):
         assert marginals[b, n:].abs().sum().item() == 0.0  # padding rows are multiplied by 0: exact
 
 
+def test_the_forward_algorithm_holds_for_wide_scores_and_forbidden_steps():
+    """log_partition sums in exp space, shifted by each step's best score; against a float64
+    logsumexp forward (the textbook recursion) on 69 tags (17 types in IOBES, a CrossNER
+    domain's size), scores 30 times a unit normal's spread and a scheme's forbidden steps:
+    equal within float32's rounding over 40 words (1e-5 relative), gradients finite."""
+    from tagshift.crf import FORBIDDEN, log_partition
+
+    num_tags, length = 69, 40
+    constraints = scheme_constraints([f"{p}-T{i}" for i in range(17) for p in "BIES"] + ["O"], SCHEMES["iobes"])
+    crf = random_crf(num_tags, 0, constraints).float()
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.mul_(30)
+    emissions = (30 * torch.randn(2, length, num_tags)).requires_grad_(True)
+    mask = torch.tensor([[True] * length, [True] * 25 + [False] * 15])
+    start, transitions, end = crf._scores()
+    ours = log_partition(emissions, mask, start, transitions, end)
+    e, s, tr, en = (x.detach().double() for x in (emissions, start, transitions, end))
+    alpha = s + e[:, 0]
+    for t in range(1, length):
+        step = torch.logsumexp(alpha.unsqueeze(2) + tr + e[:, t].unsqueeze(1), dim=1)
+        alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
+    reference = torch.logsumexp(alpha + en, dim=1)
+    assert ours.double().tolist() == pytest.approx(reference.tolist(), rel=1e-5)
+    ours.sum().backward()
+    assert torch.isfinite(emissions.grad).all() and emissions.grad[1, 25:].abs().sum() == 0
+    assert bool((transitions == FORBIDDEN).any())  # the scheme did forbid steps
+
+
 def test_gold_and_partial_likelihoods():
     crf = random_crf(3, 0)
     emissions = torch.randn(1, 3, 3, dtype=torch.double)
