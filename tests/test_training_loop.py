@@ -103,6 +103,26 @@ def test_its_checkpoint_resumes_to_the_uninterrupted_result(tmp_path):
     shutil.rmtree(tmp_path / "checkpoint")
 
 
+def test_the_checkpoints_best_weights_leave_out_what_the_weights_beside_them_hold(tmp_path):
+    """A frozen tensor (GloVe's table in a BiLSTM-CRF) is the same in the best and the current
+    weights: the checkpoint's best weights leave it out and a resume takes it from the
+    restored model, so the resumed run's best weights are still the uninterrupted run's."""
+    from tagshift.training.loop import BEST
+
+    def with_frozen(objective: LeastSquares) -> LeastSquares:
+        objective.network.frozen = nn.Parameter(torch.arange(1000.0), requires_grad=False)
+        return objective
+
+    fingerprint = {"options": json.loads(json.dumps(OPTIONS.__dict__))}
+    straight = train(with_frozen(LeastSquares()), OPTIONS)
+    train(with_frozen(LeastSquares()), OPTIONS, Checkpoint(tmp_path / "checkpoint", fingerprint), stop_after=3)
+    kept = load_file(tmp_path / "checkpoint" / BEST)
+    assert "frozen" not in kept and set(kept) <= {"weight"}
+    run = train(with_frozen(LeastSquares()), OPTIONS, Checkpoint(tmp_path / "checkpoint", fingerprint), resume=True)
+    assert set(run.best_weights) == set(straight.best_weights) == {"weight", "frozen"}
+    assert all(torch.equal(run.best_weights[k], straight.best_weights[k]) for k in straight.best_weights)
+
+
 def test_early_stopping_ends_a_run_that_stopped_improving():
     """With noise on dev, the error stops falling within a few epochs; patience 1 ends the
     run there, before the last epoch, and says so."""

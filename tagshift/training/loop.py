@@ -288,7 +288,10 @@ class Checkpoint:
     def save(self, objective: Objective, run: Run) -> None:
         tensors, groups = _optimizer_tensors(run.optimizer)
         trainer = {"state": asdict(run.state), "param_groups": groups, "fingerprint": self.fingerprint}
-        best = {k: v.contiguous() for k, v in run.best_weights.items()}
+        # The best weights the model's own weights (saved beside) already hold are left out:
+        # frozen word vectors (GloVe's 400,000 x 50) were written twice an epoch otherwise
+        current = objective.network.state_dict()
+        best = {k: v.contiguous() for k, v in run.best_weights.items() if not torch.equal(v, current[k])}
         objective.save(self.path, {STATE: json.dumps(trainer), OPTIMIZER: tensors, BEST: best})
 
     def restore(self, objective: Objective, run: Run) -> None:
@@ -303,7 +306,9 @@ class Checkpoint:
                 "resume with the same data and options, or start afresh without --resume"
             )
         objective.restore(self.path)
-        run.best_weights = read_weights(self.path / BEST)
+        best = read_weights(self.path / BEST)  # (what it leaves out equalled the restored weights)
+        run.best_weights = {k: best[k] if k in best else v.detach().clone()
+                            for k, v in objective.network.state_dict().items()}
         try:
             _load_optimizer(run.optimizer, read_weights(self.path / OPTIMIZER), trainer["param_groups"])
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
