@@ -62,7 +62,8 @@ DEV_WORDS = ", dev words"
 # ... and with layer-wise rate decay (`--layer-decay 0.5`): the encoder's top layer at the head's
 # rate, each layer down at half the rate above (the transformer's embeddings at 1/64 of it), so
 # that the layers a CoNLL source specialised relearn while the lower ones keep what carries over
-LAYER_DECAY = ", layer decay 0.5"
+DECAY = 0.5
+LAYER_DECAY = f", layer decay {DECAY}"
 STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-label", "map (suggested)",
               "map (suggested) + pseudo-label", "replace" + FULL_RATE, "map (suggested)" + FULL_RATE,
               "map (suggested)" + FULL_RATE + DRAWN, "map (suggested)" + FULL_RATE + DEV_WORDS,
@@ -203,7 +204,7 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     if FULL_RATE in strategy:
         training.encoder_lr = training.head_lr
     if strategy.endswith(LAYER_DECAY):
-        training.layer_decay = float(LAYER_DECAY.rsplit(" ", 1)[1])
+        training.layer_decay = DECAY
     record.update(rates={"head": training.head_lr, "encoder": training.encoder_lr, "layer_decay": training.layer_decay},
                   init=adapt_options.init)
     result = train_prepared(prepared, data["dev"], training, out, str(src_path))

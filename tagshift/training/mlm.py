@@ -131,9 +131,10 @@ class Pieces:
 
     def example(self, index: int) -> tuple[list[int], list[int]]:
         """Piece ids and word numbers of example `index`."""
-        flat = self.seal()._flat
+        if self._flat is None:
+            raise RuntimeError("Pieces are read once sealed")
         a, b = self._starts[index], self._starts[index + 1]
-        pairs = flat[2 * a : 2 * b].tolist()  # type: ignore[index]
+        pairs = self._flat[2 * a : 2 * b].tolist()
         return pairs[0::2], pairs[1::2]
 
 
