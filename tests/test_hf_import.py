@@ -155,3 +155,22 @@ def test_import_refuses_to_write_over_its_source(cli, hf_model):
     result = cli("import", hf_model, "--out", hf_model)
     assert result.exit_code == 1 and "is the source model" in result.stderr
     assert (hf_model / "model.safetensors").is_file()
+
+
+def test_weak_label_takes_an_imported_classifiers_entities_with_their_confidence(cli, hf_model, tmp_path):
+    """A Hugging Face token classifier as weak-label's --model: its CoNLL types join a
+    pattern's, each with the confidence --uncertain-below reads."""
+    text = tmp_path / "news.txt"
+    text.write_text("\n".join(" ".join(s.tokens) for s in read_corpus(WIKI).sentences[400:440]) + "\n",
+                    encoding="utf-8")
+    patterns = tmp_path / "p.jsonl"
+    patterns.write_text('{"label": "TEAM", "pattern": [{"LOWER": "club"}]}\n', encoding="utf-8")
+    silver = tmp_path / "silver.jsonl"
+    result = cli("weak-label", text, "--patterns", patterns, "--model", hf_model, "--out", silver,
+                 "--uncertain-below", "0.9", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    spans = [s for line in silver.read_text(encoding="utf-8").splitlines() for s in json.loads(line)["spans"]]
+    model_spans = [s for s in spans if s["source"] == "model"]
+    assert model_spans and {s["label"] for s in model_spans} <= {"LOC", "MISC", "ORG", "PER"}
+    assert all(0.0 <= s["confidence"] <= 1.0 for s in model_spans)
+    assert all(bool(s.get("uncertain")) == (s["confidence"] < 0.9) for s in model_spans)

@@ -123,6 +123,28 @@ def test_the_checkpoints_best_weights_leave_out_what_the_weights_beside_them_hol
     assert all(torch.equal(run.best_weights[k], straight.best_weights[k]) for k in straight.best_weights)
 
 
+def test_the_curves_are_drawn_first_then_at_most_every_interval_and_after_the_last_epoch(tmp_path, monkeypatch):
+    """The log is rewritten every epoch; the curves' PNG (0.2 s, as long as an epoch on a small
+    target) after the first epoch, then when CURVES_EVERY_S have passed, and after the last."""
+    from tagshift.training import loop
+
+    drawn: list[int] = []
+    monkeypatch.setattr(loop, "plot_learning_curves", lambda history, out, title: drawn.append(len(history)))
+    monkeypatch.setattr(loop, "CURVES_EVERY_S", 3600.0)  # no epoch here waits that long
+    objective = LeastSquares()
+    run = Run.start(objective.network, torch.optim.SGD(objective.network.parameters(), lr=OPTIONS.lr))
+    checkpoint = Checkpoint(tmp_path / "out" / "checkpoint", {})
+    loop.train_with_checkpoints(objective, run, OPTIONS, len(objective.x), checkpoint, "least squares")
+    assert drawn == [1, 6]
+    assert len((tmp_path / "out" / loop.LOG).read_text().splitlines()) == 6
+    monkeypatch.setattr(loop, "CURVES_EVERY_S", 0.0)  # every epoch, and none twice
+    drawn.clear()
+    objective = LeastSquares()
+    run = Run.start(objective.network, torch.optim.SGD(objective.network.parameters(), lr=OPTIONS.lr))
+    loop.train_with_checkpoints(objective, run, OPTIONS, len(objective.x), Checkpoint(tmp_path / "again" / "c", {}), "t")
+    assert drawn == [1, 2, 3, 4, 5, 6]
+
+
 def test_early_stopping_ends_a_run_that_stopped_improving():
     """With noise on dev, the error stops falling within a few epochs; patience 1 ends the
     run there, before the last epoch, and says so."""

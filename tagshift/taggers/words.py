@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _DIGIT = re.compile(r"\d")
 
@@ -18,6 +19,7 @@ def normalise_digits(word: str) -> str:
     return _DIGIT.sub("0", word)
 
 
+@lru_cache(maxsize=1 << 17)  # featurize asks for every token of every batch, every epoch
 def word_shape(word: str) -> int:
     """Index in `SHAPES` of the word's casing class: what an uncased encoder cannot see.
 
