@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import tagshift.bundle
+import tagshift.training.loop
 import tagshift.training
 from tagshift.bundle import FORMAT_VERSION, BundleError
 from tagshift.corpus import Corpus, read_corpus, write_corpus
@@ -678,6 +679,7 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(wiki, tmp_path, mon
     expected = fit(straight, train, dev, options, out=tmp_path / "straight")
 
     real_checkpoint, calls = Checkpoint.save, []
+    monkeypatch.setattr(tagshift.training.loop, "PROGRESS_EVERY_S", 0.0)  # a checkpoint every epoch, to kill after the 2nd
 
     def killed_after_second_epoch(*args, **kwargs):
         real_checkpoint(*args, **kwargs)

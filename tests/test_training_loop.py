@@ -123,26 +123,39 @@ def test_the_checkpoints_best_weights_leave_out_what_the_weights_beside_them_hol
     assert all(torch.equal(run.best_weights[k], straight.best_weights[k]) for k in straight.best_weights)
 
 
-def test_the_curves_are_drawn_first_then_at_most_every_interval_and_after_the_last_epoch(tmp_path, monkeypatch):
-    """The log is rewritten every epoch; the curves' PNG (0.2 s, as long as an epoch on a small
-    target) after the first epoch, then when CURVES_EVERY_S have passed, and after the last."""
+def test_the_checkpoint_and_curves_are_written_first_then_at_most_every_interval_and_after_the_last_epoch(
+        tmp_path, monkeypatch):
+    """The log is rewritten every epoch; the checkpoint and the curves (on a small target as
+    long to write as an epoch is to train) after the first epoch, then when PROGRESS_EVERY_S
+    have passed, and after the last epoch, which a resume then starts from."""
     from tagshift.training import loop
+
+    saved: list[int] = []
+    real_save = Checkpoint.save
+
+    def counted(checkpoint, objective, run):
+        saved.append(run.state.epoch)
+        real_save(checkpoint, objective, run)
 
     drawn: list[int] = []
     monkeypatch.setattr(loop, "plot_learning_curves", lambda history, out, title: drawn.append(len(history)))
-    monkeypatch.setattr(loop, "CURVES_EVERY_S", 3600.0)  # no epoch here waits that long
-    objective = LeastSquares()
-    run = Run.start(objective.network, torch.optim.SGD(objective.network.parameters(), lr=OPTIONS.lr))
-    checkpoint = Checkpoint(tmp_path / "out" / "checkpoint", {})
-    loop.train_with_checkpoints(objective, run, OPTIONS, len(objective.x), checkpoint, "least squares")
-    assert drawn == [1, 6]
+    monkeypatch.setattr(Checkpoint, "save", counted)
+
+    def run_in(out: Path) -> Run:
+        objective = LeastSquares()
+        run = Run.start(objective.network, torch.optim.SGD(objective.network.parameters(), lr=OPTIONS.lr))
+        loop.train_with_checkpoints(objective, run, OPTIONS, len(objective.x), Checkpoint(out / "checkpoint", {}), "t")
+        return run
+
+    monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 3600.0)  # no epoch here waits that long
+    run_in(tmp_path / "out")
+    assert saved == drawn == [1, 6]
     assert len((tmp_path / "out" / loop.LOG).read_text().splitlines()) == 6
-    monkeypatch.setattr(loop, "CURVES_EVERY_S", 0.0)  # every epoch, and none twice
-    drawn.clear()
-    objective = LeastSquares()
-    run = Run.start(objective.network, torch.optim.SGD(objective.network.parameters(), lr=OPTIONS.lr))
-    loop.train_with_checkpoints(objective, run, OPTIONS, len(objective.x), Checkpoint(tmp_path / "again" / "c", {}), "t")
-    assert drawn == [1, 2, 3, 4, 5, 6]
+    assert LoopState(**json.loads((tmp_path / "out" / "checkpoint" / loop.STATE).read_text())["state"]).epoch == 6
+    monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 0.0)  # every epoch, and none twice
+    saved.clear(), drawn.clear()
+    run_in(tmp_path / "again")
+    assert saved == drawn == [1, 2, 3, 4, 5, 6]
 
 
 def test_early_stopping_ends_a_run_that_stopped_improving():

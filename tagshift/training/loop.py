@@ -38,9 +38,11 @@ CURVES = "learning_curve.png"
 CHECKPOINT = "checkpoint"
 STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.safetensors"
-# The curves are redrawn at most this often (and after the last epoch): drawing the PNG takes
-# ~0.2 s, 7% of an adapt to a CrossNER domain whose epochs take about a second each
-CURVES_EVERY_S = 30.0
+# The checkpoint and the curves are written after the first epoch, then at most this often, and
+# after the last epoch (the log after every one): on a small target, whose epochs take a second,
+# writing them every epoch took 17% of an adapt (the model, its best weights and the optimiser,
+# and the PNG). A crash loses at most this much training.
+PROGRESS_EVERY_S = 30.0
 BEST = "best.safetensors"
 
 
@@ -264,26 +266,31 @@ def train_with_checkpoints(objective: Objective, run: Run, options: TrainConfig,
                            checkpoint: Checkpoint | None, title: str, progress: bool = False,
                            world: World = SINGLE) -> None:
     """`epochs` to the end, early stopping as `options` say; after each epoch rank 0 writes
-    the log and the checkpoint, and the curves (titled `title`) when CURVES_EVERY_S have
-    passed since they were drawn, and after the last epoch."""
-    drawn_at, stale = -math.inf, False
+    the log beside the checkpoint, and the checkpoint and the curves (titled `title`) as
+    PROGRESS_EVERY_S says."""
+    written_at, behind = -math.inf, False
     for _ in epochs(objective, run, options, examples, EarlyStopping(options.patience, options.min_steps), progress,
                     world):
         if checkpoint is not None and world.main:
-            stale = time.monotonic() - drawn_at < CURVES_EVERY_S
-            write_progress(checkpoint.path.parent, run.state.history, title, curves=not stale)
-            drawn_at = drawn_at if stale else time.monotonic()
-            checkpoint.save(objective, run)
-    if stale and checkpoint is not None:
-        plot_learning_curves(run.state.history, checkpoint.path.parent / CURVES, title)
+            write_log(checkpoint.path.parent, run.state.history)
+            behind = time.monotonic() - written_at < PROGRESS_EVERY_S
+            if not behind:
+                write_checkpoint(objective, run, checkpoint, title)
+                written_at = time.monotonic()
+    if behind and checkpoint is not None:
+        write_checkpoint(objective, run, checkpoint, title)
 
 
-def write_progress(out: Path, history: list[dict[str, Any]], title: str, curves: bool = True) -> None:
-    """The log (a JSON line an epoch) and, if `curves`, the learning curves."""
+def write_log(out: Path, history: list[dict[str, Any]]) -> None:
+    """The log: a JSON line an epoch."""
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / LOG, "".join(json.dumps(h) + "\n" for h in history))
-    if curves:
-        plot_learning_curves(history, out / CURVES, title)
+
+
+def write_checkpoint(objective: Objective, run: Run, checkpoint: Checkpoint, title: str) -> None:
+    """The learning curves beside the checkpoint, and the checkpoint."""
+    plot_learning_curves(run.state.history, checkpoint.path.parent / CURVES, title)
+    checkpoint.save(objective, run)
 
 
 @dataclass(frozen=True)
