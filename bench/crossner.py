@@ -73,6 +73,10 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               "map (suggested) + pseudo-label", "replace" + FULL_RATE, "map (suggested)" + FULL_RATE,
               "map (suggested)" + FULL_RATE + DRAWN, "map (suggested)" + FULL_RATE + DEV_WORDS,
               "map (suggested)" + FULL_RATE + LAYER_DECAY, "map (suggested)" + FULL_RATE + SAMPLED)
+# Issue 26's adapt time is measured on these rows, run pair by pair (the same source, domain and
+# seed one after the other) on sources retrained with the code they adapt with, two runs at a
+# time with one thread each, as the sources trained: their times compare, their shares hold
+TIMED = ("map (suggested)" + FULL_RATE, "map (suggested)" + FULL_RATE + SAMPLED)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
@@ -171,7 +175,10 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         record.update(adapted)
     # (how the run ended: whether early stopping cut it short is part of the result)
     record.update(epochs_run=len(result.history), best_epoch=result.best_epoch, stopped_early=result.stopped_early,
-                  steps=result.history[-1]["steps"] if result.history else 0)
+                  steps=result.history[-1]["steps"] if result.history else 0,
+                  # (where the training time went: the loop's seconds, of them scoring dev)
+                  train_seconds=result.history[-1]["seconds"] if result.history else 0.0,
+                  dev_seconds=sum(h.get("dev_seconds", 0.0) for h in result.history))
     scores = evaluate_tagger(tagger, data["test"])
     return {**record, "test_f1": scores.micro.f1, "test_macro_f1": scores.macro.f1,
             "per_type": {t: p.f1 for t, p in scores.per_type.items()}}
@@ -280,6 +287,33 @@ def endings_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def time_table(results: list[dict]) -> str:
+    """Adapt's wall time (issue 26, item 3: at most 0.1 of the source's training time) in the
+    TIMED rows, from the runs that recorded where their time went (dev_seconds: recorded
+    since those rows ran on sources retrained with the code they adapt with)."""
+    rows = []
+    for backend in ROWS:
+        for strategy in TIMED:
+            runs = [r for r in results if r["backend"] == backend and r["strategy"] == strategy
+                    and "dev_seconds" in r and r.get("source_seconds")]
+            if not runs:
+                continue
+            shares = [r["adapt_seconds"] / r["source_seconds"] for r in runs]
+            dev = statistics.mean(r["dev_seconds"] / r["adapt_seconds"] for r in runs)
+            rows.append(f"| {backend} | {strategy} | {len(runs)} | {mean_std([r['test_f1'] for r in runs])} | "
+                         f"{mean_std([r['adapt_seconds'] for r in runs], 1.0, 1)} | {100 * dev:.0f}% | "
+                         f"{statistics.mean(shares):.3f}, {max(shares):.3f} |")
+    if not rows:
+        return ""
+    lines = ["| backend | strategy | runs | test F1 | adapt s | of it scoring dev | adapt / source training (mean, max) |",
+             "|---|---|---|---|---|---|---|", *rows]
+    sources = sorted({(r["backend"], r["seed"], r["source_seconds"]) for r in results
+                      if r["strategy"] in TIMED and "dev_seconds" in r and r.get("source_seconds")})
+    lines += ["", "Sources' training time (bench/conll.py, retrained): " + "; ".join(
+        f"{backend} seed {seed} {seconds:,.0f} s" for backend, seed, seconds in sources) + "."] if sources else []
+    return "\n".join(lines)
+
+
 def domain_average(rows: list[dict], min_seeds: int = 3, domains: tuple[str, ...] = DOMAINS) -> tuple[int, str] | None:
     """One row's average F1 over `domains`: the seeds that ran in every domain, and 'mean ±
     std' of their averages; None while some domain has fewer than `min_seeds` seeds."""
@@ -371,6 +405,8 @@ def main() -> None:
     # --quick: the domains it ran, one seed; a full table: all five, 3 seeds
     body = table(results, 1, tuple(d for d in DOMAINS if d in args.domains)) if args.quick else table(results)
     body += "\n\n**How the runs ended**\n\n" + endings_table(results)
+    timed = time_table(results)
+    body += "\n\n**Adapt time** (issue 26)\n\n" + timed if timed else ""
     publish("crossner", body, results, args.quick, headline(results))
     print(body)
 
