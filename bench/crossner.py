@@ -74,8 +74,7 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               "map (suggested)" + FULL_RATE + DRAWN, "map (suggested)" + FULL_RATE + DEV_WORDS,
               "map (suggested)" + FULL_RATE + LAYER_DECAY, "map (suggested)" + FULL_RATE + SAMPLED)
 # Issue 26's adapt time is measured on these rows, run pair by pair (the same source, domain and
-# seed one after the other) on sources retrained with the code they adapt with, two runs at a
-# time with one thread each, as the sources trained: their times compare, their shares hold
+# seed one after the other), two runs at a time with one thread each, as the sources trained
 TIMED = ("map (suggested)" + FULL_RATE, "map (suggested)" + FULL_RATE + SAMPLED)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
@@ -289,8 +288,8 @@ def endings_table(results: list[dict]) -> str:
 
 def time_table(results: list[dict]) -> str:
     """Adapt's wall time (issue 26, item 3: at most 0.1 of the source's training time) in the
-    TIMED rows, from the runs that recorded where their time went (dev_seconds: recorded
-    since those rows ran on sources retrained with the code they adapt with)."""
+    TIMED rows, from the runs that recorded where their time went (dev_seconds, recorded
+    since these rows were timed)."""
     rows = []
     for backend in ROWS:
         for strategy in TIMED:
@@ -309,7 +308,7 @@ def time_table(results: list[dict]) -> str:
              "|---|---|---|---|---|---|---|", *rows]
     sources = sorted({(r["backend"], r["seed"], r["source_seconds"]) for r in results
                       if r["strategy"] in TIMED and "dev_seconds" in r and r.get("source_seconds")})
-    lines += ["", "Sources' training time (bench/conll.py, retrained): " + "; ".join(
+    lines += ["", "Sources' training time (bench/conll.py, each source's train_log.jsonl): " + "; ".join(
         f"{backend} seed {seed} {seconds:,.0f} s" for backend, seed, seconds in sources) + "."] if sources else []
     return "\n".join(lines)
 
