@@ -289,11 +289,11 @@ def time_table(results: list[dict]) -> str:
     loop writes its checkpoint at most every 30 s; the earlier runs' times are not comparable).
     The dev-sample row ran pair by pair with the row it samples (the same source, domain and
     seed one after the other), two runs at a time with one thread each, as the sources trained."""
+    timed = [r for r in results if "dev_seconds" in r and r.get("source_seconds")]
     rows = []
     for backend in ROWS:
         for strategy in STRATEGIES:
-            runs = [r for r in results if r["backend"] == backend and r["strategy"] == strategy
-                    and "dev_seconds" in r and r.get("source_seconds")]
+            runs = [r for r in timed if r["backend"] == backend and r["strategy"] == strategy]
             if not runs:
                 continue
             shares = [r["adapt_seconds"] / r["source_seconds"] for r in runs]
@@ -308,8 +308,7 @@ def time_table(results: list[dict]) -> str:
     lines = ["| backend | strategy | runs | test F1, five-domain average | adapt s | of it scoring dev | "
              "adapt / source training (mean, max) |",
              "|---|---|---|---|---|---|---|", *rows]
-    sources = sorted({(r["backend"], r["seed"], r["source_seconds"]) for r in results
-                      if "dev_seconds" in r and r.get("source_seconds")})
+    sources = sorted({(r["backend"], r["seed"], r["source_seconds"]) for r in timed})
     lines += ["", "Sources' training time (bench/conll.py, each source's train_log.jsonl): " + "; ".join(
         f"{backend} seed {seed} {seconds:,.0f} s" for backend, seed, seconds in sources) + "."] if sources else []
     return "\n".join(lines)
