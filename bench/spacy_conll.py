@@ -43,8 +43,11 @@ PRESETS = {
     "efficiency": [],
     "accuracy": ["--paths.vectors", "null", "--components.tok2vec.model.embed.include_static_vectors", "false"],
 }
-TAGSHIFT_ROW = "bilstm-crf-frozen"  # bench/conll.py's best BiLSTM-CRF recipe
-EQUAL_TIME = "tagshift bilstm-crf, equal time"
+TAGSHIFT_ROW = "bilstm-crf-frozen"  # bench/conll.py's BiLSTM-CRF with the MiniLM's input embeddings
+GLOVE_ROW = "bilstm-crf-glove-all"  # ... and with GloVe 6B vectors, its best (`--vectors glove`, an extra)
+# the equal-time rows: `--one NAME SEED`'s NAME -> (bench/conll.py's recipe, the table's row)
+EQUAL_TIME = {"equal-time": (TAGSHIFT_ROW, "tagshift bilstm-crf, equal time"),
+              "equal-time-glove": (GLOVE_ROW, "tagshift bilstm-crf GloVe, equal time")}
 QUICK_STEPS = ["--training.max_steps", "20", "--training.eval_frequency", "10"]
 
 
@@ -118,15 +121,16 @@ def run_spacy(preset: str, seed: int, quick: bool, folder: Path, threads: int | 
             **scored(SpacyPipeline(f"{SPACY}{best}"), test)}
 
 
-def run_equal_time(seed: int, quick: bool, folder: Path, device: str) -> dict:
-    """tagshift's BiLSTM-CRF given the efficiency preset's training minutes of this seed."""
+def run_equal_time(name: str, seed: int, quick: bool, folder: Path, device: str) -> dict:
+    """A tagshift BiLSTM-CRF recipe given the efficiency preset's training minutes of this seed."""
     import tagshift
 
+    recipe, row = EQUAL_TIME[name]
     budget = load_records(name_of(quick), f"{filename('efficiency', seed)}.json")[0]["train_minutes"]
-    out = folder / f"tagshift-equal-time-seed{seed}"
-    record = conll.run_one(TAGSHIFT_ROW, seed, quick, folder, device, overrides={"max_minutes": budget}, out=out)
+    out = folder / f"tagshift-{name}-seed{seed}"
+    record = conll.run_one(recipe, seed, quick, folder, device, overrides={"max_minutes": budget}, out=out)
     speed = tagging_speed(tagshift.load(out), conll.corpora(quick)[2])  # (its F1 is run_one's)
-    return {"row": EQUAL_TIME, "seed": seed, "train_minutes": record["train_seconds"] / 60, "budget_minutes": budget,
+    return {"row": row, "seed": seed, "train_minutes": record["train_seconds"] / 60, "budget_minutes": budget,
             "epochs_run": record["epochs_run"], "test_f1": record["test_f1"], "test_per_type": record["test_per_type"],
             "words_per_second": speed}
 
@@ -146,7 +150,7 @@ def table(results: list[dict], quick: bool) -> str:
     lines = ["CoNLL-2003 eng.testb, entity F1 (conlleval mode) over the corpus's tokens, mean ± std over seeds; "
              "trained on eng.train, the best model on eng.testa kept.", "",
              "| system | seeds | test F1 | train min | words/s |", "|---|---|---|---|---|"]
-    rows = [f"spaCy NER, {p} preset" for p in PRESETS] + [EQUAL_TIME]
+    rows = [f"spaCy NER, {p} preset" for p in PRESETS] + [row for _, row in EQUAL_TIME.values()]
     for row in rows:
         runs = [r for r in results if r["row"] == row]
         if len(runs) < min_seeds:
@@ -154,23 +158,27 @@ def table(results: list[dict], quick: bool) -> str:
         lines.append(f"| {row} | {len(runs)} | {mean_std([r['test_f1'] for r in runs])} | "
                      f"{mean_std([r['train_minutes'] for r in runs], 1, 1)} | "
                      f"{statistics.mean(r['words_per_second'] for r in runs):,.0f} |")
-    full = [] if quick else load_records("conll", f"{TAGSHIFT_ROW}-seed*.json")
-    if len(full) >= min_seeds:
-        lines.append(f"| tagshift bilstm-crf, full length (bench/conll.py {TAGSHIFT_ROW}) | {len(full)} | "
-                     f"{mean_std([r['test_f1'] for r in full])} | "
-                     f"{mean_std([r['train_seconds'] / 60 for r in full], 1, 1)} | see bench/conll.py |")
-    equal = [r for r in results if r["row"] == EQUAL_TIME]
-    if equal:
-        budgets = ", ".join(f"{r['budget_minutes']:.1f}" for r in equal)
-        begun = ", ".join(str(r["epochs_run"]) for r in equal)
-        lines += ["", f"Equal time: tagshift's runs were given the efficiency preset's training minutes of the same "
-                      f"seed ({budgets}); epochs begun: {begun}."]
+    for recipe in (TAGSHIFT_ROW, GLOVE_ROW):
+        full = [] if quick else load_records("conll", f"{recipe}-seed*.json")
+        if len(full) >= min_seeds:
+            lines.append(f"| tagshift {recipe}, full length (bench/conll.py) | {len(full)} | "
+                         f"{mean_std([r['test_f1'] for r in full])} | "
+                         f"{mean_std([r['train_seconds'] / 60 for r in full], 1, 1)} | see bench/conll.py |")
+    for recipe, row in EQUAL_TIME.values():
+        equal = [r for r in results if r["row"] == row]
+        if equal:
+            budgets = ", ".join(f"{r['budget_minutes']:.1f}" for r in equal)
+            begun = ", ".join(str(r["epochs_run"]) for r in equal)
+            lines += ["", f"{row}: bench/conll.py's {recipe}, given the efficiency preset's training minutes of the "
+                          f"same seed ({budgets}); epochs begun: {begun}."]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--equal-time", nargs="+", default=list(EQUAL_TIME), choices=list(EQUAL_TIME),
+                        help="the tagshift recipes trained for the efficiency preset's minutes")
     add_run_options(parser, parallel=True)
     parser.add_argument("--one", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -183,7 +191,7 @@ def main() -> None:
     if args.one:
         configure_run(args.threads)
         row, seed = args.one[0], int(args.one[1])
-        record = (run_equal_time(seed, args.quick, folder, args.device) if row == "equal-time"
+        record = (run_equal_time(row, seed, args.quick, folder, args.device) if row in EQUAL_TIME
                   else run_spacy(row, seed, args.quick, folder, args.threads))
         save_record(name, filename(row, seed), stamp(record, args.device))
         return
@@ -196,7 +204,7 @@ def main() -> None:
     # spaCy first: the equal-time runs take their budget from the efficiency preset's minutes
     spacy_runs = [[p, str(s)] for s in args.seeds for p in args.presets]
     run_children(__file__, missing(spacy_runs), args)
-    equal = [["equal-time", str(s)] for s in args.seeds
+    equal = [[row, str(s)] for row in args.equal_time for s in args.seeds
              if (records(name) / f"{filename('efficiency', s)}.json").is_file()]
     run_children(__file__, missing(equal), args)
     results = load_records(name, "*.json")
