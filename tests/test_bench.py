@@ -69,3 +69,19 @@ def test_the_greedy_split_gives_each_sentence_to_its_rarest_type_with_room():
     assert not (loc_part & misc_part or loc_part & per_part or misc_part & per_part)
     assert {0, 1} <= per_part and 2 in misc_part and {3, 4, 5} == loc_part and 6 in misc_part
     assert greedy_split(tags, ["LOC", "MISC", "PER"]) == parts  # seeded: the same split each time
+
+
+def test_the_second_crossner_target_is_mit_movie_at_crossners_size(shared_data):
+    """bench/crossner.py's MIT Movie target (issue 27): train and dev drawn disjoint from
+    engtrain.bio at their sizes, the same draw each time; test is all of engtest.bio."""
+    from bench.crossner import MOVIE, MOVIE_SIZES, domain
+    from tagshift.corpus import read_corpus
+
+    splits = domain(MOVIE, quick=False)
+    assert {k: len(splits[k]) for k in MOVIE_SIZES} == MOVIE_SIZES
+    train, dev = ({tuple(s.tokens) + tuple(s.tags) for s in splits[k].sentences} for k in ("train", "dev"))
+    pool = read_corpus(shared_data / "mit_movie" / "engtrain.bio").sentences
+    # (disjoint as drawn: a repeated sentence of the file may land on both sides)
+    assert len(train & dev) <= len(pool) - len({tuple(s.tokens) + tuple(s.tags) for s in pool})
+    assert len(splits["test"]) == len(read_corpus(shared_data / "mit_movie" / "engtest.bio"))
+    assert [s.tokens for s in domain(MOVIE, quick=False)["train"].sentences] == [s.tokens for s in splits["train"].sentences]
