@@ -4,6 +4,7 @@ and read in context by a word-level BiLSTM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,13 @@ class WordBatch:
     mask: Tensor  # (batch, words) True for real words
 
 
+def lstm_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Where an LSTM computes under `--precision bf16`: on a CPU in fp32, as oneDNN has no bf16
+    LSTM on CPUs without AVX512 ("could not create a primitive descriptor" on AVX2 machines);
+    elsewhere as autocast decides."""
+    return torch.autocast("cpu", enabled=False) if device.type == "cpu" else contextlib.nullcontext()
+
+
 class CharLSTM(nn.Module):
     """A word's spelling read both ways; the two final states are its representation."""
 
@@ -90,7 +98,8 @@ class CharLSTM(nn.Module):
 
     def forward(self, chars: Tensor, lengths: Tensor) -> Tensor:
         packed = pack_padded_sequence(self.embedding(chars), lengths, batch_first=True, enforce_sorted=False)
-        _, (final, _) = self.lstm(packed)  # final: (2, distinct words, hidden)
+        with lstm_precision(chars.device):
+            _, (final, _) = self.lstm(packed)  # final: (2, distinct words, hidden)
         return torch.cat([final[0], final[1]], dim=-1)  # (distinct words, 2 * hidden)
 
 
@@ -177,7 +186,8 @@ class BiLSTMEncoder(nn.Module):
         inputs = self.dropout(torch.cat(parts, dim=-1))
         lengths = batch.mask.sum(dim=1)
         packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
-        output, _ = self.lstm(packed)
+        with lstm_precision(inputs.device):
+            output, _ = self.lstm(packed)
         output, _ = pad_packed_sequence(output, batch_first=True, total_length=words.size(1))
         return self.dropout(output)  # (batch, words, 2 * hidden)
 
