@@ -216,7 +216,7 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     started = time.perf_counter()
     if strategy.startswith("map"):
         suggestion = suggest_map(src, data["train"])
-        label_map = as_label_map(suggestion.mapping)
+        label_map = suggestion.label_map()
         record["map"] = suggestion.mapping
     elif strategy.startswith("extend"):
         label_map = LabelMap(rename={a: b for a, b in CONLL_NAMES.items() if a in src.types})
@@ -250,18 +250,6 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     record["source_seconds"] = json.loads(source_log[-1])["seconds"] if source_log else None
     record["pseudo_labels"] = prepared.pseudo.to_json() if prepared.pseudo else None
     return record, result, prepared.tagger
-
-
-def as_label_map(mapping: dict[str, str]):
-    """A suggested source -> target mapping as renames and merges."""
-    from tagshift.labelmap import LabelMap
-
-    by_target: dict[str, list[str]] = {}
-    for old, new in mapping.items():
-        by_target.setdefault(new, []).append(old)
-    rename = {olds[0]: new for new, olds in by_target.items() if len(olds) == 1 and olds[0] != new}
-    merge = {new: tuple(sorted(olds)) for new, olds in by_target.items() if len(olds) > 1}
-    return LabelMap(rename=rename, merge=merge)
 
 
 def table(results: list[dict], min_seeds: int = 3, domains: tuple[str, ...] = DOMAINS) -> str:

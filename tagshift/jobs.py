@@ -5,6 +5,7 @@ scores. The CLI only parses options into these."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
@@ -27,7 +28,10 @@ from tagshift.training.world import SINGLE, World
 from tagshift.training.mlm import (
     MaskingConfig, PretrainResult, encoder_source, piece_limit, pretrain, read_text, tagger_source,
 )
-from tagshift.transfer import Prepared, adapt_config, adapt_training, few_steps_hint, prepare, scratch, train_prepared
+from tagshift.transfer import (
+    Prepared, adapt_config, adapt_training, few_steps_hint, prepare_with_recipe, scratch, train_prepared,
+)
+from tagshift.transfer.adapt import ENCODER_LR_FACTOR
 from tagshift.transfer.spacy_update import SpacyUpdate, update_pipeline
 from tagshift.transfer.teach import Taught, prepare_taught
 
@@ -335,8 +339,8 @@ def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, pr
     source = load(job.source, device)
     train, dev, test = data.train, data.dev, data.test
     training = adapt_training(source.backend, **job.training)
-    prepared = prepare(source, train, options, training.seed, LabelMap.from_toml(job.map) if job.map else None,
-                       dev, progress)
+    prepared = prepare_with_recipe(source, train, options, training, job.training,
+                                   LabelMap.from_toml(job.map) if job.map else None, dev, progress)
     prepared.tagger.precision = job.precision
     report(prepared.render())
     report(_schedule(training, dev is not None))
@@ -422,7 +426,8 @@ def _schedule(training: TrainConfig, has_dev: bool) -> str:
         f"training: {training.epochs} epochs at most, head lr {training.head_lr or training.lr:g}, encoder lr "
         f"{training.encoder_lr:g}"
         + (f" at its top layer, x{training.layer_decay:g} each layer down" if training.layer_decay < 1 else "")
-        + " (a tenth of the head's unless set: a trained encoder moves slowly)"
+        + (" (a tenth of the head's unless set: a trained encoder moves slowly)"
+           if math.isclose(training.encoder_lr, (training.head_lr or training.lr) * ENCODER_LR_FACTOR) else "")
         + (f", encoder frozen for {training.freeze_epochs} epochs then unfrozen ({training.unfreeze})"
            if training.freeze_epochs else "")
         + (f"; early stopping after {training.patience} epochs without a better dev F1, not before step {training.min_steps}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -134,6 +135,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
             lambda span, n: "person" if span.label == "PER" else span.label,
         ),
         "small": relabel(write_slice(wiki, 290, 330, folder / "w290.conll"), folder / "small.conll", six_types),
+        # the same sentences as two_train with all of CrossNER's types: a tag set the source finds
+        "politics": folder / "p0.conll",
     }
     # The data these tests are about: 13 labels (6 types) and 5 labels (2 types) in IOB2.
     assert types_in(paths["six_train"]) == {"CITY", "LOC", "MISC", "ORG", "PER", "TEAM"}
@@ -253,6 +256,10 @@ def test_adapt_to_two_other_types_keeps_the_source_types_unannotated(source, fil
     out = tmp_path / "model"
     result = adapt(source, files["two_train"], out, "--epochs", "1", "--dev", files["two_dev"])
     err = result.stderr
+    # (no --labels: the source's entities mostly fall where this data annotates nothing, so
+    # adapt keeps its types by extend and says how to keep them annotated)
+    assert "adapt chose --labels extend: the target's types (country, politician) are not the source's" in err
+    assert "--pseudo-label writes them into the data" in err
     assert "label plan: extend (13 labels in iob2)" in err  # 4 source types + 2 new
     assert "target data annotates (2): country, politician" in err
     assert "  kept: LOC, MISC, ORG, PER" in err
@@ -885,3 +892,49 @@ def test_compare_scratch_without_dev_is_refused_before_any_training(source, file
     result = invoke("adapt", source, "--train", files["two_train"], "--out", tmp_path / "m", "--compare-scratch")
     assert_one_line_error(result, "--compare-scratch", "--dev")
     assert not (tmp_path / "m").exists()
+
+
+def test_adapt_takes_a_new_tag_set_the_source_finds_as_a_new_domain(source, files, tmp_path):
+    """No --labels and no --map, on data whose types are none of the source's but whose
+    entities are where the source finds its own: adapt chooses the mapping head with the
+    suggested map and the encoder at the head's rate (transfer/recipe.py), says why before
+    training, and records it in the lineage. An --encoder-lr given wins over the recipe's."""
+    out = tmp_path / "model"
+    err = adapt(source, files["politics"], out, "--epochs", "1").stderr
+    assert "adapt chose --labels map (the encoder at the head's rate): the target's types (country, election, " in err
+    assert "PER -> politician" in err and "a new domain, taken with the suggested map" in err
+    assert "label plan: map" in err
+    head = re.search(r"head lr ([0-9.e-]+), encoder lr ([0-9.e-]+)", err)
+    assert head and head.group(1) == head.group(2) and "a tenth of the head's" not in err
+    step = tagshift.load(out).lineage[-1]
+    assert step["recipe"]["labels"] == "map" and step["recipe"]["evidence"]["mapping"]["PER"] == "politician"
+    assert step["recipe"]["evidence"]["landed"] >= 0.8  # the recipe's NEW_DOMAIN_LANDED
+    assert step["adapt_options"]["labels"] == "map"
+
+    err = adapt(source, files["politics"], tmp_path / "given", "--epochs", "0", "--encoder-lr", "0.001").stderr
+    assert "adapt chose --labels map" in err and "encoder lr 0.001" in err
+
+
+def test_the_recipe_leaves_a_chosen_operation_a_map_or_known_types_alone(source_tagger, files):
+    """Where --labels or --map is given there is nothing to choose; a target that keeps the
+    source's type names (some or all) is extended at the usual rates; the recipe's rates give
+    way to the ones the user set."""
+    from tagshift.labelmap import LabelMap as Map
+    from tagshift.training import TrainConfig
+    from tagshift.transfer.recipe import Recipe, choose_recipe
+
+    politics = read_corpus(files["politics"])
+    assert choose_recipe(source_tagger, politics, "extend", None) is None
+    assert choose_recipe(source_tagger, politics, None, Map(rename={"PER": "person"})) is None
+    kept = choose_recipe(source_tagger, politics, None, None, ["--pseudo-label"])
+    assert kept.labels == "extend" and kept.reason == "--pseudo-label keeps the source's types as they are"
+    assert choose_recipe(source_tagger, read_corpus(files["source_train"]), None, None).labels == "extend"
+    six = choose_recipe(source_tagger, read_corpus(files["six_train"]), None, None)
+    assert six.labels == "extend" and "keeps the source's type names (LOC, MISC, ORG, PER)" in six.reason
+    assert not six.encoder_at_head_rate and six.evidence is None  # (nothing predicted to choose it)
+
+    recipe = Recipe("map", None, True, 0.5, "why")
+    chosen = recipe.apply(TrainConfig(head_lr=5e-4, encoder_lr=5e-5), {})
+    assert (chosen.encoder_lr, chosen.layer_decay) == (5e-4, 0.5)
+    kept = recipe.apply(TrainConfig(head_lr=5e-4, encoder_lr=1e-5, layer_decay=0.9), {"encoder_lr": 1e-5, "layer_decay": 0.9})
+    assert (kept.encoder_lr, kept.layer_decay) == (1e-5, 0.9)

@@ -39,6 +39,8 @@ class Backend:
     training: dict[str, Any]  # TrainConfig values that differ from its defaults
     # adapt trains the head at training's rate times this (the encoder at a tenth of the head's)
     adapt_head_lr_factor: float = 1.0
+    # the layer decay adapt's recipe gives a new domain (transfer/recipe.py); None: none
+    new_domain_layer_decay: float | None = None
     head_dropout: Callable[[Any], float] = lambda encoder: 0.0
     # weight-name prefixes saved under other names (a transformer's, so Hugging Face loads them)
     saved_prefixes: Callable[[Any], dict[str, str]] = lambda encoder: {}
@@ -100,6 +102,8 @@ TRANSFORMER = Backend(
     # small target gives tens (on CrossNER politics a fresh head had not learnt a type after
     # 4 epochs), so adapt trains the head at ten times that rate and the encoder at it
     adapt_head_lr_factor=10.0,
+    # (bench/crossner.py's layer-decay row: level with or ahead of the target alone on every domain)
+    new_domain_layer_decay=0.5,
     head_dropout=transformer.head_dropout,
     saved_prefixes=transformer.saved_prefixes,
     hf_config=transformer.hf_config,

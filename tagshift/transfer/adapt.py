@@ -8,7 +8,7 @@ the training and returns what it did, so the CLI can print the plan before any e
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +30,7 @@ from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Disti
 from tagshift.training.partial import partial_targets, uncertain_flags
 from tagshift.transfer.plan import LabelPlan, make_plan
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
+from tagshift.transfer.recipe import Recipe, choose_recipe
 from tagshift.transfer.surgery import SurgeryReport, adapt_head, keep_old_rows
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
@@ -145,6 +146,7 @@ class Prepared:
     source_sha256: str  # of the source's weights: resuming against another source is refused
     vocabulary: VocabularyReport | None = None
     notes: list[str] = field(default_factory=list)  # options that do nothing here, and why
+    recipe: Recipe | None = None  # what adapt chose where the options left it open
 
     def step(self, source: str) -> dict[str, Any]:
         """The lineage record of this adapt step (training adds options and scores)."""
@@ -157,6 +159,7 @@ class Prepared:
             "source": source,
             "source_weights_sha256": self.source_sha256,
             "adapt_options": asdict(self.options),
+            "recipe": self.recipe.to_json() if self.recipe else None,
             "plan": self.plan.to_json(),
             "surgery": self.surgery.to_json(),
             "changed_before_training": self.changed,
@@ -166,7 +169,8 @@ class Prepared:
         }
 
     def render(self) -> str:
-        lines = [self.plan.render(), self.surgery.render()]
+        lines = [self.recipe.render()] if self.recipe else []
+        lines += [self.plan.render(), self.surgery.render()]
         if self.vocabulary is not None:
             lines.append(self.vocabulary.render())
         lines.append(
@@ -247,6 +251,24 @@ def prepare(
                     weights_sha256(source), vocabulary, _notes(plan, options, source, tagger))
 
 
+def prepare_with_recipe(source: Tagger, train: Corpus, options: AdaptConfig, training: TrainConfig,
+                        given: dict[str, Any], label_map: LabelMap | None = None, dev: Corpus | None = None,
+                        progress: bool = False) -> Prepared:
+    """`prepare` after choosing what the options leave open (transfer/recipe.py): the label
+    operation and map, and in `training` (changed in place) the rates the user did not give
+    (`given`: the training options as the user gave them)."""
+    keeping = [flag for flag, given in (("--pseudo-label", options.pseudo_label is not None),
+                                        ("--partial", options.partial), ("--distill", options.distill is not None),
+                                        ("--keep-old-head", options.keep_old_head)) if given]
+    recipe = choose_recipe(source, train, options.labels, label_map, keeping, progress)
+    if recipe is not None:
+        options, label_map = replace(options, labels=recipe.labels), recipe.label_map
+        recipe.apply(training, given)
+    prepared = prepare(source, train, options, training.seed, label_map, dev, progress)
+    prepared.recipe = recipe
+    return prepared
+
+
 def annotated_types(corpus: Corpus) -> set[str]:
     return {span.label for s in corpus.sentences for span in chunks(s.tags)}
 
@@ -325,8 +347,11 @@ def adapt(
     command: str | None = None,
     test: Corpus | None = None,
 ) -> tuple[Prepared, TrainResult]:
-    """Prepare and train: the adapted tagger is `prepared.tagger`, saved to `out` if given."""
-    prepared = prepare(source, train, options, training.seed, label_map, dev, progress)
+    """Prepare and train: the adapted tagger is `prepared.tagger`, saved to `out` if given.
+    With `options.labels` left None and no `label_map`, adapt chooses the operation, the map
+    and the rates (transfer/recipe.py; `training`'s encoder rate and layer decay give way to
+    the recipe's): set `options.labels` to keep them as given."""
+    prepared = prepare_with_recipe(source, train, options, training, {}, label_map, dev, progress)
     result = train_prepared(prepared, dev, training, out, source_name, resume, progress, command, test)
     return prepared, result
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagshift.corpus import Corpus
+from tagshift.labelmap import LabelMap
 from tagshift.schemes import chunks
 from tagshift.taggers.tagger import Tagger
 
@@ -32,6 +33,12 @@ class Evidence:
     gold: Counter[str] = field(default_factory=Counter)  # target type -> gold entities
     exact: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, target) -> same span
     overlap: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, target) -> sharing tokens
+    touching: Counter[str] = field(default_factory=Counter)  # source type -> predicted entities touching any gold
+
+    def landed(self) -> float:
+        """The share of the source's predicted entities that touch a gold entity (0 if it predicts none)."""
+        total = sum(self.predicted.values())
+        return sum(self.touching.values()) / total if total else 0.0
 
     def matches(self, source_type: str) -> list[tuple[str, int, int]]:
         """(target type, exact, overlapping) for one source type, most matches first."""
@@ -58,6 +65,15 @@ class Suggestion:
 
     def to_json(self) -> dict[str, Any]:
         return {"mapping": self.mapping, "min_share": self.min_share, "evidence": self.evidence.to_json()}
+
+    def label_map(self) -> LabelMap:
+        """The proposal as renames and merges (what `to_toml` writes, without the evidence)."""
+        by_target: dict[str, list[str]] = {}
+        for old, new in sorted(self.mapping.items()):
+            by_target.setdefault(new, []).append(old)
+        return LabelMap(rename={olds[0]: new for new, olds in by_target.items() if len(olds) == 1 and olds[0] != new},
+                        merge={new: tuple(olds) for new, olds in by_target.items() if len(olds) > 1},
+                        source="the suggested map")
 
     def _why(self, source_type: str) -> str:
         rows = self.evidence.matches(source_type)
@@ -118,6 +134,7 @@ def gather_evidence(source: Tagger, corpus: Corpus, batch_size: int = 64, progre
         for entity in tagged.entities:
             evidence.predicted[entity.label] += 1
             touched = {g.label for g in gold if g.start < entity.end and entity.start < g.end}
+            evidence.touching[entity.label] += bool(touched)
             for target_type in touched:
                 evidence.overlap[entity.label, target_type] += 1
             for g in gold:

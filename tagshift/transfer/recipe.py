@@ -1,0 +1,102 @@
+"""What `adapt` chooses when the user leaves the label operation open (no --labels, no --map).
+
+It looks at the target's training data and at what the source predicts on it:
+
+- the target uses the source's type names (all of them its own, or some beside new ones):
+  `extend` at adapt's usual rates (the same types in a new domain; new types added);
+- the target uses none of the source's type names, and the source's entities land on the
+  target's (at least NEW_DOMAIN_LANDED of them touch one): a new domain with its own tag set
+  (CoNLL -> CrossNER: person where the source said PER). `map` with the map `tagshift labels
+  suggest` proposes, and the encoder at the head's rate, a transformer's layers decaying
+  downwards from there (its backend's `new_domain_layer_decay`). That is the recipe that
+  beat training on the target alone in bench/crossner.py, where `extend` at a tenth of the
+  head's rate lost to it on both backends (docs/benchmarks.md, "Why transfer loses here");
+- otherwise (the source's entities fall where the target annotates nothing: a new type
+  taught on data that leaves the old ones O) `extend` at the usual rates, with a hint to keep
+  the old types by --pseudo-label; and `extend` too where the user asked to keep the source's
+  types (--pseudo-label, --partial, --distill, --keep-old-head).
+
+Options the user gives (--encoder-lr, --layer-decay) win over the recipe's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tagshift.corpus import Corpus
+from tagshift.labelmap import LabelMap
+from tagshift.schemes import chunks, split_tag
+from tagshift.taggers.tagger import Tagger
+from tagshift.training import TrainConfig
+from tagshift.transfer.suggest import suggest_map
+
+NEW_DOMAIN_LANDED = 0.8  # share of the source's predicted entities that must touch a target entity
+
+
+@dataclass
+class Recipe:
+    """The label operation (and map) adapt chose, the training rates that go with it, and why."""
+
+    labels: str  # "extend" or "map"
+    label_map: LabelMap | None  # the suggested map, with "map"
+    encoder_at_head_rate: bool
+    layer_decay: float | None  # None: training's (no decay)
+    reason: str
+    evidence: dict[str, Any] | None = None  # the suggestion behind it, where one was made
+
+    def apply(self, training: TrainConfig, given: dict[str, Any]) -> TrainConfig:
+        """`training` with the recipe's rates, where `given` (the user's training options) leaves them open."""
+        if self.encoder_at_head_rate and given.get("encoder_lr") is None:
+            training.encoder_lr = training.head_lr
+        if self.layer_decay is not None and given.get("layer_decay") is None:
+            training.layer_decay = self.layer_decay
+        return training
+
+    def render(self) -> str:
+        rates = []
+        if self.encoder_at_head_rate:
+            rates.append("the encoder at the head's rate")
+        if self.layer_decay is not None:
+            rates.append(f"layer decay {self.layer_decay}")
+        chosen = f"--labels {self.labels}" + (f" ({', '.join(rates)})" if rates else "")
+        return (f"adapt chose {chosen}: {self.reason} "
+                "(--labels, --map, --encoder-lr and --layer-decay choose otherwise)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"labels": self.labels, "rename": dict(self.label_map.rename) if self.label_map else {},
+                "merge": {k: list(v) for k, v in self.label_map.merge.items()} if self.label_map else {},
+                "encoder_at_head_rate": self.encoder_at_head_rate, "layer_decay": self.layer_decay,
+                "reason": self.reason, "evidence": self.evidence}
+
+
+def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: LabelMap | None,
+                  keeping: list[str] = (), progress: bool = False) -> Recipe | None:
+    """The recipe for a target, or None when the user chose the operation (`labels`) or gave a
+    map. `keeping`: the options given that keep the source's types as they are (--pseudo-label,
+    --distill, ...): they ask for extend."""
+    if labels is not None or label_map is not None:
+        return None
+    if keeping:
+        return Recipe("extend", None, False, None, f"{', '.join(keeping)} keeps the source's types as they are")
+    source_types = {split_tag(label)[1] for label in source.labels} - {""}
+    target_types = {span.label for s in train.sentences for span in chunks(s.tags)}
+    if target_types <= source_types:
+        return Recipe("extend", None, False, None, "the target annotates only types the source has")
+    if target_types & source_types:
+        return Recipe("extend", None, False, None, "the target keeps the source's type names "
+                      f"({', '.join(sorted(target_types & source_types))}) and adds its own")
+    suggestion = suggest_map(source, train, progress=progress)
+    landed = suggestion.evidence.landed()
+    evidence = {"landed": round(landed, 4), **suggestion.to_json()}
+    new = ", ".join(sorted(target_types)[:5]) + (", ..." if len(target_types) > 5 else "")
+    if suggestion.mapping and landed >= NEW_DOMAIN_LANDED:
+        rules = ", ".join(f"{old} -> {new_type}" for old, new_type in sorted(suggestion.mapping.items()))
+        return Recipe("map", suggestion.label_map(), True, source.backend.new_domain_layer_decay,
+                      f"the target's types ({new}) are not the source's, and {landed:.0%} of the source's entities "
+                      f"land on the target's: a new domain, taken with the suggested map ({rules})",
+                      evidence)
+    return Recipe("extend", None, False, None,
+                  f"the target's types ({new}) are not the source's, and only {landed:.0%} of the source's entities "
+                  "land on the target's: its types are kept as they are (--pseudo-label writes them into the "
+                  "data so the model does not unlearn them)", evidence)
