@@ -209,10 +209,12 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     (bench/spacy_new_types.py runs its imported Hugging Face source through it too.)"""
     from tagshift.labelmap import LabelMap
     from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+    from tagshift.transfer.recipe import choose_recipe
     from tagshift.transfer.suggest import suggest_map
     from tagshift.transfer.vocabulary import extend_vocabulary
 
-    record: dict = {}
+    # what adapt would choose here with --labels left out (transfer/recipe.py), outside the timing
+    record: dict = {"recipe": choose_recipe(src, data["train"], None, None).to_json()}
     started = time.perf_counter()
     if strategy.startswith("map"):
         suggestion = suggest_map(src, data["train"])
