@@ -78,7 +78,8 @@ def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: 
     if labels is not None or label_map is not None:
         return None
     if keeping:
-        return Recipe("extend", None, False, None, f"{', '.join(keeping)} keeps the source's types as they are")
+        verb = "keeps" if len(keeping) == 1 else "keep"
+        return Recipe("extend", None, False, None, f"{', '.join(keeping)} {verb} the source's types as they are")
     source_types = {split_tag(label)[1] for label in source.labels} - {""}
     target_types = {span.label for s in train.sentences for span in chunks(s.tags)}
     if target_types <= source_types:
