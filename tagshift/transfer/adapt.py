@@ -257,9 +257,9 @@ def prepare_with_recipe(source: Tagger, train: Corpus, options: AdaptConfig, tra
     """`prepare` after choosing what the options leave open (transfer/recipe.py): the label
     operation and map, and in `training` (changed in place) the rates the user did not give
     (`given`: the training options as the user gave them)."""
-    keeping = [flag for flag, given in (("--pseudo-label", options.pseudo_label is not None),
-                                        ("--partial", options.partial), ("--distill", options.distill is not None),
-                                        ("--keep-old-head", options.keep_old_head)) if given]
+    keeping = [flag for flag, on in (("--pseudo-label", options.pseudo_label is not None),
+                                     ("--partial", options.partial), ("--distill", options.distill is not None),
+                                     ("--keep-old-head", options.keep_old_head)) if on]
     recipe = choose_recipe(source, train, options.labels, label_map, keeping, progress)
     if recipe is not None:
         options, label_map = replace(options, labels=recipe.labels), recipe.label_map
