@@ -165,13 +165,15 @@ def stamp(record: dict, device: str) -> dict:
 
 
 def run_child(script: str, one: list[str], quick: bool, threads: int | None, device: str = "cpu",
-              in_process: bool | None = None) -> None:
+              in_process: bool | None = None, precision: str | None = None) -> None:
     """`script --one ...` in a process of its own, so that its peak memory is its own; or,
-    with `in_process` (default: for --quick runs, which are tiny), run as __main__ in this one."""
+    with `in_process` (default: for --quick runs, which are tiny), run as __main__ in this one.
+    `precision`: passed on as --precision (the scripts that take it)."""
     in_process = quick if in_process is None else in_process
     command = [sys.executable, script, "--one", *one]
     command += (["--quick"] if quick else []) + (["--threads", str(threads)] if threads else [])
     command += ["--device", device] if device != "cpu" else []
+    command += ["--precision", precision] if precision else []
     if not in_process:
         subprocess.run(command, check=True)
         return
@@ -208,7 +210,8 @@ def run_children(script: str, ones: list[list[str]], args: argparse.Namespace) -
     def one(run: list[str]) -> str | None:
         print(f"{' '.join(run)} ...", file=sys.stderr, flush=True)
         try:
-            run_child(script, run, args.quick, args.threads, args.device, in_process)
+            run_child(script, run, args.quick, args.threads, args.device, in_process,
+                      getattr(args, "precision", None))
         except subprocess.CalledProcessError as error:
             return f"{' '.join(run)}: exit {error.returncode}"
         return None

@@ -98,8 +98,9 @@ CONLL_ROW = {"bilstm-crf": "bilstm-crf-frozen", "transformer": "transformer", GL
 # epochs because 100-200 sentences make only 7-13 steps an epoch (politics' dev F1 levels
 # off after 15-20). Either backend's epochs rise where they would make fewer optimiser
 # steps than adapt's note asks for (FEW_STEPS: 36 epochs for the 100-sentence domains).
-# The transformer computes in bf16 (`--precision bf16`: 1.56x the training speed on this CPU,
-# bench/speed.py); the BiLSTM-CRF, which trains slower in it, in fp32.
+# The transformer computes in bf16 (`--precision bf16`: 1.56x the training speed on the
+# AVX512-BF16 CPU bench/speed.py measured; on an AVX2-only CPU many times slower, where
+# `--precision fp32` runs every run in fp32); the BiLSTM-CRF, which trains slower in it, in fp32.
 TRAINING = {"bilstm-crf": {"epochs": 30, "patience": 5},
             "transformer": {"epochs": 20, "patience": 5, "head_lr": 5e-4, "precision": "bf16"}}
 TRAINING.update({row: TRAINING[family] for row, family in FAMILY.items()})
@@ -164,16 +165,18 @@ def run_name(backend: str, name: str, strategy: str, seed: int) -> str:
 
 
 def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, folder: Path, device: str = "cpu",
-            model_options: dict | None = None, out: Path | None = None) -> dict:
+            model_options: dict | None = None, out: Path | None = None, precision: str | None = None) -> dict:
     """One run of the table; `model_options` change the target-only model's (bench/pretrain.py
-    gives it a pretrained encoder), `out` where it trains."""
+    gives it a pretrained encoder), `out` where it trains, `precision` how it computes (default:
+    the row's; the record says which)."""
     from tagshift.training import TrainConfig, evaluate_tagger, fit
     from tagshift.transfer import enough_epochs
 
     data = domain(name, quick)
     family = FAMILY.get(backend, backend)
     options = {**TRAINING[backend], "seed": seed}
-    precision = options.pop("precision", "fp32")  # the tagger's setting, kept through training and the test
+    row_precision = options.pop("precision", "fp32")
+    precision = precision or row_precision  # the tagger's setting, kept through training and the test
     options["epochs"] = QUICK["epochs"] if quick else max(
         options["epochs"], enough_epochs(len(data["train"]), TrainConfig.for_backend(family, **options)))
     out = out or folder / run_name(backend, name, strategy, seed)
@@ -326,11 +329,48 @@ def time_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def record_recipes(backends: list[str], seeds: list[int], domains: list[str], quick: bool, folder: Path,
+                   name: str) -> None:
+    """What adapt's recipe chooses for each cached source on each domain's training data: a
+    record per source (the sources that are not in the cache are skipped, and said so)."""
+    from tagshift.bundle import CONFIG
+    from tagshift.transfer.recipe import choose_recipe
+
+    for backend in backends:
+        for seed in seeds:
+            if not quick and not (source_path(backend, seed) / CONFIG).is_file():
+                print(f"--recipes: no {backend} source of seed {seed} in {CACHE}; skipped", file=sys.stderr)
+                continue
+            src, _ = quick_source(backend, seed, folder) if quick else source(backend, seed)
+            chosen = {}
+            for domain_name in domains:
+                recipe = choose_recipe(src, domain(domain_name, quick)["train"], None, None)
+                chosen[domain_name] = {"labels": recipe.labels, "reason": recipe.reason,
+                                       "landed": recipe.evidence["landed"] if recipe.evidence else None,
+                                       "mapping": recipe.evidence["mapping"] if recipe.evidence else None}
+            save_record(name, f"{backend}-seed{seed}", stamp({"backend": backend, "seed": seed, "domains": chosen}, "cpu"))
+
+
+def recipe_table(results: list[dict]) -> str:
+    """Per source, the operation the recipe chose on each domain and the share of the source's
+    predicted entities that landed on a target entity (the recipe takes a new domain at 80%)."""
+    names = [d for d in (*DOMAINS, MOVIE) if any(d in r["domains"] for r in results)]
+    if not names:
+        return ""
+    lines = ["| source | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for r in sorted(results, key=lambda r: (ROWS.index(r["backend"]), r["seed"])):
+        cells = [f"{c['labels']}, {100 * c['landed']:.1f}% landed" if c["landed"] is not None else c["labels"]
+                 for c in (r["domains"].get(d, {"labels": "", "landed": None}) for d in names)]
+        lines.append(f"| {r['backend']} seed {r['seed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def movie_table(results: list[dict], min_seeds: int = 3) -> str:
     """The second target's rows (issue 27): test F1 and macro F1 for each (backend, strategy)
     with `min_seeds` seeds, and its mean's difference to the same backend's target only."""
+    precisions = ", ".join(sorted({r["precision"] for r in results}))
     lines = [f"{MOVIE_SIZES['train']} training and {MOVIE_SIZES['dev']} dev sentences of engtrain.bio, "
-             "tested on all of engtest.bio; entity F1 (conlleval mode), mean ± std over seeds.", "",
+             f"tested on all of engtest.bio; entity F1 (conlleval mode), mean ± std over seeds; computed in {precisions}.", "",
              "| backend | strategy | seeds | test F1 | macro F1 | against target only |", "|---|---|---|---|---|---|"]
     rows = []
     for backend in ROWS:
@@ -398,6 +438,12 @@ def main() -> None:
                         help=f"default: CrossNER's five; {MOVIE}: the second target (issue 27)")
     parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), choices=STRATEGIES)
     add_run_options(parser, parallel=True)
+    parser.add_argument("--precision", choices=("fp32", "bf16"),
+                        help="every run computes in it (default: each row's, the transformer's bf16; a CPU "
+                             "without bf16 instructions runs bf16 many times slower); records say which")
+    parser.add_argument("--recipes", action="store_true",
+                        help="instead of runs: record what adapt's recipe chooses (--labels left out) with each "
+                             "source in the cache (--backends, --seeds) on each of --domains, then publish")
     parser.add_argument("--one", nargs=4, metavar=("BACKEND", "DOMAIN", "STRATEGY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -415,7 +461,8 @@ def main() -> None:
     if args.one:
         configure_run(args.threads)
         backend, domain_name, strategy, seed = args.one[0], args.one[1], args.one[2], int(args.one[3])
-        record = stamp(run_one(backend, domain_name, strategy, seed, args.quick, folder, args.device), args.device)
+        record = stamp(run_one(backend, domain_name, strategy, seed, args.quick, folder, args.device,
+                               precision=args.precision), args.device)
         save_record(name, run_name(backend, domain_name, strategy, seed), record)
         return
 
@@ -424,7 +471,9 @@ def main() -> None:
     require_shared("crossner", "politics", "train.txt")
     if MOVIE in args.domains:
         require_shared("mit_movie", "engtrain.bio")
-    runs = [[backend, domain_name, strategy, str(seed)]
+    if args.recipes:
+        record_recipes(args.backends, args.seeds, args.domains, args.quick, folder, f"{name}-recipes")
+    runs = [] if args.recipes else [[backend, domain_name, strategy, str(seed)]
             for seed in args.seeds for backend in args.backends for domain_name in args.domains for strategy in args.strategies
             # the BiLSTM-CRF's head is a CRF in every row
             if (strategy != SOFTMAX_ROW or backend == "transformer") and not done(backend, domain_name, strategy, seed).is_file()]
@@ -443,6 +492,8 @@ def main() -> None:
     body += "\n\n**How the runs ended**\n\n" + endings_table(results)
     timed = time_table(results)
     body += "\n\n**Adapt time** (issue 26)\n\n" + timed if timed else ""
+    chosen = recipe_table(load_records(f"{name}-recipes"))
+    body += "\n\n**What adapt chooses with `--labels` left out** (issue 27; transfer/recipe.py)\n\n" + chosen if chosen else ""
     second = movie_table([r for r in everything if r["domain"] == MOVIE], 1 if args.quick else 3)
     body += "\n\n**A second target: MIT Movie at CrossNER's size** (issue 27)\n\n" + second if second else ""
     publish("crossner", body, everything, args.quick, headline(results))
