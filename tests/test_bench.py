@@ -85,3 +85,16 @@ def test_the_second_crossner_target_is_mit_movie_at_crossners_size(shared_data):
     assert len(train & dev) <= len(pool) - len({tuple(s.tokens) + tuple(s.tags) for s in pool})
     assert len(splits["test"]) == len(read_corpus(shared_data / "mit_movie" / "engtest.bio"))
     assert [s.tokens for s in domain(MOVIE, quick=False)["train"].sentences] == [s.tokens for s in splits["train"].sentences]
+
+
+def test_the_recipe_table_shows_each_sources_choice_and_landing():
+    """bench/crossner.py --recipes' part of the table: a row per source, a cell per domain."""
+    from bench.crossner import recipe_table
+
+    chosen = {"politics": {"labels": "map", "landed": 0.9567}, "mit_movie": {"labels": "extend", "landed": None}}
+    table = recipe_table([{"backend": "transformer", "seed": 1, "domains": chosen},
+                          {"backend": "bilstm-crf", "seed": 0, "domains": {"politics": {"labels": "map", "landed": 0.8}}}])
+    assert table.splitlines() == ["| source | politics | mit_movie |", "|---|---|---|",
+                                  "| bilstm-crf seed 0 | map, 80.0% landed |  |",
+                                  "| transformer seed 1 | map, 95.7% landed | extend |"]
+    assert recipe_table([]) == ""
