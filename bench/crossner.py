@@ -452,6 +452,7 @@ def main() -> None:
         if args.strategies == list(DEFAULT_STRATEGIES):
             args.strategies = ["extend + pseudo-label", "map (suggested)"]
     name = "crossner-quick" if args.quick else "crossner"
+    recipes = "crossner-recipes-quick" if args.quick else "crossner-recipes"  # (what --recipes records)
     folder = CACHE / name
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -472,7 +473,7 @@ def main() -> None:
     if MOVIE in args.domains:
         require_shared("mit_movie", "engtrain.bio")
     if args.recipes:
-        record_recipes(args.backends, args.seeds, args.domains, args.quick, folder, f"{name}-recipes")
+        record_recipes(args.backends, args.seeds, args.domains, args.quick, folder, recipes)
     runs = [] if args.recipes else [[backend, domain_name, strategy, str(seed)]
             for seed in args.seeds for backend in args.backends for domain_name in args.domains for strategy in args.strategies
             # the BiLSTM-CRF's head is a CRF in every row
@@ -492,7 +493,7 @@ def main() -> None:
     body += "\n\n**How the runs ended**\n\n" + endings_table(results)
     timed = time_table(results)
     body += "\n\n**Adapt time** (issue 26)\n\n" + timed if timed else ""
-    chosen = recipe_table(load_records(f"{name}-recipes"))
+    chosen = recipe_table(load_records(recipes))
     body += "\n\n**What adapt chooses with `--labels` left out** (issue 27; transfer/recipe.py)\n\n" + chosen if chosen else ""
     second = movie_table([r for r in everything if r["domain"] == MOVIE], 1 if args.quick else 3)
     body += "\n\n**A second target: MIT Movie at CrossNER's size** (issue 27)\n\n" + second if second else ""
