@@ -20,7 +20,7 @@ from tagshift.errors import TagshiftError
 from tagshift.fields import check_fields
 from tagshift.labelmap import LabelMap
 from tagshift.lineage import content_sha256, corpus_record, state_sha256
-from tagshift.schemes import Span, chunks, get_scheme, split_tag
+from tagshift.schemes import Span, get_scheme, split_tag
 from tagshift.taggers.backends import Backend, get_backend
 from tagshift.taggers.heads import head_kind
 from tagshift.taggers.tagger import Tagged, Tagger
@@ -28,7 +28,7 @@ from tagshift.training.world import SINGLE, World
 from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, epoch_steps, fit, model_tags
 from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Distillation, teacher_scores
 from tagshift.training.partial import partial_targets, uncertain_flags
-from tagshift.transfer.plan import LabelPlan, make_plan
+from tagshift.transfer.plan import LabelPlan, annotated_types, make_plan
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
 from tagshift.transfer.recipe import Recipe, choose_recipe
 from tagshift.transfer.surgery import SurgeryReport, adapt_head, keep_old_rows
@@ -267,10 +267,6 @@ def prepare_with_recipe(source: Tagger, train: Corpus, options: AdaptConfig, tra
     prepared = prepare(source, train, options, training.seed, label_map, dev, progress)
     prepared.recipe = recipe
     return prepared
-
-
-def annotated_types(corpus: Corpus) -> set[str]:
-    return {span.label for s in corpus.sentences for span in chunks(s.tags)}
 
 
 def weights_sha256(tagger: Tagger) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
-from tagshift.schemes import check_model_scheme, get_scheme, label_set, split_tag
+from tagshift.schemes import check_model_scheme, chunks, get_scheme, label_set, split_tag
 
 OPERATIONS = ("extend", "map", "replace")
 
@@ -98,6 +99,11 @@ def _counterpart(label: str, source_labels: set[str], source_scheme: str, scheme
         if stand_in and f"{stand_in}-{entity_type}" in source_labels:
             return f"{stand_in}-{entity_type}"
     return None
+
+
+def annotated_types(corpus: Corpus) -> set[str]:
+    """The entity types a corpus's tags mark."""
+    return {span.label for s in corpus.sentences for span in chunks(s.tags)}
 
 
 def make_plan(

@@ -26,9 +26,10 @@ from typing import Any
 
 from tagshift.corpus import Corpus
 from tagshift.labelmap import LabelMap
-from tagshift.schemes import chunks, split_tag
+from tagshift.schemes import split_tag
 from tagshift.taggers.tagger import Tagger
 from tagshift.training import TrainConfig
+from tagshift.transfer.plan import annotated_types
 from tagshift.transfer.suggest import suggest_map
 
 NEW_DOMAIN_LANDED = 0.8  # share of the source's predicted entities that must touch a target entity
@@ -81,7 +82,7 @@ def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: 
         verb = "keeps" if len(keeping) == 1 else "keep"
         return Recipe("extend", None, False, None, f"{', '.join(keeping)} {verb} the source's types as they are")
     source_types = {split_tag(label)[1] for label in source.labels} - {""}
-    target_types = {span.label for s in train.sentences for span in chunks(s.tags)}
+    target_types = annotated_types(train)
     if target_types <= source_types:
         return Recipe("extend", None, False, None, "the target annotates only types the source has")
     if target_types & source_types:

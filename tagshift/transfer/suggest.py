@@ -90,11 +90,8 @@ class Suggestion:
             f"# entity of that type; exact = the same span). A rule needs {self.min_share:.0%} of a type's predictions.",
             "# Check it, edit it, and pass it to `tagshift adapt --map`.",
         ]
-        by_target: dict[str, list[str]] = {}
-        for source_type, target_type in sorted(self.mapping.items()):
-            by_target.setdefault(target_type, []).append(source_type)
-        renames = {olds[0]: new for new, olds in by_target.items() if len(olds) == 1 and olds[0] != new}
-        merges = {new: olds for new, olds in by_target.items() if len(olds) > 1}
+        as_map = self.label_map()
+        renames, merges = as_map.rename, as_map.merge
         if renames:
             lines += ["", "[rename]"]
             for old, new in sorted(renames.items()):
