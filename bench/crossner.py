@@ -71,6 +71,11 @@ DEV_WORDS = ", dev words"
 # 0.7 keeps the lower layers livelier (the embeddings at 0.7^6 = 0.12 of the head's rate)
 DECAYS = (0.5, 0.7)
 LAYER_DECAYS = {f", layer decay {decay}": decay for decay in DECAYS}
+# ... and with the source's encoder shrunk towards a fresh initialisation first (`--shrink K`:
+# K of the source's weights, 1 - K of a new model's; the BiLSTM-CRF only), as a warm start
+# tends to generalise worse than training afresh (Ash and Adams 2020)
+SHRINKS = (0.5, 0.25)
+SHRUNK = {f", shrink {keep}": keep for keep in SHRINKS}
 # Issue 26 asks adapt's time down: `--dev-sample N` chooses the best epoch on a fixed draw of N
 # dev sentences (the chosen epoch is then scored on all of dev); CrossNER's dev sets are 2-4x
 # their training sets, and scoring them each epoch took ~30% of a BiLSTM-CRF's adapt
@@ -79,7 +84,8 @@ SAMPLED = f", dev sample {DEV_SAMPLE}"
 STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-label", "map (suggested)",
               "map (suggested) + pseudo-label", "replace" + FULL_RATE, "map (suggested)" + FULL_RATE,
               "map (suggested)" + FULL_RATE + DRAWN, "map (suggested)" + FULL_RATE + DEV_WORDS,
-              *("map (suggested)" + FULL_RATE + row for row in LAYER_DECAYS), "map (suggested)" + FULL_RATE + SAMPLED)
+              *("map (suggested)" + FULL_RATE + row for row in LAYER_DECAYS), "map (suggested)" + FULL_RATE + SAMPLED,
+              *("map (suggested)" + FULL_RATE + row for row in SHRUNK))
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
@@ -213,6 +219,7 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     from tagshift.labelmap import LabelMap
     from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
     from tagshift.transfer.recipe import choose_recipe
+    from tagshift.transfer.shrink import shrink_encoder
     from tagshift.transfer.suggest import suggest_map
     from tagshift.transfer.vocabulary import extend_vocabulary
 
@@ -232,6 +239,9 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
                                 init="normal" if strategy.endswith(DRAWN) else "quiet")
     prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
     prepared.tagger.precision = precision  # the source tags (pseudo-labels) in fp32, as loaded
+    for row, keep in SHRUNK.items():
+        if strategy.endswith(row):
+            record["shrink"] = shrink_encoder(prepared.tagger, keep, seed).to_json()
     if strategy.endswith(DEV_WORDS):
         record["dev_vocabulary"] = extend_vocabulary(prepared.tagger, data["dev"], adapt_options.init, seed).to_json()
     training = adapt_training(src.backend.name, **options)

@@ -5,6 +5,8 @@ crashes when labels are added."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -523,3 +525,34 @@ def test_frozen_vectors_add_only_words_that_have_a_vector(wiki, tmp_path):  # no
     row = source.encoder.word_embedding.weight[source.encoder.words.index("election")]
     # the file's "0.1" parsed to float32 against float32 0.1: equal when measured; default rtol 1e-5
     assert torch.allclose(row, torch.full((4,), 0.1)) and not row.requires_grad
+
+
+def test_shrink_moves_the_trainable_encoder_weights_part_way_to_a_fresh_initialisation(wiki, tmp_path):  # noqa: F811
+    from tagshift.taggers import BiLSTMConfig
+    from tagshift.transfer.shrink import shrink_encoder
+
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("".join(f"{w} 0.1 0.2 0.3 0.4\n" for w in ("election", "minister")))
+    small = Corpus(wiki["train150"].sentences[:20], None)
+    config = BiLSTMConfig(vectors=str(vectors), freeze_vectors=True, max_vectors=0, hidden=8, char_hidden=4)
+    source = BILSTM_CRF.build(config, small, seed=3)
+    before = {name: p.detach().clone() for name, p in source.network.named_parameters()}
+    reset = copy.deepcopy(source)
+    shrink_encoder(reset, 0.0, seed=5)  # keep nothing: the fresh initialisation itself
+    lstm = "encoder.lstm.weight_hh_l0"
+    fresh = dict(reset.network.named_parameters())[lstm]
+    bound = 1 / config.hidden ** 0.5  # PyTorch draws an LSTM's weights from U(-bound, bound)
+    assert fresh.abs().max() <= bound and not torch.equal(fresh, before[lstm])
+    report = shrink_encoder(source, 0.25, seed=5)
+    after = dict(source.network.named_parameters())
+    torch.testing.assert_close(after[lstm], 0.25 * before[lstm] + 0.75 * fresh)
+    # the frozen vectors and the head are left as they were
+    for name in ("encoder.word_embedding.weight", *(n for n in before if n.startswith("head."))):
+        assert torch.equal(after[name], before[name]), name
+    assert report.tensors == sum(1 for n, p in source.network.encoder.named_parameters() if p.requires_grad)
+    assert shrink_encoder(source, 1.0).values == report.values  # keep 1: nothing moves
+    torch.testing.assert_close(dict(source.network.named_parameters())[lstm], after[lstm])
+    with pytest.raises(TagshiftError, match="pretrained"):
+        shrink_encoder(TRANSFORMER.build(TransformerConfig(), small), 0.5)
+    with pytest.raises(TagshiftError, match=r"\[0, 1\]"):
+        shrink_encoder(source, 1.5)

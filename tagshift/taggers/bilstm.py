@@ -145,6 +145,12 @@ class BiLSTMEncoder(nn.Module):
         )
         self.output_dim = 2 * config.hidden
 
+    def initialised_modules(self) -> list[nn.Module]:
+        """The layers a new encoder starts from their own random initialisation (the word
+        embedding starts from the vectors when they are given), for `adapt --shrink`."""
+        fresh = [m for m in self.modules() if hasattr(m, "reset_parameters") and list(m.parameters(recurse=False))]
+        return [m for m in fresh if not (m is self.word_embedding and self.config.vectors)]
+
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from the bottom up (word and character representations, then the
         word BiLSTM), for freezing and gradual unfreezing; frozen vectors stay out."""

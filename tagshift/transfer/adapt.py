@@ -205,9 +205,11 @@ def prepare(
     label_map: LabelMap | None = None,
     dev: Corpus | None = None,
     progress: bool = False,
+    before: list[Tagged] | None = None,
 ) -> Prepared:
     """Plan, operate on the head, pseudo-label, and build the training targets. The plan
-    follows what the training data annotates; dev only picks the epoch."""
+    follows what the training data annotates; dev only picks the epoch. `before`: the
+    source's predictions on `train` (`source_predictions`), where made already."""
     target_types = annotated_types(train)
     plan = make_plan(source.labels, source.scheme, target_types, label_map, options.drop, options.labels, options.scheme)
     if dev is not None:
@@ -219,7 +221,8 @@ def prepare(
     vocabulary = extend_vocabulary(tagger, train, options.init, seed) if options.extend_vocab else None
 
     sentences = [s.tokens for s in train.sentences]
-    before = source.predict(sentences, 64, progress, confidence=options.pseudo_label is not None)
+    if before is None:
+        before = source_predictions(source, train, options, progress)
     after = tagger.predict(sentences, 64, confidence=False)
     changed = _changes(before, after, plan.target_of)
 
@@ -260,13 +263,21 @@ def prepare_with_recipe(source: Tagger, train: Corpus, options: AdaptConfig, tra
     keeping = [flag for flag, on in (("--pseudo-label", options.pseudo_label is not None),
                                      ("--partial", options.partial), ("--distill", options.distill is not None),
                                      ("--keep-old-head", options.keep_old_head)) if on]
-    recipe = choose_recipe(source, train, options.labels, label_map, keeping, progress)
+    # the source tags the training data once, for the recipe's evidence and prepare's changes
+    before = source_predictions(source, train, options, progress)
+    recipe = choose_recipe(source, train, options.labels, label_map, keeping, progress, before)
     if recipe is not None:
         options, label_map = replace(options, labels=recipe.labels), recipe.label_map
         recipe.apply(training, given)
-    prepared = prepare(source, train, options, training.seed, label_map, dev, progress)
+    prepared = prepare(source, train, options, training.seed, label_map, dev, progress, before)
     prepared.recipe = recipe
     return prepared
+
+
+def source_predictions(source: Tagger, train: Corpus, options: AdaptConfig, progress: bool = False) -> list[Tagged]:
+    """What the source predicts on the training data (with confidences for --pseudo-label)."""
+    return source.predict([s.tokens for s in train.sentences], 64, progress,
+                          confidence=options.pseudo_label is not None)
 
 
 def weights_sha256(tagger: Tagger) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 from tagshift.corpus import Corpus
 from tagshift.labelmap import LabelMap
 from tagshift.schemes import split_tag
-from tagshift.taggers.tagger import Tagger
+from tagshift.taggers.tagger import Tagged, Tagger
 from tagshift.training import TrainConfig
 from tagshift.transfer.plan import annotated_types
 from tagshift.transfer.suggest import suggest_map
@@ -72,10 +72,12 @@ class Recipe:
 
 
 def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: LabelMap | None,
-                  keeping: list[str] = (), progress: bool = False) -> Recipe | None:
+                  keeping: list[str] = (), progress: bool = False,
+                  predicted: list[Tagged] | None = None) -> Recipe | None:
     """The recipe for a target, or None when the user chose the operation (`labels`) or gave a
     map. `keeping`: the options given that keep the source's types as they are (--pseudo-label,
-    --distill, ...): they ask for extend."""
+    --distill, ...): they ask for extend. `predicted`: the source's predictions on `train`, if
+    made already."""
     if labels is not None or label_map is not None:
         return None
     if keeping:
@@ -88,7 +90,7 @@ def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: 
     if target_types & source_types:
         return Recipe("extend", None, False, None, "the target keeps the source's type names "
                       f"({', '.join(sorted(target_types & source_types))}) and adds its own")
-    suggestion = suggest_map(source, train, progress=progress)
+    suggestion = suggest_map(source, train, progress=progress, predicted=predicted)
     landed = suggestion.evidence.landed()
     evidence = {"landed": round(landed, 4), **suggestion.to_json()}
     new = ", ".join(sorted(target_types)[:5]) + (", ..." if len(target_types) > 5 else "")

@@ -20,7 +20,7 @@ from typing import Any
 from tagshift.corpus import Corpus
 from tagshift.labelmap import LabelMap
 from tagshift.schemes import chunks
-from tagshift.taggers.tagger import Tagger
+from tagshift.taggers.tagger import Tagged, Tagger
 
 DEFAULT_MIN_SHARE = 0.3  # smallest share of a source type's predictions on one target type
 
@@ -122,9 +122,12 @@ def _key(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _string(name)
 
 
-def gather_evidence(source: Tagger, corpus: Corpus, batch_size: int = 64, progress: bool = False) -> Evidence:
+def gather_evidence(source: Tagger, corpus: Corpus, batch_size: int = 64, progress: bool = False,
+                    predicted: list[Tagged] | None = None) -> Evidence:
+    """`predicted`: the source's predictions on `corpus` where the caller has them already."""
     evidence = Evidence()
-    predicted = source.predict([s.tokens for s in corpus.sentences], batch_size, progress, confidence=False)
+    if predicted is None:
+        predicted = source.predict([s.tokens for s in corpus.sentences], batch_size, progress, confidence=False)
     for sentence, tagged in zip(corpus.sentences, predicted):
         gold = chunks(sentence.tags)
         evidence.gold.update(span.label for span in gold)
@@ -141,12 +144,13 @@ def gather_evidence(source: Tagger, corpus: Corpus, batch_size: int = 64, progre
 
 
 def suggest_map(
-    source: Tagger, corpus: Corpus, min_share: float = DEFAULT_MIN_SHARE, batch_size: int = 64, progress: bool = False
+    source: Tagger, corpus: Corpus, min_share: float = DEFAULT_MIN_SHARE, batch_size: int = 64, progress: bool = False,
+    predicted: list[Tagged] | None = None,
 ) -> Suggestion:
     """For each source type, the target type most of its predictions overlap, if that is at
     least `min_share` of them. A source type whose name the target also uses keeps it: the
     same name is taken to mean the same type, whatever the source's errors suggest."""
-    evidence = gather_evidence(source, corpus, batch_size, progress)
+    evidence = gather_evidence(source, corpus, batch_size, progress, predicted)
     mapping = {}
     for source_type, total in evidence.predicted.items():
         rows = evidence.matches(source_type)
