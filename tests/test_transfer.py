@@ -552,7 +552,14 @@ def test_shrink_moves_the_trainable_encoder_weights_part_way_to_a_fresh_initiali
     assert report.tensors == sum(1 for n, p in source.network.encoder.named_parameters() if p.requires_grad)
     assert shrink_encoder(source, 1.0).values == report.values  # keep 1: nothing moves
     torch.testing.assert_close(dict(source.network.named_parameters())[lstm], after[lstm])
-    with pytest.raises(TagshiftError, match="pretrained"):
-        shrink_encoder(TRANSFORMER.build(TransformerConfig(), small), 0.5)
+    # a transformer shrinks towards its pretrained weights (what training on the target alone starts from)
+    transformer = TRANSFORMER.build(TransformerConfig(), small)
+    query = "model.encoder.layer.5.attention.self.query.weight"
+    weight = dict(transformer.network.encoder.named_parameters())[query]
+    pretrained = weight.detach().clone()
+    with torch.no_grad():
+        weight.add_(1.0)  # as if fine-tuned on a source task
+    shrink_encoder(transformer, 0.5)
+    torch.testing.assert_close(weight, pretrained + 0.5)
     with pytest.raises(TagshiftError, match=r"\[0, 1\]"):
         shrink_encoder(source, 1.5)

@@ -30,7 +30,7 @@ from tagshift.corpus import Corpus, read_corpus, write_corpus
 from tagshift.labelmap import LabelMap
 from tagshift.schemes import SCHEMES, Span, chunks, encode
 from tagshift.taggers.backends import BILSTM_CRF
-from tagshift.taggers.tagger import Tagger
+from tagshift.taggers.tagger import Tagged, Tagger
 from tagshift.training import TrainConfig, evaluate_tagger, fit
 from tagshift.training.loop import Checkpoint
 from tests.conftest import REPO, CliResult
@@ -932,6 +932,10 @@ def test_the_recipe_leaves_a_chosen_operation_a_map_or_known_types_alone(source_
     six = choose_recipe(source_tagger, read_corpus(files["six_train"]), None, None)
     assert six.labels == "extend" and "keeps the source's type names (LOC, MISC, ORG, PER)" in six.reason
     assert not six.encoder_at_head_rate and six.evidence is None  # (nothing predicted to choose it)
+    # a source that finds nothing of its own in the target's text has nothing to map
+    blind = [Tagged(s.tokens, ["O"] * len(s.tokens), []) for s in politics.sentences]
+    none = choose_recipe(source_tagger, politics, None, None, predicted=blind)
+    assert none.labels == "extend" and "finds no entities of its own" in none.reason and "--compare-scratch" in none.reason
 
     recipe = Recipe("map", None, True, 0.5, "why")
     chosen = recipe.apply(TrainConfig(head_lr=5e-4, encoder_lr=5e-5), {})

@@ -5,6 +5,7 @@ and read in context by a word-level BiLSTM."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,11 +146,17 @@ class BiLSTMEncoder(nn.Module):
         )
         self.output_dim = 2 * config.hidden
 
-    def initialised_modules(self) -> list[nn.Module]:
-        """The layers a new encoder starts from their own random initialisation (the word
-        embedding starts from the vectors when they are given), for `adapt --shrink`."""
-        fresh = [m for m in self.modules() if hasattr(m, "reset_parameters") and list(m.parameters(recurse=False))]
-        return [m for m in fresh if not (m is self.word_embedding and self.config.vectors)]
+    def starting_point(self, seed: int) -> BiLSTMEncoder:
+        """This encoder as a new one starts (for `adapt --shrink`): every layer at its own
+        random initialisation drawn with `seed`, the word embedding as it is when it started
+        from vectors (frozen vectors are the same in both)."""
+        start = copy.deepcopy(self)
+        torch.manual_seed(seed)
+        for module in start.modules():
+            if hasattr(module, "reset_parameters") and list(module.parameters(recurse=False)) \
+                    and not (module is start.word_embedding and self.config.vectors):
+                module.reset_parameters()
+        return start
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from the bottom up (word and character representations, then the

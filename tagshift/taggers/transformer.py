@@ -153,6 +153,12 @@ class TransformerEncoder(nn.Module):
                 "or windows would leave words unread"
             )
 
+    def starting_point(self, seed: int) -> TransformerEncoder:
+        """This encoder as a new one starts (for `adapt --shrink`): the pretrained weights
+        `config.encoder` names (the casing embedding, if any, drawn afresh with `seed`)."""
+        torch.manual_seed(seed)
+        return new_encoder(self.config, None, seed)
+
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from the bottom up, for freezing and gradual unfreezing: the embeddings
         (and anything outside the layer stack), then each transformer layer; the casing

@@ -11,6 +11,8 @@ It looks at the target's training data and at what the source predicts on it:
   downwards from there (its backend's `new_domain_layer_decay`). That is the recipe that
   beat training on the target alone in bench/crossner.py, where `extend` at a tenth of the
   head's rate lost to it on both backends (docs/benchmarks.md, "Why transfer loses here");
+- a source that finds no entities of its own in the target's data (lower-cased queries for a
+  cased news model): `extend`, with a hint to compare with training on the target alone;
 - otherwise (the source's entities fall where the target annotates nothing: a new type
   taught on data that leaves the old ones O) `extend` at the usual rates, with a hint to keep
   the old types by --pseudo-label; and `extend` too where the user asked to keep the source's
@@ -100,6 +102,11 @@ def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: 
                       f"the target's types ({new}) are not the source's, and {landed:.0%} of the source's entities "
                       f"land on the target's: a new domain, taken with the suggested map ({rules})",
                       evidence)
+    if not sum(suggestion.evidence.predicted.values()):
+        return Recipe("extend", None, False, None,
+                      f"the target's types ({new}) are not the source's, and the source finds no entities of its own "
+                      "in the target's training data: nothing to map, so its types are kept as they are (what it "
+                      "knows may not carry to this text: --compare-scratch trains a target-only control)", evidence)
     return Recipe("extend", None, False, None,
                   f"the target's types ({new}) are not the source's, and only {landed:.0%} of the source's entities "
                   "land on the target's: its types are kept as they are (--pseudo-label writes them into the "

@@ -1,19 +1,19 @@
-"""Shrink the source's encoder towards a fresh one before adapting (shrink and perturb, Ash
-and Adams 2020): a network trained on one task and then warm-started on another tends to
-generalise worse than one trained afresh, and moving its weights part of the way back to a
-new initialisation restores some of that. Here each trainable encoder weight becomes
+"""Shrink the source's encoder towards where a new one starts, before adapting (after "shrink
+and perturb", Ash and Adams 2020): a network trained on one task and warm-started on another
+tends to generalise worse than one trained afresh, and moving its weights part of the way
+back restores some of that. Each trainable encoder weight becomes
 
-    keep * source + (1 - keep) * fresh
+    keep * source + (1 - keep) * start
 
-where `fresh` is the weight a new model of the same shape would start from (the layers' own
-initialisation, drawn with the run's seed). `keep` = 1 is plain adapt, 0 a fresh encoder as
-training on the target alone builds. Frozen weights (word vectors loaded as they are) and the
-head are left as they are: the vectors are the same in both, the head is the surgery's.
+where `start` is the encoder's `starting_point`: a BiLSTM-CRF's layers at a new random
+initialisation (drawn with the run's seed), a transformer's pretrained weights (what training
+on the target alone starts from; for it this interpolates between the source's fine-tuned
+encoder and the pretrained one). `keep` = 1 is plain adapt, 0 the encoder training on the
+target alone starts with. Frozen weights (word vectors) and the head are left as they are.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,37 +26,37 @@ from tagshift.taggers.tagger import Tagger
 @dataclass
 class ShrinkReport:
     keep: float
-    tensors: int  # encoder weights moved towards a fresh initialisation
+    tensors: int  # encoder weights moved towards the starting point
     values: int
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def render(self) -> str:
-        return (f"encoder shrunk towards a fresh initialisation: {self.tensors} weights ({self.values:,} values) "
+        return (f"encoder shrunk towards its starting point: {self.tensors} weights ({self.values:,} values) "
                 f"at {self.keep:g} of the source's")
 
 
 def shrink_encoder(tagger: Tagger, keep: float, seed: int = 0) -> ShrinkReport:
-    """Move `tagger`'s trainable encoder weights to keep * theirs + (1 - keep) * a fresh
-    initialisation's, in place."""
+    """Move `tagger`'s trainable encoder weights to keep * theirs + (1 - keep) * the encoder's
+    starting point's, in place."""
     if not 0 <= keep <= 1:
         raise TagshiftError(f"--shrink {keep} should lie in [0, 1]: the share of the source's encoder weights kept")
     encoder = tagger.network.encoder
-    if not hasattr(encoder, "initialised_modules"):
-        raise TagshiftError(f"--shrink: a {tagger.backend.name} encoder has no random initialisation to shrink "
-                            "towards (it starts from pretrained weights); leave --shrink out")
-    fresh = copy.deepcopy(encoder)
-    torch.manual_seed(seed)
-    for module in fresh.initialised_modules():
-        module.reset_parameters()
-    moved = {id(p) for m in fresh.initialised_modules() for p in m.parameters(recurse=False) if p.requires_grad}
+    try:
+        start = dict(encoder.starting_point(seed).named_parameters())
+    except OSError as err:  # a transformer's pretrained encoder that is not on this machine
+        raise TagshiftError(f"--shrink needs the encoder the source started from, which does not load here: "
+                            f"{str(err).splitlines()[0]}; leave --shrink out") from None
     tensors = values = 0
     with torch.no_grad():
-        for weight, new in zip(encoder.parameters(), fresh.parameters()):
-            if id(new) not in moved:
+        for name, weight in encoder.named_parameters():
+            if not weight.requires_grad:
                 continue
-            weight.mul_(keep).add_(new.to(weight.dtype), alpha=1 - keep)
+            if name not in start or start[name].shape != weight.shape:
+                raise TagshiftError(f"--shrink: the source's encoder weight {name} has no counterpart of its shape "
+                                    "where the encoder starts; leave --shrink out")
+            weight.mul_(keep).add_(start[name].to(weight.device, weight.dtype), alpha=1 - keep)
             tensors += 1
             values += weight.numel()
     return ShrinkReport(keep, tensors, values)
