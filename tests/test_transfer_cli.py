@@ -30,7 +30,7 @@ from tagshift.corpus import Corpus, read_corpus, write_corpus
 from tagshift.labelmap import LabelMap
 from tagshift.schemes import SCHEMES, Span, chunks, encode
 from tagshift.taggers.backends import BILSTM_CRF
-from tagshift.taggers.tagger import Tagged, Tagger
+from tagshift.taggers.tagger import Entity, Tagged, Tagger
 from tagshift.training import TrainConfig, evaluate_tagger, fit
 from tagshift.training.loop import Checkpoint
 from tests.conftest import REPO, CliResult
@@ -932,6 +932,16 @@ def test_the_recipe_leaves_a_chosen_operation_a_map_or_known_types_alone(source_
     six = choose_recipe(source_tagger, read_corpus(files["six_train"]), None, None)
     assert six.labels == "extend" and "keeps the source's type names (LOC, MISC, ORG, PER)" in six.reason
     assert not six.encoder_at_head_rate and six.evidence is None  # (nothing predicted to choose it)
+    # a source that finds every target entity (as PER) is mapped without a warning; one that
+    # finds a tenth of them is still mapped (its entities all land), with a warning
+    def finding(share: int) -> list[Tagged]:
+        return [Tagged(s.tokens, [], [Entity(c.start, c.end, "PER", None) for c in chunks(s.tags)] if i % share == 0 else [])
+                for i, s in enumerate(politics.sentences)]
+    every = choose_recipe(source_tagger, politics, None, None, predicted=finding(1))
+    assert every.labels == "map" and every.evidence["found"] == 1.0 and "warning" not in every.reason
+    warned = choose_recipe(source_tagger, politics, None, None, predicted=finding(10))
+    assert warned.labels == "map" and warned.evidence["landed"] == 1.0 and warned.evidence["found"] < 0.2
+    assert f"warning: the source finds only {warned.evidence['found']:.0%} of the target's entities" in warned.reason
     # a source that finds nothing of its own in the target's text has nothing to map
     blind = [Tagged(s.tokens, ["O"] * len(s.tokens), []) for s in politics.sentences]
     none = choose_recipe(source_tagger, politics, None, None, predicted=blind)

@@ -40,6 +40,12 @@ class Evidence:
         total = sum(self.predicted.values())
         return sum(self.touching.values()) / total if total else 0.0
 
+    def found(self) -> float:
+        """The share of the target's gold entities the source predicts with their exact span,
+        whatever the type (0 if the target has none): how much of the task it already does."""
+        total = sum(self.gold.values())
+        return sum(self.exact.values()) / total if total else 0.0
+
     def matches(self, source_type: str) -> list[tuple[str, int, int]]:
         """(target type, exact, overlapping) for one source type, most matches first."""
         targets = {t for s, t in self.overlap if s == source_type}
