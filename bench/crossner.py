@@ -323,7 +323,7 @@ def exploration_table(results: list[dict], seed: int = 0, domains: tuple[str, ..
             if domain_average(rows, 3, domains) is not None or not (tried := line(backend, strategy, True)):
                 continue
             base = max((s for s in STRATEGIES if strategy.startswith(s) and s != strategy), key=len, default=None)
-            lines += [line(backend, s, False) for s in ("target only", base) if s and line(backend, s, False)]
+            lines += [compared for s in ("target only", base) if s and (compared := line(backend, s, False))]
             lines.append(tried)
     if not lines:
         return ""
@@ -401,10 +401,9 @@ def record_recipes(backends: list[str], seeds: list[int], domains: list[str], qu
             chosen = {}
             for domain_name in domains:
                 recipe = choose_recipe(src, domain(domain_name, quick)["train"], None, None)
+                evidence = recipe.evidence or {}
                 chosen[domain_name] = {"labels": recipe.labels, "reason": recipe.reason,
-                                       "landed": recipe.evidence["landed"] if recipe.evidence else None,
-                                       "found": recipe.evidence["found"] if recipe.evidence else None,
-                                       "mapping": recipe.evidence["mapping"] if recipe.evidence else None}
+                                       **{key: evidence.get(key) for key in ("landed", "found", "mapping")}}
             save_record(name, f"{backend}-seed{seed}", stamp({"backend": backend, "seed": seed, "domains": chosen}, "cpu"))
 
 

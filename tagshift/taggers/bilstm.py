@@ -147,7 +147,7 @@ class BiLSTMEncoder(nn.Module):
         self.output_dim = 2 * config.hidden
 
     def starting_point(self, seed: int) -> BiLSTMEncoder:
-        """This encoder as a new one starts (for `adapt --shrink`): every layer at its own
+        """This encoder as a new one starts (for transfer/shrink.py): every layer at its own
         random initialisation drawn with `seed`, the word embedding as it is when it started
         from vectors (frozen vectors are the same in both)."""
         start = copy.deepcopy(self)

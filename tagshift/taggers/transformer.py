@@ -154,7 +154,7 @@ class TransformerEncoder(nn.Module):
             )
 
     def starting_point(self, seed: int) -> TransformerEncoder:
-        """This encoder as a new one starts (for `adapt --shrink`): the pretrained weights
+        """This encoder as a new one starts (for transfer/shrink.py): the pretrained weights
         `config.encoder` names (the casing embedding, if any, drawn afresh with `seed`)."""
         torch.manual_seed(seed)
         return new_encoder(self.config, None, seed)

@@ -32,30 +32,26 @@ class ShrinkReport:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    def render(self) -> str:
-        return (f"encoder shrunk towards its starting point: {self.tensors} weights ({self.values:,} values) "
-                f"at {self.keep:g} of the source's")
-
 
 def shrink_encoder(tagger: Tagger, keep: float, seed: int = 0) -> ShrinkReport:
     """Move `tagger`'s trainable encoder weights to keep * theirs + (1 - keep) * the encoder's
     starting point's, in place."""
     if not 0 <= keep <= 1:
-        raise TagshiftError(f"--shrink {keep} should lie in [0, 1]: the share of the source's encoder weights kept")
+        raise TagshiftError(f"shrink: keep = {keep} should lie in [0, 1]: the share of the source's encoder weights kept")
     encoder = tagger.network.encoder
     try:
         start = dict(encoder.starting_point(seed).named_parameters())
     except OSError as err:  # a transformer's pretrained encoder that is not on this machine
-        raise TagshiftError(f"--shrink needs the encoder the source started from, which does not load here: "
-                            f"{str(err).splitlines()[0]}; leave --shrink out") from None
+        raise TagshiftError(f"shrink needs the encoder the source started from, which does not load here: "
+                            f"{str(err).splitlines()[0]}") from None
     tensors = values = 0
     with torch.no_grad():
         for name, weight in encoder.named_parameters():
             if not weight.requires_grad:
                 continue
             if name not in start or start[name].shape != weight.shape:
-                raise TagshiftError(f"--shrink: the source's encoder weight {name} has no counterpart of its shape "
-                                    "where the encoder starts; leave --shrink out")
+                raise TagshiftError(f"shrink: the source's encoder weight {name} has no counterpart of its shape "
+                                    "where the encoder starts")
             weight.mul_(keep).add_(start[name].to(weight.device, weight.dtype), alpha=1 - keep)
             tensors += 1
             values += weight.numel()
