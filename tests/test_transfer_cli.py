@@ -939,6 +939,7 @@ def test_the_recipe_leaves_a_chosen_operation_a_map_or_known_types_alone(source_
                 for i, s in enumerate(politics.sentences)]
     every = choose_recipe(source_tagger, politics, None, None, predicted=finding(1))
     assert every.labels == "map" and every.evidence["found"] == 1.0 and "warning" not in every.reason
+    assert every.head_epochs is None  # head-first helped the transformer's map, not the BiLSTM-CRF's
     warned = choose_recipe(source_tagger, politics, None, None, predicted=finding(10))
     assert warned.labels == "map" and warned.evidence["landed"] == 1.0 and warned.evidence["found"] < 0.2
     assert f"warning: the source finds only {warned.evidence['found']:.0%} of the target's entities" in warned.reason
@@ -947,8 +948,13 @@ def test_the_recipe_leaves_a_chosen_operation_a_map_or_known_types_alone(source_
     none = choose_recipe(source_tagger, politics, None, None, predicted=blind)
     assert none.labels == "extend" and "finds no entities of its own" in none.reason and "--compare-scratch" in none.reason
 
-    recipe = Recipe("map", None, True, 0.5, "why")
-    chosen = recipe.apply(TrainConfig(head_lr=5e-4, encoder_lr=5e-5), {})
-    assert (chosen.encoder_lr, chosen.layer_decay) == (5e-4, 0.5)
-    kept = recipe.apply(TrainConfig(head_lr=5e-4, encoder_lr=1e-5, layer_decay=0.9), {"encoder_lr": 1e-5, "layer_decay": 0.9})
-    assert (kept.encoder_lr, kept.layer_decay) == (1e-5, 0.9)
+    recipe = Recipe("map", None, True, 0.5, "why", head_epochs=5)
+    chosen = recipe.apply(TrainConfig(epochs=20, head_lr=5e-4, encoder_lr=5e-5), {})
+    assert (chosen.encoder_lr, chosen.layer_decay, chosen.freeze_epochs) == (5e-4, 0.5, 5)
+    # a short run trains the head alone for a quarter of its epochs at most, so the encoder still fine-tunes
+    assert recipe.apply(TrainConfig(epochs=4), {}).freeze_epochs == 1
+    assert recipe.apply(TrainConfig(epochs=3), {}).freeze_epochs == 0
+    kept = recipe.apply(TrainConfig(epochs=20, head_lr=5e-4, encoder_lr=1e-5, layer_decay=0.9, freeze_epochs=2),
+                        {"encoder_lr": 1e-5, "layer_decay": 0.9, "freeze_epochs": 2})
+    assert (kept.encoder_lr, kept.layer_decay, kept.freeze_epochs) == (1e-5, 0.9, 2)
+    assert "the head alone first, for 5 epochs" in recipe.render() and "--freeze-epochs" in recipe.render()

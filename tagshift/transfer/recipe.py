@@ -8,7 +8,8 @@ It looks at the target's training data and at what the source predicts on it:
   target's (at least NEW_DOMAIN_LANDED of them touch one): a new domain with its own tag set
   (CoNLL -> CrossNER: person where the source said PER). `map` with the map `tagshift labels
   suggest` proposes, and the encoder at the head's rate, a transformer's layers decaying
-  downwards from there (its backend's `new_domain_layer_decay`). That is the recipe that
+  downwards from there (its backend's `new_domain_layer_decay`), and for a transformer the
+  head alone for the first epochs (`new_domain_head_epochs`). That is the recipe that
   beat training on the target alone in bench/crossner.py, where `extend` at a tenth of the
   head's rate lost to it on both backends (docs/benchmarks.md, "Why transfer loses here");
 - a source that finds no entities of its own in the target's data (lower-cased queries for a
@@ -18,7 +19,7 @@ It looks at the target's training data and at what the source predicts on it:
   the old types by --pseudo-label; and `extend` too where the user asked to keep the source's
   types (--pseudo-label, --partial, --distill, --keep-old-head).
 
-Options the user gives (--encoder-lr, --layer-decay) win over the recipe's.
+Options the user gives (--encoder-lr, --layer-decay, --freeze-epochs) win over the recipe's.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Recipe:
     layer_decay: float | None  # None: training's (no decay)
     reason: str
     evidence: dict[str, Any] | None = None  # the suggestion behind it, where one was made
+    head_epochs: int | None = None  # epochs that train the head alone first (at most a quarter of training's)
 
     def apply(self, training: TrainConfig, given: dict[str, Any]) -> TrainConfig:
         """`training` with the recipe's rates, where `given` (the user's training options) leaves them open."""
@@ -59,6 +61,9 @@ class Recipe:
             training.encoder_lr = training.head_lr
         if self.layer_decay is not None and given.get("layer_decay") is None:
             training.layer_decay = self.layer_decay
+        if self.head_epochs and given.get("freeze_epochs") is None:
+            # a quarter at most, so that a short run still fine-tunes the encoder (4 epochs: 1 alone)
+            training.freeze_epochs = min(self.head_epochs, training.epochs // 4)
         return training
 
     def render(self) -> str:
@@ -67,15 +72,17 @@ class Recipe:
             rates.append("the encoder at the head's rate")
         if self.layer_decay is not None:
             rates.append(f"layer decay {self.layer_decay}")
+        if self.head_epochs:
+            rates.append(f"the head alone first, for {self.head_epochs} epochs or a quarter of them if fewer")
         chosen = f"--labels {self.labels}" + (f" ({', '.join(rates)})" if rates else "")
         return (f"adapt chose {chosen}: {self.reason} "
-                "(--labels, --map, --encoder-lr and --layer-decay choose otherwise)")
+                "(--labels, --map, --encoder-lr, --layer-decay and --freeze-epochs choose otherwise)")
 
     def to_json(self) -> dict[str, Any]:
         return {"labels": self.labels, "rename": dict(self.label_map.rename) if self.label_map else {},
                 "merge": {k: list(v) for k, v in self.label_map.merge.items()} if self.label_map else {},
                 "encoder_at_head_rate": self.encoder_at_head_rate, "layer_decay": self.layer_decay,
-                "reason": self.reason, "evidence": self.evidence}
+                "head_epochs": self.head_epochs, "reason": self.reason, "evidence": self.evidence}
 
 
 def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: LabelMap | None,
@@ -109,7 +116,7 @@ def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: 
         return Recipe("map", suggestion.label_map(), True, source.backend.new_domain_layer_decay,
                       f"the target's types ({new}) are not the source's, and {landed:.0%} of the source's entities "
                       f"land on the target's: a new domain, taken with the suggested map ({rules}){far}",
-                      evidence)
+                      evidence, source.backend.new_domain_head_epochs)
     if not sum(suggestion.evidence.predicted.values()):
         return Recipe("extend", None, False, None,
                       f"the target's types ({new}) are not the source's, and the source finds no entities of its own "
