@@ -269,13 +269,14 @@ def check_same_model(job: TrainJob, tagger: Tagger, checkpoint: Path) -> None:
 def run_adapt(
     job: AdaptJob, resume: bool = False, overwrite: bool = False, progress: bool = True, command: str | None = None,
     device: str = "cpu", read: ReadOptions = ReadOptions(), report: Callable[[str], None] = lambda text: None,
-    compare_scratch: bool = False, world: World = SINGLE,
+    compare_scratch: bool | None = None, world: World = SINGLE,
 ) -> tuple[Prepared, TrainResult]:
     """Adapt the job's source to its data: load, read, plan and operate on the head (the plan
     and the training schedule go to `report` before any epoch runs), then train; the adapted
-    bundle ends up in `job.out` and the tagger is `prepared.tagger`. With `compare_scratch`,
-    a target-only control trains after it (transfer/scratch.py): the verdict goes to
-    `report` and into the adapt step of the lineage. Under several processes (`world`) each
+    bundle ends up in `job.out` and the tagger is `prepared.tagger`. With `compare_scratch`
+    (None: where the recipe asks for it), a target-only control trains after it
+    (transfer/scratch.py): the verdict goes to `report` and into both lineages, and where the
+    control is better it takes `job.out` (and `prepared.tagger`). Under several processes (`world`) each
     rank runs this (pseudo-labels are computed on each, alike); rank 0 holds the lock, checks
     the output, reports and saves."""
     if job.out.resolve() == job.source.resolve():
@@ -294,14 +295,33 @@ def run_adapt(
         data = AdaptData(job, read)
         prepared, result = _adapt_locked(job, options, resume, overwrite, progress, command, device, data, report,
                                          world)
+        recipe = getattr(prepared, "recipe", None)  # (a spaCy teacher's run has none)
+        if compare_scratch is None and recipe is not None and recipe.control:
+            if data.dev is None:
+                report("note: give --dev and adapt also trains a target-only control, keeping whichever is better")
+            compare_scratch = data.dev is not None
         if compare_scratch:
-            comparison = scratch.compare_scratch(prepared.tagger, data.train, data.dev,
-                                                 int(job.training.get("seed") or 0), job.training.get("batch_size"),
-                                                 progress, world)
-            report(comparison.render())
-            prepared.tagger.lineage[-1]["compare_scratch"] = comparison.to_json()
-            world.from_main(lambda: save_bundle(prepared.tagger, job.out))
+            prepared, result = _compare_scratch(job, prepared, result, data, progress, command, report, world)
         return prepared, result
+
+
+def _compare_scratch(job: AdaptJob, prepared: Prepared, result: TrainResult, data: AdaptData, progress: bool,
+                     command: str | None, report: Callable[[str], None],
+                     world: World) -> tuple[Prepared, TrainResult]:
+    """Train the target-only control into OUT/target-only, record the verdict in both
+    lineages, and swap the two where the control is better (transfer/scratch.py)."""
+    training = adapt_training(prepared.tagger.backend, **job.training)
+    comparison, control, control_result = scratch.compare_scratch(
+        prepared.tagger, data.train, data.dev, training, job.out / scratch.CONTROL, data.test, progress, command, world)
+    report(comparison.render())
+    for tagger, where in ((prepared.tagger, job.out), (control, job.out / scratch.CONTROL)):
+        tagger.lineage[-1]["compare_scratch"] = comparison.to_json()
+        world.from_main(lambda tagger=tagger, where=where: save_bundle(tagger, where))
+    if comparison.kept != scratch.CONTROL:
+        return prepared, result
+    world.from_main(lambda: scratch.swap_in_control(job.out))
+    prepared.tagger = control
+    return prepared, control_result
 
 
 class AdaptData:
@@ -331,6 +351,8 @@ def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, pr
         raise TagshiftError(f"model options ({', '.join(sorted(job.model))}) build the model a spaCy pipeline teaches "
                             "(spacy:PACKAGE --backend B); an adapted model keeps its source's: drop them")
     world.from_main(lambda: check_out(job.out, resume, overwrite))
+    if overwrite and not resume:  # an earlier run's --compare-scratch models are not this run's
+        world.from_main(lambda: scratch.clear_comparison(job.out))
     if is_spacy_source(job.source):
         return _teach(job, options, resume, progress, command, device, data, report, world)
     if options.backend is not None:

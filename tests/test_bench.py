@@ -98,3 +98,19 @@ def test_the_recipe_table_shows_each_sources_choice_and_landing():
                                   "| bilstm-crf seed 0 | map, 80.0% landed |  |",
                                   "| transformer seed 1 | map, 95.7% landed, 80% found | extend |"]
     assert recipe_table([]) == ""
+
+
+def test_the_controlled_row_keeps_per_seed_the_run_better_on_dev():
+    """MIT Movie's derived row (bench/crossner.py): per seed, the recipe's run or target
+    only's, chosen by best dev F1 as adapt --compare-scratch chooses (a tie keeps the adapted);
+    a seed without both dev scores is left out."""
+    from bench.crossner import RECIPE_ROW, controlled
+
+    def run(strategy: str, seed: int, dev: float | None, test: float) -> dict:
+        return {"backend": "transformer", "strategy": strategy, "seed": seed, "dev_f1": dev, "test_f1": test}
+
+    results = [run(RECIPE_ROW, 0, 0.70, 0.71), run("target only", 0, 0.72, 0.75),
+               run(RECIPE_ROW, 1, 0.74, 0.73), run("target only", 1, 0.74, 0.76),
+               run(RECIPE_ROW, 2, 0.80, 0.70), run("target only", 2, None, 0.76)]
+    assert [(r["strategy"], r["seed"]) for r in controlled(results, "transformer")] == [("target only", 0), (RECIPE_ROW, 1)]
+    assert controlled(results, "bilstm-crf") == []

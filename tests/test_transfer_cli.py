@@ -873,19 +873,78 @@ def test_a_drop_that_is_not_a_list_is_one_line(source, files, tmp_path):
 
 
 def test_compare_scratch_trains_a_target_only_control_and_records_the_verdict(source, files, tmp_path):
-    """--compare-scratch: a model of the same family trained on the target alone is scored
-    beside the adapted one on dev, over the types the data and dev annotate; adapt says which
-    won, and the adapt step of the lineage keeps both scores."""
+    """--compare-scratch: a model of the same family trained on the target alone (into
+    OUT/target-only) is scored beside the adapted one on dev, over the types the data and dev
+    annotate; adapt says which won, both lineages keep both scores, and OUT holds the better
+    (a map leaves the adapted model no type the control lacks)."""
     out = tmp_path / "model"
-    result = adapt(source, files["two_train"], out, "--dev", files["two_dev"], "--epochs", "2", "--compare-scratch")
+    result = adapt(source, files["two_train"], out, "--dev", files["two_dev"], "--epochs", "15", "--lr", "0.03", "--compare-scratch",
+                   "--labels", "map")
     record = lineage(out)[-1]["compare_scratch"]
     assert record["types"] == ["country", "politician"]
     assert 0.0 <= record["adapted_dev_f1"] <= 1.0 and 0.0 <= record["scratch_dev_f1"] <= 1.0
     assert record["pays"] == (record["adapted_dev_f1"] >= record["scratch_dev_f1"])
-    assert ("adapting paid" if record["pays"] else "warning: adapting did not pay") in result.stderr
-    dev = read_corpus(files["two_dev"])
-    assert record["adapted_dev_f1"] == evaluate_tagger(tagshift.load(out), dev).restrict(record["types"]).micro.f1
     assert record["scratch_epochs"] >= 1
+    dev = read_corpus(files["two_dev"])
+
+    def dev_f1(path: Path) -> float:
+        return evaluate_tagger(tagshift.load(path), dev).restrict(record["types"]).micro.f1
+
+    if record["pays"]:  # the adapted model stays; the control beside it
+        assert record["kept"] == "adapted" and "adapting paid" in result.stderr
+        assert lineage(out)[-1]["step"] == "adapt" and lineage(out / "target-only")[-1]["step"] == "train"
+        assert (dev_f1(out), dev_f1(out / "target-only")) == (record["adapted_dev_f1"], record["scratch_dev_f1"])
+    else:  # the control takes OUT's place
+        assert record["kept"] == "target-only" and "OUT holds the model trained on the target alone" in result.stderr
+        assert lineage(out)[-1]["step"] == "train" and lineage(out / "adapted")[-1]["step"] == "adapt"
+        assert (dev_f1(out), dev_f1(out / "adapted")) == (record["scratch_dev_f1"], record["adapted_dev_f1"])
+    assert lineage(out / ("target-only" if record["pays"] else "adapted"))[-1]["compare_scratch"] == record
+    assert (out / "train_log.jsonl").is_file()  # each model keeps its own training log
+
+
+def test_the_recipe_trains_a_control_where_the_source_finds_little(source, files, tmp_path, monkeypatch):
+    """Where the source finds under FEW_FOUND of the target's entities, the recipe's map comes
+    with the control (when dev is given; --no-compare-scratch says no). The threshold is raised
+    so that this tiny source falls under it."""
+    from tagshift.transfer import recipe
+
+    monkeypatch.setattr(recipe, "FEW_FOUND", 1.01)
+    dev = files["two_dev"].parent / "p60.conll"  # politics with all its types, as files["politics"]
+    err = adapt(source, files["politics"], tmp_path / "a", "--dev", dev, "--epochs", "1").stderr
+    assert "adapt chose --labels map (the encoder at the head's rate, a target-only control, the better on dev kept)" in err
+    assert "trained on the target alone" in err and "compare_scratch" in lineage(tmp_path / "a")[-1]
+    assert (tmp_path / "a" / "target-only").is_dir() != (tmp_path / "a" / "adapted").is_dir()
+    err = adapt(source, files["politics"], tmp_path / "b", "--epochs", "1").stderr
+    assert "note: give --dev and adapt also trains a target-only control" in err
+    adapt(source, files["politics"], tmp_path / "a", "--dev", dev, "--epochs", "1", "--no-compare-scratch", "--overwrite")
+    assert "compare_scratch" not in lineage(tmp_path / "a")[-1]
+    assert not (tmp_path / "a" / "target-only").exists() and not (tmp_path / "a" / "adapted").exists()
+
+
+def test_a_better_control_takes_the_adapted_models_place(files, tmp_path):
+    """The swap itself, made certain: an 'adapted' model with every weight zero predicts O
+    everywhere (dev F1 0), the control trains; OUT then holds the control, OUT/adapted the
+    adapted model, each whole."""
+    from tagshift.bundle import save_bundle
+    from tagshift.transfer.scratch import compare_scratch, swap_in_control
+
+    train, dev = read_corpus(files["two_train"]), read_corpus(files["two_dev"])
+    adapted = BILSTM_CRF.build(tiny_bilstm(), train, "iob2")
+    assert adapted.labels[0] == "O"  # all-zero scores tie, and the tie goes to the first label
+    with torch.no_grad():
+        for weight in adapted.network.parameters():
+            weight.zero_()
+    out = tmp_path / "out"
+    save_bundle(adapted, out)
+    comparison, control, _ = compare_scratch(adapted, train, dev, TrainConfig(epochs=15, lr=3e-2), out / "target-only")
+    assert comparison.adapted_dev_f1 == 0.0
+    assert comparison.scratch_dev_f1 > 0.0, "15 epochs on 60 sentences should find some country or politician"
+    assert comparison.kept == "target-only" and "OUT/adapted the adapted one" in comparison.render()
+    swap_in_control(out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]  # nothing left beside it
+    assert evaluate_tagger(tagshift.load(out), dev).micro.f1 == comparison.scratch_dev_f1
+    assert evaluate_tagger(tagshift.load(out / "adapted"), dev).micro.f1 == 0.0
+    assert not (out / "target-only").exists()
 
 
 def test_compare_scratch_without_dev_is_refused_before_any_training(source, files, tmp_path):
@@ -943,6 +1002,8 @@ def test_the_recipe_leaves_a_chosen_operation_a_map_or_known_types_alone(source_
     warned = choose_recipe(source_tagger, politics, None, None, predicted=finding(10))
     assert warned.labels == "map" and warned.evidence["landed"] == 1.0 and warned.evidence["found"] < 0.2
     assert f"warning: the source finds only {warned.evidence['found']:.0%} of the target's entities" in warned.reason
+    # ... and a target-only control, the better kept (every.control: the source finds all)
+    assert warned.control and not every.control and "a target-only control" in warned.render()
     # a source that finds nothing of its own in the target's text has nothing to map
     blind = [Tagged(s.tokens, ["O"] * len(s.tokens), []) for s in politics.sentences]
     none = choose_recipe(source_tagger, politics, None, None, predicted=blind)

@@ -129,7 +129,7 @@ def adapt(
     test: Optional[Path] = typer.Option(None, "--test", help="Test corpus, scored once at the end and recorded in the lineage."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with source, train, dev, test, out, map, an [adapt] table (these options), a [training] table and, for the model a spaCy pipeline teaches, a [model] table; options given here win."),
     label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
-    compare_scratch: bool = typer.Option(False, "--compare-scratch", help="Also train a model of the same family on the target data alone (train's defaults, the same seed) and say whether adapting beat it on dev; both scores go into the lineage."),
+    compare_scratch: Optional[bool] = typer.Option(None, "--compare-scratch/--no-compare-scratch", help="Also train a model of the same family on the target data alone (train's rates, the run's epochs and seed) into OUT/target-only and compare the two on dev; where it is better (and has every type the adapted model has) it takes OUT and the adapted model moves to OUT/adapted. Default: only where the recipe expects little from the source (it finds under 40% of the target's entities)."),
     rehearse: Optional[Path] = typer.Option(None, "--rehearse", help="A spaCy source: raw text the source annotates, rehearsed with the new data so the old types stay (.txt, .jsonl, PDF or a directory, read as docs/raw-text.md says)."),
     labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows; map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only. Default (with no --map): chosen from the data and printed: map with the suggested map and livelier encoder rates for a new tag set the source finds (a new domain), else extend (docs/adapt.md)."),
     init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
@@ -204,7 +204,9 @@ def adapt(
         spacy_out = not hasattr(prepared, "tagger")  # the spaCy pipeline itself was updated
         what = (f"the spaCy pipeline's ner (new types: {', '.join(prepared.new_types) or 'none'})" if spacy_out
                 else prepared.tagger.describe())
-        typer.echo(f"adapted {what}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
+        kept_control = not spacy_out and prepared.tagger.lineage[-1].get("compare_scratch", {}).get("kept") == "target-only"
+        done = "kept the control trained on the target alone," if kept_control else "adapted"
+        typer.echo(f"{done} {what}: {len(result.history)} epochs, best epoch {result.best_epoch}", err=True)
         if result.best_dev is not None:
             typer.echo(f"dev entity F1 (conlleval, types the target annotates): {100 * result.best_dev.micro.f1:.2f}", err=True)
         if result.test is not None:

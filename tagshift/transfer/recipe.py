@@ -19,7 +19,11 @@ It looks at the target's training data and at what the source predicts on it:
   the old types by --pseudo-label; and `extend` too where the user asked to keep the source's
   types (--pseudo-label, --partial, --distill, --keep-old-head).
 
-Options the user gives (--encoder-lr, --layer-decay, --freeze-epochs) win over the recipe's.
+Where the source finds under FEW_FOUND of the target's entities, the map comes with a
+target-only control (`--compare-scratch`, on when dev is given): the better on dev is kept.
+
+Options the user gives (--encoder-lr, --layer-decay, --freeze-epochs, --[no-]compare-scratch)
+win over the recipe's.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from tagshift.transfer.suggest import suggest_map
 
 NEW_DOMAIN_LANDED = 0.8  # share of the source's predicted entities that must touch a target entity
 # Below this share of the target's entities found (exact span), a new domain's map comes with a
-# warning: on bench/crossner.py's targets the transfer rows lost to training on the target
+# warning and a target-only control (the better on dev kept): on bench/crossner.py's targets the transfer rows lost to training on the target
 # alone where the source found fewest (MIT Movie, 0.36 with the CoNLL transformer; CrossNER
 # ai 0.47 with the GloVe BiLSTM-CRF, level there) and gained where it found most (politics, 0.80)
 FEW_FOUND = 0.4
@@ -54,6 +58,7 @@ class Recipe:
     reason: str
     evidence: dict[str, Any] | None = None  # the suggestion behind it, where one was made
     head_epochs: int | None = None  # epochs that train the head alone first (at most a quarter of training's)
+    control: bool = False  # also train a target-only control and keep the better on dev (--compare-scratch)
 
     def apply(self, training: TrainConfig, given: dict[str, Any]) -> TrainConfig:
         """`training` with the recipe's rates, where `given` (the user's training options) leaves them open."""
@@ -74,15 +79,17 @@ class Recipe:
             rates.append(f"layer decay {self.layer_decay}")
         if self.head_epochs:
             rates.append(f"the head alone first, for {self.head_epochs} epochs or a quarter of them if fewer")
+        if self.control:
+            rates.append("a target-only control, the better on dev kept")
         chosen = f"--labels {self.labels}" + (f" ({', '.join(rates)})" if rates else "")
         return (f"adapt chose {chosen}: {self.reason} "
-                "(--labels, --map, --encoder-lr, --layer-decay and --freeze-epochs choose otherwise)")
+                "(--labels, --map, --encoder-lr, --layer-decay, --freeze-epochs and --compare-scratch choose otherwise)")
 
     def to_json(self) -> dict[str, Any]:
         return {"labels": self.labels, "rename": dict(self.label_map.rename) if self.label_map else {},
                 "merge": {k: list(v) for k, v in self.label_map.merge.items()} if self.label_map else {},
                 "encoder_at_head_rate": self.encoder_at_head_rate, "layer_decay": self.layer_decay,
-                "head_epochs": self.head_epochs, "reason": self.reason, "evidence": self.evidence}
+                "head_epochs": self.head_epochs, "control": self.control, "reason": self.reason, "evidence": self.evidence}
 
 
 def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: LabelMap | None,
@@ -111,12 +118,13 @@ def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: 
     new = ", ".join(sorted(target_types)[:5]) + (", ..." if len(target_types) > 5 else "")
     if suggestion.mapping and landed >= NEW_DOMAIN_LANDED:
         rules = ", ".join(f"{old} -> {new_type}" for old, new_type in sorted(suggestion.mapping.items()))
+        few = found < FEW_FOUND
         far = (f"; warning: the source finds only {found:.0%} of the target's entities, so its head start may not "
-               "carry (--compare-scratch trains a target-only control to tell)") if found < FEW_FOUND else ""
+               "carry: a target-only control trains too, and the better on dev is kept") if few else ""
         return Recipe("map", suggestion.label_map(), True, source.backend.new_domain_layer_decay,
                       f"the target's types ({new}) are not the source's, and {landed:.0%} of the source's entities "
                       f"land on the target's: a new domain, taken with the suggested map ({rules}){far}",
-                      evidence, source.backend.new_domain_head_epochs)
+                      evidence, source.backend.new_domain_head_epochs, few)
     if not sum(suggestion.evidence.predicted.values()):
         return Recipe("extend", None, False, None,
                       f"the target's types ({new}) are not the source's, and the source finds no entities of its own "
