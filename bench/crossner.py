@@ -81,6 +81,10 @@ SHRUNK = {f", shrink {keep}": keep for keep in SHRINKS}
 # encoder too: "linear probing, then fine-tuning" (Kumar et al. 2022), so that the new rows
 # learn on the source's features before the encoder moves
 HEAD_FIRST = ", head alone for 5 epochs"
+# ... and with the CRF's transition, start and end scores reset to zero, as a new CRF starts,
+# instead of carried over from the source's (issue 27's candidate: the source's transitions
+# between its types, mapped onto the target's, may hold the target's tags back)
+TRANSITIONS_RESET = ", transitions reset"
 # Issue 26 asks adapt's time down: `--dev-sample N` chooses the best epoch on a fixed draw of N
 # dev sentences (the chosen epoch is then scored on all of dev); CrossNER's dev sets are 2-4x
 # their training sets, and scoring them each epoch took ~30% of a BiLSTM-CRF's adapt
@@ -93,7 +97,7 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               *("map (suggested)" + FULL_RATE + row for row in SHRUNK),
               *("map (suggested)" + FULL_RATE + ", layer decay 0.5" + row for row in SHRUNK),
               "map (suggested)" + FULL_RATE + HEAD_FIRST, "map (suggested)" + FULL_RATE + ", layer decay 0.5" + HEAD_FIRST,
-              "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST)
+              "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET)
 # The row adapt's recipe (transfer/recipe.py) runs for a transformer on a new domain. Where the
 # source finds few of the target's entities (MIT Movie) the recipe also trains a target-only
 # control and keeps the better on dev (`--compare-scratch`); the second target's table derives
@@ -258,6 +262,14 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     for row, keep in SHRUNK.items():
         if strategy.endswith(row):
             record["shrink"] = shrink_encoder(prepared.tagger, keep, seed).to_json()
+    if strategy.endswith(TRANSITIONS_RESET):
+        import torch
+
+        head = prepared.tagger.head
+        crf = (head.inner if hasattr(head, "inner") else head).crf
+        with torch.no_grad():
+            for scores in (crf.transitions, crf.start, crf.end):
+                scores.zero_()
     if strategy.endswith(DEV_WORDS):
         record["dev_vocabulary"] = extend_vocabulary(prepared.tagger, data["dev"], adapt_options.init, seed).to_json()
     training = adapt_training(src.backend.name, **options)
@@ -411,7 +423,7 @@ def record_recipes(backends: list[str], seeds: list[int], domains: list[str], qu
             for domain_name in domains:
                 recipe = choose_recipe(src, domain(domain_name, quick)["train"], None, None)
                 evidence = recipe.evidence or {}
-                chosen[domain_name] = {"labels": recipe.labels, "reason": recipe.reason,
+                chosen[domain_name] = {"labels": recipe.labels, "control": recipe.control, "reason": recipe.reason,
                                        **{key: evidence.get(key) for key in ("landed", "found", "mapping")}}
             save_record(name, f"{backend}-seed{seed}", stamp({"backend": backend, "seed": seed, "domains": chosen}, "cpu"))
 
@@ -419,13 +431,15 @@ def record_recipes(backends: list[str], seeds: list[int], domains: list[str], qu
 def recipe_table(results: list[dict]) -> str:
     """Per source, the operation the recipe chose on each domain, the share of the source's
     predicted entities that landed on a target entity (the recipe takes a new domain at 80%)
-    and the share of the target's entities it found (exact span; it warns below 40%)."""
+    and the share of the target's entities it found (exact span; below 40% it warns and adds
+    a target-only control, "+ control")."""
     names = [d for d in (*DOMAINS, MOVIE) if any(d in r["domains"] for r in results)]
     if not names:
         return ""
     lines = ["| source | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for r in sorted(results, key=lambda r: (ROWS.index(r["backend"]), r["seed"])):
-        cells = [c["labels"] + (f", {100 * c['landed']:.1f}% landed" if c["landed"] is not None else "")
+        cells = [c["labels"] + (" + control" if c.get("control") else "")
+                 + (f", {100 * c['landed']:.1f}% landed" if c["landed"] is not None else "")
                  + (f", {100 * c['found']:.0f}% found" if c.get("found") is not None else "")
                  for c in (r["domains"].get(d, {"labels": "", "landed": None}) for d in names)]
         lines.append(f"| {r['backend']} seed {r['seed']} | " + " | ".join(cells) + " |")

@@ -91,12 +91,13 @@ def test_the_recipe_table_shows_each_sources_choice_and_landing():
     """bench/crossner.py --recipes' part of the table: a row per source, a cell per domain."""
     from bench.crossner import recipe_table
 
-    chosen = {"politics": {"labels": "map", "landed": 0.9567, "found": 0.804}, "mit_movie": {"labels": "extend", "landed": None}}
+    chosen = {"politics": {"labels": "map", "landed": 0.9567, "found": 0.804},
+              "mit_movie": {"labels": "map", "control": True, "landed": 0.97, "found": 0.36}}
     table = recipe_table([{"backend": "transformer", "seed": 1, "domains": chosen},
                           {"backend": "bilstm-crf", "seed": 0, "domains": {"politics": {"labels": "map", "landed": 0.8}}}])
     assert table.splitlines() == ["| source | politics | mit_movie |", "|---|---|---|",
                                   "| bilstm-crf seed 0 | map, 80.0% landed |  |",
-                                  "| transformer seed 1 | map, 95.7% landed, 80% found | extend |"]
+                                  "| transformer seed 1 | map, 95.7% landed, 80% found | map + control, 97.0% landed, 36% found |"]
     assert recipe_table([]) == ""
 
 
