@@ -41,9 +41,10 @@ from tagshift.transfer.suggest import suggest_map
 
 NEW_DOMAIN_LANDED = 0.8  # share of the source's predicted entities that must touch a target entity
 # Below this share of the target's entities found (exact span), a new domain's map comes with a
-# warning and a target-only control (the better on dev kept): on bench/crossner.py's targets the transfer rows lost to training on the target
-# alone where the source found fewest (MIT Movie, 0.36 with the CoNLL transformer; CrossNER
-# ai 0.47 with the GloVe BiLSTM-CRF, level there) and gained where it found most (politics, 0.80)
+# warning and a target-only control (the better on dev kept): on bench/crossner.py's targets
+# the transfer rows lost to training on the target alone where the source found fewest (MIT
+# Movie, 0.36 with the CoNLL transformer; CrossNER ai 0.47 with the GloVe BiLSTM-CRF, level
+# there) and gained where it found most (politics, 0.80)
 FEW_FOUND = 0.4
 
 
