@@ -90,6 +90,12 @@ TRANSITIONS_RESET = ", transitions reset"
 # their training sets, and scoring them each epoch took ~30% of a BiLSTM-CRF's adapt
 DEV_SAMPLE = 200
 SAMPLED = f", dev sample {DEV_SAMPLE}"
+# The row adapt's recipe (transfer/recipe.py) runs for a transformer on a new domain. Where the
+# source finds few of the target's entities (MIT Movie) the recipe also trains a target-only
+# control and keeps the better on dev (`--compare-scratch`); the second target's table derives
+# that row from this one's runs and target only's, seed by seed, by their best dev F1.
+RECIPE_ROW = "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST
+CONTROLLED = RECIPE_ROW + ", or target only where dev prefers it"
 STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-label", "map (suggested)",
               "map (suggested) + pseudo-label", "replace" + FULL_RATE, "map (suggested)" + FULL_RATE,
               "map (suggested)" + FULL_RATE + DRAWN, "map (suggested)" + FULL_RATE + DEV_WORDS,
@@ -97,14 +103,7 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               *("map (suggested)" + FULL_RATE + row for row in SHRUNK),
               *("map (suggested)" + FULL_RATE + ", layer decay 0.5" + row for row in SHRUNK),
               "map (suggested)" + FULL_RATE + HEAD_FIRST, "map (suggested)" + FULL_RATE + ", layer decay 0.5" + HEAD_FIRST,
-              "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET,
-              "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST + SAMPLED)
-# The row adapt's recipe (transfer/recipe.py) runs for a transformer on a new domain. Where the
-# source finds few of the target's entities (MIT Movie) the recipe also trains a target-only
-# control and keeps the better on dev (`--compare-scratch`); the second target's table derives
-# that row from this one's runs and target only's, seed by seed, by their best dev F1.
-RECIPE_ROW = "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST
-CONTROLLED = RECIPE_ROW + ", or target only where dev prefers it"
+              RECIPE_ROW, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET, RECIPE_ROW + SAMPLED)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
@@ -218,10 +217,9 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         src, src_path = quick_source(backend, seed, folder) if quick else source(backend, seed)
         adapted, result, tagger = adapt_source(src.to(device), src_path, strategy, data, options, precision, seed, out)
         record.update(adapted)
-    # (how the run ended: whether early stopping cut it short is part of the result)
-    # (the best epoch's dev F1: what `adapt --compare-scratch` compares, for the rows derived from two)
-    record.update(dev_f1=result.best_dev.micro.f1 if result.best_dev else None)
-    record.update(epochs_run=len(result.history), best_epoch=result.best_epoch, stopped_early=result.stopped_early,
+    # (how the run ended: whether early stopping cut it short is part of the result; the best
+    # epoch's dev F1, what `adapt --compare-scratch` compares, for the rows derived from two)
+    record.update(dev_f1=result.best_dev.micro.f1 if result.best_dev else None, epochs_run=len(result.history), best_epoch=result.best_epoch, stopped_early=result.stopped_early,
                   steps=result.history[-1]["steps"] if result.history else 0,
                   # (where the training time went: the loop's seconds, of them scoring dev)
                   train_seconds=result.history[-1]["seconds"] if result.history else 0.0,
@@ -266,8 +264,7 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     if strategy.endswith(TRANSITIONS_RESET):
         import torch
 
-        head = prepared.tagger.head
-        crf = (head.inner if hasattr(head, "inner") else head).crf
+        crf = getattr(prepared.tagger.head, "inner", prepared.tagger.head).crf  # (a mapping head's inner one)
         with torch.no_grad():
             for scores in (crf.transitions, crf.start, crf.end):
                 scores.zero_()
