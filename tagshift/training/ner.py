@@ -40,6 +40,7 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     test: Scores | None = None
+    options: TrainConfig | None = None  # what it trained with (a spaCy pipeline's own update: None)
 
 
 def model_tags(corpus: Corpus, scheme: str) -> list[list[str]]:
@@ -271,7 +272,8 @@ def fit(
             shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
 
     world.from_main(finish)  # rank 0 saves; its failure is every rank's
-    return TrainResult(state.history, state.best_epoch, best_dev, run.stopped_early, state.seconds, test_scores)
+    return TrainResult(state.history, state.best_epoch, best_dev, run.stopped_early, state.seconds, test_scores,
+                       options)
 
 
 def _record_step(tagger: Tagger, train: Corpus, dev: Corpus | None, test: Corpus | None, options: TrainConfig,
