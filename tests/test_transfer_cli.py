@@ -899,6 +899,11 @@ def test_compare_scratch_trains_a_target_only_control_and_records_the_verdict(so
         assert lineage(out)[-1]["step"] == "train" and lineage(out / "adapted")[-1]["step"] == "adapt"
         assert (dev_f1(out), dev_f1(out / "adapted")) == (record["scratch_dev_f1"], record["adapted_dev_f1"])
     assert lineage(out / ("target-only" if record["pays"] else "adapted"))[-1]["compare_scratch"] == record
+    # the control trains as long as the adapted run did, in the same batches, seed and head rate
+    control, adapted = (out / "target-only", out) if record["pays"] else (out, out / "adapted")
+    shared = ("epochs", "patience", "batch_size", "seed", "head_lr", "min_steps")
+    ran = [{key: lineage(path)[-1]["options"][key] for key in shared} for path in (control, adapted)]
+    assert ran[0] == ran[1]
     assert (out / "train_log.jsonl").is_file()  # each model keeps its own training log
 
 
