@@ -316,9 +316,10 @@ def headline(results: list[dict]) -> str:
                  + " | ".join(cell for _, text in bounds for cell in ("", text)) + " |")
     caption = (f"Class-incremental CoNLL-2003: one type per step, each step's data annotated for its type only; micro / "
                f"macro F1 (conlleval mode), {seeds_phrase(seeds)}. Columns marked published follow the papers' protocol "
-               f"({' → '.join(PROTOCOLS['published'])}, CFNER's split) and compare with their figures: {PUBLISHED}. "
-               f"Columns marked shuffled are this repo's first protocol ({' → '.join(PROTOCOLS['shuffled'])}, a "
-               f"shuffled split), not comparable with them.")
+               f"({' → '.join(PROTOCOLS['published'])}, CFNER's split) and compare with their figures: {PUBLISHED}.")
+    if "shuffled" in chosen.values():
+        caption += (f" Columns marked shuffled are this repo's first protocol ({' → '.join(PROTOCOLS['shuffled'])}, a "
+                    f"shuffled split), not comparable with them.")
     return "\n".join([caption, "", *lines])
 
 
