@@ -90,6 +90,10 @@ TRANSITIONS_RESET = ", transitions reset"
 # their training sets, and scoring them each epoch took ~30% of a BiLSTM-CRF's adapt
 DEV_SAMPLE = 200
 SAMPLED = f", dev sample {DEV_SAMPLE}"
+# ... or all of dev, scored less often (`--dev-every`, `dev_every_for`): every ceil(dev / train)
+# epochs (CrossNER: every 3 epochs on politics and science, 4-5 on the others), each epoch's
+# training unchanged, the last epoch always scored
+SPARSE_DEV = ", dev every ceil(dev/train) epochs"
 # The row adapt's recipe (transfer/recipe.py) runs for a transformer on a new domain. Where the
 # source finds few of the target's entities (MIT Movie) the recipe also trains a target-only
 # control and keeps the better on dev (`--compare-scratch`); the second target's table derives
@@ -103,7 +107,7 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               *("map (suggested)" + FULL_RATE + row for row in SHRUNK),
               *("map (suggested)" + FULL_RATE + ", layer decay 0.5" + row for row in SHRUNK),
               "map (suggested)" + FULL_RATE + HEAD_FIRST, "map (suggested)" + FULL_RATE + ", layer decay 0.5" + HEAD_FIRST,
-              RECIPE_ROW, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET, RECIPE_ROW + SAMPLED)
+              RECIPE_ROW, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET, RECIPE_ROW + SAMPLED, RECIPE_ROW + SPARSE_DEV)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
@@ -236,6 +240,7 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     pseudo-labels); the record's fields, the training result and the adapted tagger.
     (bench/spacy_new_types.py runs its imported Hugging Face source through it too.)"""
     from tagshift.labelmap import LabelMap
+    from tagshift.training import dev_every_for
     from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
     from tagshift.transfer.recipe import choose_recipe
     from tagshift.transfer.shrink import shrink_encoder
@@ -278,11 +283,13 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
             training.layer_decay = decay
     if SAMPLED in strategy:
         training.dev_sample = DEV_SAMPLE
+    if SPARSE_DEV in strategy:
+        training.dev_every = dev_every_for(len(prepared.train), len(data["dev"]), training)
     if HEAD_FIRST in strategy:
         training.freeze_epochs = 5
     record.update(rates={"head": training.head_lr, "encoder": training.encoder_lr, "layer_decay": training.layer_decay,
                          "freeze_epochs": training.freeze_epochs},
-                  init=adapt_options.init, dev_sample=training.dev_sample)
+                  init=adapt_options.init, dev_sample=training.dev_sample, dev_every=training.dev_every)
     result = train_prepared(prepared, data["dev"], training, out, str(src_path))
     # speed.py's adapt-time share: the whole update (pseudo-labels, surgery, training)
     # against the source's training on all of CoNLL-2003

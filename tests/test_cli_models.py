@@ -679,3 +679,13 @@ def test_dev_sample_chooses_the_epoch_on_a_fixed_draw_and_records_the_whole_dev(
     gold_all = sum(len(chunks(s.tags)) for s in dev_corpus.sentences)
     dev = json.loads((out / "lineage.json").read_text())[-1]["scores"]["dev"]
     assert gold_sample < gold_all and sum(t["support"] for t in dev["per_type"].values()) == gold_all
+
+
+def test_dev_every_scores_dev_only_at_its_step_multiples_and_after_the_last_epoch(cli, splits, tmp_path):
+    """--dev-every N larger than the run: only the last epoch is scored, and it is the one saved."""
+    out = tmp_path / "m"
+    result = train(cli, splits.train, "bilstm-crf", out, "--dev", splits.dev, "--epochs", "3", "--dev-every", "1000")
+    assert result.exit_code == 0, result.stderr
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [("dev_f1" in h, h["best"]) for h in log] == [(False, False), (False, False), (True, True)]
+    assert json.loads((out / "lineage.json").read_text())[-1]["best_epoch"] == 3

@@ -167,6 +167,30 @@ def test_early_stopping_ends_a_run_that_stopped_improving():
     assert run.state.bad_epochs >= 1 and isinstance(run.state, LoopState)
 
 
+def test_dev_every_scores_the_epochs_that_cross_its_multiples_and_the_last_and_trains_the_same():
+    """8 steps an epoch, dev every 20 steps: epochs 3 (step 24) and 5 (step 40) cross a
+    multiple, epoch 6 is the last; the others are not scored, cannot be best, and train as
+    in a run that scores every epoch."""
+    every_epoch = train(LeastSquares(), OPTIONS)
+    objective = LeastSquares()
+    sparse = train(objective, TrainConfig(**{**OPTIONS.__dict__, "dev_every": 20}))
+    scored = [h["epoch"] for h in sparse.state.history if "dev_error" in h]
+    assert scored == [3, 5, 6]
+    assert sparse.state.best_epoch in scored
+    assert not any(h["best"] for h in sparse.state.history if h["epoch"] not in scored)
+    assert [h["train_loss"] for h in sparse.state.history] == [h["train_loss"] for h in every_epoch.state.history]
+    assert sparse.state.best_dev == {"error": min(h["dev_error"] for h in sparse.state.history if "dev_error" in h)}
+
+
+def test_with_dev_every_patience_counts_scorings_without_a_better_score():
+    """Unscored epochs leave patience alone, so a run stops only after a scoring: with dev every
+    two epochs (16 steps) and patience 1 the noisy dev stops it, on an even (scored) epoch."""
+    options = TrainConfig(epochs=30, batch_size=8, lr=0.05, clip=0.0, seed=1, patience=1, min_steps=0, dev_every=16)
+    run = train(LeastSquares(dev_noise=1.0), options)
+    assert run.stopped_early and run.state.epoch < 30 and run.state.epoch % 2 == 0
+    assert run.state.bad_epochs == 1
+
+
 def test_a_time_budget_ends_the_epoch_under_way_scores_it_and_stops(tmp_path):
     """max_minutes: once spent, the epoch in progress ends after its next optimiser step and is
     scored as the last; a resumed run whose budget was spent trains no more. (A budget of a

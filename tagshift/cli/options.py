@@ -130,6 +130,7 @@ SEED = typer.Option(None, "--seed", help="Random seed: the same seed gives the s
 RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in --out from its last checkpoint.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace a model already in --out.")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
+DEV_EVERY = typer.Option(None, "--dev-every", help="Score dev every N optimiser steps (at the end of the epoch that crosses each multiple, and after the last epoch) instead of after every epoch; early stopping's patience then counts scorings. For a small training set, whose epochs make a few steps. Default: every epoch.")
 DEV_SAMPLE = typer.Option(None, "--dev-sample", help="Score N dev sentences (a fixed draw from --seed) after each epoch to choose the best; the epoch chosen is then scored on all of dev. Default: all, every epoch.")
 LAYER_DECAY = typer.Option(None, "--layer-decay", help="Layer-wise rate decay: each encoder layer down trains at this share of the rate of the one above (0.8-0.95 is usual for transformers; default 1: one rate).")
 MAX_MINUTES = typer.Option(None, "--max-minutes", help="A time budget: once training has run this long, the epoch under way ends, is scored and is the last (the best epoch is still the one saved).")

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from tagshift.cli.options import (
-    DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, LAYER_DECAY, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PROGRESS, RESUME, SEED,
+    DEV_EVERY, DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, LAYER_DECAY, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PROGRESS, RESUME, SEED,
     TRAIN_BATCH_SIZE, TRAIN_PRECISION, VECTORS, BackendName, Precision, SchemeName, app, command_line, launched,
     read_options, user_errors,
 )
@@ -44,6 +44,7 @@ def train(
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
     max_minutes: Optional[float] = MAX_MINUTES,
     dev_sample: Optional[int] = DEV_SAMPLE,
+    dev_every: Optional[int] = DEV_EVERY,
     precision: Optional[Precision] = TRAIN_PRECISION,
     device: str = DEVICE,
     seed: Optional[int] = SEED,
@@ -63,7 +64,7 @@ def train(
         if backend is not None:
             _check_model_options(backend.value, model)
         training = {"epochs": epochs, "lr": lr, "layer_decay": layer_decay, "batch_size": batch_size, "seed": seed,
-                    "max_minutes": max_minutes, "dev_sample": dev_sample}
+                    "max_minutes": max_minutes, "dev_sample": dev_sample, "dev_every": dev_every}
         job = make_job(
             config,
             backend=backend.value if backend else None,
@@ -159,6 +160,7 @@ def adapt(
     batch_size: Optional[int] = TRAIN_BATCH_SIZE,
     max_minutes: Optional[float] = MAX_MINUTES,
     dev_sample: Optional[int] = DEV_SAMPLE,
+    dev_every: Optional[int] = DEV_EVERY,
     precision: Optional[Precision] = TRAIN_PRECISION,
     device: str = DEVICE,
     seed: Optional[int] = SEED,
@@ -192,7 +194,7 @@ def adapt(
             training={"epochs": epochs, "lr": rate, "head_lr": rate, "encoder_lr": encoder_lr,
                       "layer_decay": layer_decay, "freeze_epochs": freeze_epochs,
                       "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed,
-                      "max_minutes": max_minutes, "dev_sample": dev_sample},
+                      "max_minutes": max_minutes, "dev_sample": dev_sample, "dev_every": dev_every},
             precision=precision.value if precision else None,
         )
         prepared, result = run_adapt(

@@ -36,7 +36,7 @@ class TrainConfig:
     decay: Literal["none", "linear", "inverse"] = "none"
     decay_rate: float = 0.05
     accumulate: int = 1  # batches per optimiser step
-    patience: int = 5  # epochs without a better dev F1 before stopping; 0 = never stop early
+    patience: int = 5  # epochs (dev scorings, with dev_every) without a better dev F1 before stopping; 0 = never
     min_steps: int = FEW_STEPS  # optimiser steps before early stopping may end a run (a new head needs them)
     seed: int = 0
     eval_batch_size: int = 64
@@ -54,6 +54,12 @@ class TrainConfig:
     # all): a dev set several times the training set's size costs more than the training;
     # the epoch chosen is then scored on the whole dev set
     dev_sample: int = 0
+    # optimiser steps between dev scorings (0: after every epoch): an epoch is scored when its
+    # steps cross a multiple of this, and the last epoch always is; `patience` then counts
+    # scorings without a better dev F1 (as Hugging Face's eval_steps and early stopping do).
+    # On a small target, whose epochs make a few steps, scoring every epoch costs a third of
+    # an adapt
+    dev_every: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -61,7 +67,7 @@ class TrainConfig:
                 self,
                 positive=("batch_size", "lr", "accumulate", "eval_batch_size", "head_lr", "encoder_lr"),
                 non_negative=("epochs", "momentum", "weight_decay", "decay_rate", "clip", "patience", "min_steps", "freeze_epochs",
-                              "max_minutes", "dev_sample"),
+                              "max_minutes", "dev_sample", "dev_every"),
             )
         except ValueError as err:
             raise TagshiftError(f"training option {err}") from None
@@ -89,3 +95,18 @@ class TrainConfig:
 def epoch_steps(examples: int, options: TrainConfig) -> int:
     """Optimiser steps in one epoch over `examples` (the last batch may be short)."""
     return math.ceil(math.ceil(examples / options.batch_size) / options.accumulate)
+
+
+def dev_every_for(train: int, dev: int, options: TrainConfig) -> int:
+    """`dev_every` that scores a dev set larger than the training set once every
+    ceil(dev / train) epochs, so that scoring dev costs about as many forward passes as the
+    epochs train on; 0 (every epoch) when dev is no larger than train.
+
+    >>> dev_every_for(100, 450, TrainConfig(batch_size=16))  # 5 epochs of 7 steps
+    35
+    >>> dev_every_for(1000, 300, TrainConfig())
+    0
+    """
+    if not train or dev <= train:
+        return 0
+    return math.ceil(dev / train) * epoch_steps(train, options)

@@ -133,8 +133,9 @@ def lr_factor(step: int, total: int, options: TrainConfig) -> float:
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    """Stop after `patience` epochs without a better dev score, once `min_steps` optimiser
-    steps have run (a new head needs them); patience 0 never stops."""
+    """Stop after `patience` epochs (dev scorings, with `dev_every`) without a better dev
+    score, once `min_steps` optimiser steps have run (a new head needs them); patience 0
+    never stops."""
 
     patience: int
     min_steps: int
@@ -220,19 +221,21 @@ def epochs(
                                   "lr": optimizer.param_groups[-1]["lr"]}
         if run.out_of_time:
             record["batches"] = f"{number} of {len(batches)} (out of time)"
+        scored = scores_dev(options, steps_done, optimizer_step, last=epoch == options.epochs or run.out_of_time)
         scoring_started = time.perf_counter()
-        evaluation = _scored(world, objective)
+        evaluation = _scored(world, objective) if scored else None
         record["dev_seconds"] = round(time.perf_counter() - scoring_started, 2)  # where the epoch's time went
         if evaluation is not None:
             record.update(evaluation.record)
-        improved = evaluation is None or evaluation.score > state.best_f1
+        # an epoch left unscored is neither best nor counted against patience
+        improved = scored and (evaluation is None or evaluation.score > state.best_f1)
         if improved:
             state.best_f1 = evaluation.score if evaluation is not None else -1.0
             state.best_epoch = epoch
             state.best_dev = evaluation.saved if evaluation is not None else None
             state.bad_epochs = 0
             run.best_weights = {k: v.detach().clone() for k, v in objective.network.state_dict().items()}
-        else:
+        elif scored:
             state.bad_epochs += 1
         state.epoch = epoch
         state.seconds = time.perf_counter() - started
@@ -244,6 +247,18 @@ def epochs(
         yield record
         if run.out_of_time:
             return
+
+
+def scores_dev(options: TrainConfig, steps_before: int, steps_after: int, last: bool) -> bool:
+    """Whether the epoch that took the optimiser from `steps_before` to `steps_after` is
+    scored on dev: every epoch, or with `dev_every` the epochs that cross a multiple of it,
+    and the last (`last`) always.
+
+    >>> [scores_dev(TrainConfig(dev_every=20), 7 * e, 7 * (e + 1), last=False) for e in range(6)]
+    [False, False, True, False, False, True]
+    """
+    every = options.dev_every
+    return not every or last or steps_after // every > steps_before // every
 
 
 def _scored(world: World, objective: Objective) -> Evaluation | None:

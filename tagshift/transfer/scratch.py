@@ -69,7 +69,7 @@ def control_training(adapted: TrainConfig, family: Backend) -> TrainConfig:
     return TrainConfig.for_backend(family, epochs=adapted.epochs, patience=adapted.patience,
                                    batch_size=adapted.batch_size, seed=adapted.seed, min_steps=adapted.min_steps,
                                    max_minutes=adapted.max_minutes, dev_sample=adapted.dev_sample,
-                                   head_lr=adapted.head_lr)
+                                   dev_every=adapted.dev_every, head_lr=adapted.head_lr)
 
 
 def compare_scratch(adapted: Tagger, train: Corpus, dev: Corpus, training: TrainConfig, out: Path | None = None,
