@@ -311,7 +311,8 @@ def _compare_scratch(job: AdaptJob, prepared: Prepared, result: TrainResult, dat
     """Train the target-only control into OUT/target-only, record the verdict in both
     lineages, and swap the two where the control is better (transfer/scratch.py)."""
     comparison, control, control_result = scratch.compare_scratch(
-        prepared.tagger, data.train, data.dev, result.options, job.out / scratch.CONTROL, data.test, progress, command, world)
+        prepared.tagger, data.train, data.dev, result.options, job.out / scratch.CONTROL, data.test, progress, command,
+        world)
     report(comparison.render())
     for tagger, where in ((prepared.tagger, job.out), (control, job.out / scratch.CONTROL)):
         tagger.lineage[-1]["compare_scratch"] = comparison.to_json()

@@ -11,8 +11,8 @@ from typing import Optional
 import typer
 
 from tagshift.cli.options import (
-    DEV_EVERY, DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, LAYER_DECAY, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PROGRESS, RESUME, SEED,
-    TRAIN_BATCH_SIZE, TRAIN_PRECISION, VECTORS, BackendName, Precision, SchemeName, app, command_line, launched,
+    DEV_EVERY, DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, LAYER_DECAY, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PROGRESS,
+    RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, VECTORS, BackendName, Precision, SchemeName, app, command_line, launched,
     read_options, user_errors,
 )
 from tagshift.errors import TagshiftError
