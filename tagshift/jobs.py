@@ -452,8 +452,10 @@ def _schedule(training: TrainConfig, has_dev: bool) -> str:
            if math.isclose(training.encoder_lr, (training.head_lr or training.lr) * ENCODER_LR_FACTOR) else "")
         + (f", encoder frozen for {training.freeze_epochs} epochs then unfrozen ({training.unfreeze})"
            if training.freeze_epochs else "")
-        + (f"; early stopping after {training.patience} epochs without a better dev F1, not before step {training.min_steps}"
-           if has_dev and training.patience else "")
+        + (f"; dev scored every {training.dev_every} steps and after the last epoch" if has_dev and training.dev_every
+           else "")
+        + (f"; early stopping after {training.patience} {'scorings' if training.dev_every else 'epochs'} without a "
+           f"better dev F1, not before step {training.min_steps}" if has_dev and training.patience else "")
     )
 
 

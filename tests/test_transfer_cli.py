@@ -1004,6 +1004,7 @@ def test_the_recipe_leaves_a_chosen_operation_a_map_or_known_types_alone(source_
     every = choose_recipe(source_tagger, politics, None, None, predicted=finding(1))
     assert every.labels == "map" and every.evidence["found"] == 1.0 and "warning" not in every.reason
     assert every.head_epochs is None  # head-first helped the transformer's map, not the BiLSTM-CRF's
+    assert not every.sparse_dev  # (measured on the transformer's recipe only)
     warned = choose_recipe(source_tagger, politics, None, None, predicted=finding(10))
     assert warned.labels == "map" and warned.evidence["landed"] == 1.0 and warned.evidence["found"] < 0.2
     assert f"warning: the source finds only {warned.evidence['found']:.0%} of the target's entities" in warned.reason
@@ -1024,3 +1025,10 @@ def test_the_recipe_leaves_a_chosen_operation_a_map_or_known_types_alone(source_
                         {"encoder_lr": 1e-5, "layer_decay": 0.9, "freeze_epochs": 2})
     assert (kept.encoder_lr, kept.layer_decay, kept.freeze_epochs) == (1e-5, 0.9, 2)
     assert "the head alone first, for 5 epochs" in recipe.render() and "--freeze-epochs" in recipe.render()
+    # sparse dev scoring (the transformer's): 100 sentences beside 450 of dev, batch 16, is
+    # every 5 epochs of 7 steps; a dev set no larger than train, or a --dev-every given, is left alone
+    sparse = Recipe("map", None, True, None, "why", sparse_dev=True)
+    assert sparse.apply(TrainConfig(batch_size=16), {}, 100, 450).dev_every == 35
+    assert sparse.apply(TrainConfig(), {}, 450, 100).dev_every == 0
+    assert sparse.apply(TrainConfig(dev_every=3), {"dev_every": 3}, 100, 450).dev_every == 3
+    assert recipe.apply(TrainConfig(), {}, 100, 450).dev_every == 0 and "ceil(dev / train)" in sparse.render()

@@ -268,7 +268,7 @@ def prepare_with_recipe(source: Tagger, train: Corpus, options: AdaptConfig, tra
     recipe = choose_recipe(source, train, options.labels, label_map, keeping, progress, before)
     if recipe is not None:
         options, label_map = replace(options, labels=recipe.labels), recipe.label_map
-        recipe.apply(training, given)
+        recipe.apply(training, given, len(train), len(dev) if dev is not None else 0)
     prepared = prepare(source, train, options, training.seed, label_map, dev, progress, before)
     prepared.recipe = recipe
     return prepared

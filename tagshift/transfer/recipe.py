@@ -9,7 +9,9 @@ It looks at the target's training data and at what the source predicts on it:
   (CoNLL -> CrossNER: person where the source said PER). `map` with the map `tagshift labels
   suggest` proposes, and the encoder at the head's rate, a transformer's layers decaying
   downwards from there (its backend's `new_domain_layer_decay`), and for a transformer the
-  head alone for the first epochs (`new_domain_head_epochs`). That is the recipe that
+  head alone for the first epochs (`new_domain_head_epochs`) and a dev set larger than the
+  training set scored every ceil(dev / train) epochs (`new_domain_sparse_dev`: it cost a
+  third of the adapt time). That is the recipe that
   beat training on the target alone in bench/crossner.py, where `extend` at a tenth of the
   head's rate lost to it on both backends (docs/benchmarks.md, "Why transfer loses here");
 - a source that finds no entities of its own in the target's data (lower-cased queries for a
@@ -22,8 +24,8 @@ It looks at the target's training data and at what the source predicts on it:
 Where the source finds under FEW_FOUND of the target's entities, the map comes with a
 target-only control (`--compare-scratch`, on when dev is given): the better on dev is kept.
 
-Options the user gives (--encoder-lr, --layer-decay, --freeze-epochs, --[no-]compare-scratch)
-win over the recipe's.
+Options the user gives (--encoder-lr, --layer-decay, --freeze-epochs, --dev-every,
+--[no-]compare-scratch) win over the recipe's.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from tagshift.corpus import Corpus
 from tagshift.labelmap import LabelMap
 from tagshift.schemes import split_tag
 from tagshift.taggers.tagger import Tagged, Tagger
-from tagshift.training import TrainConfig
+from tagshift.training import TrainConfig, dev_every_for
 from tagshift.transfer.plan import annotated_types
 from tagshift.transfer.suggest import suggest_map
 
@@ -60,9 +62,11 @@ class Recipe:
     evidence: dict[str, Any] | None = None  # the suggestion behind it, where one was made
     head_epochs: int | None = None  # epochs that train the head alone first (at most a quarter of training's)
     control: bool = False  # also train a target-only control and keep the better on dev (--compare-scratch)
+    sparse_dev: bool = False  # a dev set larger than train scored every ceil(dev / train) epochs
 
-    def apply(self, training: TrainConfig, given: dict[str, Any]) -> TrainConfig:
-        """`training` with the recipe's rates, where `given` (the user's training options) leaves them open."""
+    def apply(self, training: TrainConfig, given: dict[str, Any], train: int = 0, dev: int = 0) -> TrainConfig:
+        """`training` with the recipe's rates and dev scoring, where `given` (the user's training
+        options) leaves them open; `train` and `dev`: the sentences in each."""
         if self.encoder_at_head_rate and given.get("encoder_lr") is None:
             training.encoder_lr = training.head_lr
         if self.layer_decay is not None and given.get("layer_decay") is None:
@@ -70,6 +74,8 @@ class Recipe:
         if self.head_epochs and given.get("freeze_epochs") is None:
             # a quarter at most, so that a short run still fine-tunes the encoder (4 epochs: 1 alone)
             training.freeze_epochs = min(self.head_epochs, training.epochs // 4)
+        if self.sparse_dev and given.get("dev_every") is None:
+            training.dev_every = dev_every_for(train, dev, training)
         return training
 
     def render(self) -> str:
@@ -80,17 +86,21 @@ class Recipe:
             rates.append(f"layer decay {self.layer_decay}")
         if self.head_epochs:
             rates.append(f"the head alone first, for {self.head_epochs} epochs or a quarter of them if fewer")
+        if self.sparse_dev:
+            rates.append("a dev set larger than the training set scored every ceil(dev / train) epochs")
         if self.control:
             rates.append("a target-only control, the better on dev kept")
         chosen = f"--labels {self.labels}" + (f" ({', '.join(rates)})" if rates else "")
         return (f"adapt chose {chosen}: {self.reason} "
-                "(--labels, --map, --encoder-lr, --layer-decay, --freeze-epochs and --compare-scratch choose otherwise)")
+                "(--labels, --map, --encoder-lr, --layer-decay, --freeze-epochs, --dev-every and --compare-scratch "
+                "choose otherwise)")
 
     def to_json(self) -> dict[str, Any]:
         return {"labels": self.labels, "rename": dict(self.label_map.rename) if self.label_map else {},
                 "merge": {k: list(v) for k, v in self.label_map.merge.items()} if self.label_map else {},
                 "encoder_at_head_rate": self.encoder_at_head_rate, "layer_decay": self.layer_decay,
-                "head_epochs": self.head_epochs, "control": self.control, "reason": self.reason, "evidence": self.evidence}
+                "head_epochs": self.head_epochs, "sparse_dev": self.sparse_dev, "control": self.control,
+                "reason": self.reason, "evidence": self.evidence}
 
 
 def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: LabelMap | None,
@@ -125,7 +135,7 @@ def choose_recipe(source: Tagger, train: Corpus, labels: str | None, label_map: 
         return Recipe("map", suggestion.label_map(), True, source.backend.new_domain_layer_decay,
                       f"the target's types ({new}) are not the source's, and {landed:.0%} of the source's entities "
                       f"land on the target's: a new domain, taken with the suggested map ({rules}){far}",
-                      evidence, source.backend.new_domain_head_epochs, few)
+                      evidence, source.backend.new_domain_head_epochs, few, source.backend.new_domain_sparse_dev)
     if not sum(suggestion.evidence.predicted.values()):
         return Recipe("extend", None, False, None,
                       f"the target's types ({new}) are not the source's, and the source finds no entities of its own "
