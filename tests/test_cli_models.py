@@ -682,10 +682,14 @@ def test_dev_sample_chooses_the_epoch_on_a_fixed_draw_and_records_the_whole_dev(
 
 
 def test_dev_every_scores_dev_only_at_its_step_multiples_and_after_the_last_epoch(cli, splits, tmp_path):
-    """--dev-every N larger than the run: only the last epoch is scored, and it is the one saved."""
+    """--dev-every N larger than the run: only the last epoch is scored, and it is the one saved.
+    (--patience is recorded with the other options.)"""
     out = tmp_path / "m"
-    result = train(cli, splits.train, "bilstm-crf", out, "--dev", splits.dev, "--epochs", "3", "--dev-every", "1000")
+    result = train(cli, splits.train, "bilstm-crf", out, "--dev", splits.dev, "--epochs", "3", "--dev-every", "1000",
+                   "--patience", "2")
     assert result.exit_code == 0, result.stderr
+    options = json.loads((out / "lineage.json").read_text())[-1]["options"]
+    assert (options["dev_every"], options["patience"]) == (1000, 2)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [("dev_f1" in h, h["best"]) for h in log] == [(False, False), (False, False), (True, True)]
     assert json.loads((out / "lineage.json").read_text())[-1]["best_epoch"] == 3

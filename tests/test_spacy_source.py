@@ -143,7 +143,7 @@ def test_a_pipeline_updated_by_tagshift_is_a_spacy_pipeline_with_every_component
     assert step["optimiser"] == pytest.approx({"lr": 0.001, "encoder_share": 0.3, "dropout": 0.2, "batch_size": 16,
                                                "averaged": True})
     refused = cli("adapt", PIPELINE, "--train", train, "--out", tmp_path / "x", "--freeze-epochs", "1")
-    one_line_error(refused, "freeze_epochs", "spaCy's own optimiser", "--encoder-lr", "--config")
+    one_line_error(refused, "freeze_epochs", "spaCy's own optimiser", "--encoder-lr", "--patience")
     unreadable = tmp_path / "latin1.txt"
     unreadable.write_bytes("Müller spoke in Zürich.\n".encode("latin-1"))
     one_line_error(cli("adapt", PIPELINE, "--train", train, "--out", tmp_path / "y", "--rehearse", unreadable),

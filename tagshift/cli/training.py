@@ -11,8 +11,8 @@ from typing import Optional
 import typer
 
 from tagshift.cli.options import (
-    DEV_EVERY, DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, LAYER_DECAY, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PROGRESS,
-    RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, VECTORS, BackendName, Precision, SchemeName, app, command_line, launched,
+    DEV_EVERY, DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, LAYER_DECAY, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PATIENCE,
+    PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, VECTORS, BackendName, Precision, SchemeName, app, command_line, launched,
     read_options, user_errors,
 )
 from tagshift.errors import TagshiftError
@@ -45,6 +45,7 @@ def train(
     max_minutes: Optional[float] = MAX_MINUTES,
     dev_sample: Optional[int] = DEV_SAMPLE,
     dev_every: Optional[int] = DEV_EVERY,
+    patience: Optional[int] = PATIENCE,
     precision: Optional[Precision] = TRAIN_PRECISION,
     device: str = DEVICE,
     seed: Optional[int] = SEED,
@@ -64,7 +65,8 @@ def train(
         if backend is not None:
             _check_model_options(backend.value, model)
         training = {"epochs": epochs, "lr": lr, "layer_decay": layer_decay, "batch_size": batch_size, "seed": seed,
-                    "max_minutes": max_minutes, "dev_sample": dev_sample, "dev_every": dev_every}
+                    "max_minutes": max_minutes, "dev_sample": dev_sample, "dev_every": dev_every,
+                    "patience": patience}
         job = make_job(
             config,
             backend=backend.value if backend else None,
@@ -161,6 +163,7 @@ def adapt(
     max_minutes: Optional[float] = MAX_MINUTES,
     dev_sample: Optional[int] = DEV_SAMPLE,
     dev_every: Optional[int] = DEV_EVERY,
+    patience: Optional[int] = PATIENCE,
     precision: Optional[Precision] = TRAIN_PRECISION,
     device: str = DEVICE,
     seed: Optional[int] = SEED,
@@ -194,7 +197,8 @@ def adapt(
             training={"epochs": epochs, "lr": rate, "head_lr": rate, "encoder_lr": encoder_lr,
                       "layer_decay": layer_decay, "freeze_epochs": freeze_epochs,
                       "unfreeze": unfreeze.value if unfreeze else None, "batch_size": batch_size, "seed": seed,
-                      "max_minutes": max_minutes, "dev_sample": dev_sample, "dev_every": dev_every},
+                      "max_minutes": max_minutes, "dev_sample": dev_sample, "dev_every": dev_every,
+                      "patience": patience},
             precision=precision.value if precision else None,
         )
         prepared, result = run_adapt(

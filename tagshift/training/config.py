@@ -20,7 +20,8 @@ FEW_STEPS = 250
 
 @dataclass
 class TrainConfig:
-    """How to train; every field is a `--option` of `tagshift train` and a key of its TOML.
+    """How to train; every field is a key of a job file's `[training]`, the common ones also
+    `--options` of `tagshift train` and `adapt`.
     Where the network runs and how it computes (device, precision) are the tagger's."""
 
     epochs: int = 30
