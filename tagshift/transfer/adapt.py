@@ -356,8 +356,8 @@ def adapt(
 ) -> tuple[Prepared, TrainResult]:
     """Prepare and train: the adapted tagger is `prepared.tagger`, saved to `out` if given.
     With `options.labels` left None and no `label_map`, adapt chooses the operation, the map
-    and the rates (transfer/recipe.py; `training`'s encoder rate and layer decay give way to
-    the recipe's): set `options.labels` to keep them as given."""
+    and the rates (transfer/recipe.py; `training`'s encoder rate, layer decay, head-only epochs
+    and dev_every give way to the recipe's): set `options.labels` to keep them as given."""
     prepared = prepare_with_recipe(source, train, options, training, {}, label_map, dev, progress)
     result = train_prepared(prepared, dev, training, out, source_name, resume, progress, command, test)
     return prepared, result
