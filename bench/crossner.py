@@ -91,7 +91,7 @@ TRANSITIONS_RESET = ", transitions reset"
 DEV_SAMPLE = 200
 SAMPLED = f", dev sample {DEV_SAMPLE}"
 # ... or all of dev, scored less often (`--dev-every`, `dev_every_for`): every ceil(dev / train)
-# epochs (CrossNER: every 3 epochs on politics and science, 4-5 on the others), each epoch's
+# epochs (CrossNER: every 3 epochs on politics and science, 4 on the others), each epoch's
 # training unchanged, the last epoch always scored
 SPARSE_DEV = ", dev every ceil(dev/train) epochs"
 # The row adapt's recipe (transfer/recipe.py) runs for a transformer on a new domain: the head
@@ -110,7 +110,8 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               *("map (suggested)" + FULL_RATE + row for row in SHRUNK),
               *("map (suggested)" + FULL_RATE + ", layer decay 0.5" + row for row in SHRUNK),
               "map (suggested)" + FULL_RATE + HEAD_FIRST, "map (suggested)" + FULL_RATE + ", layer decay 0.5" + HEAD_FIRST,
-              HEAD_FIRST_ROW, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET, HEAD_FIRST_ROW + SAMPLED, RECIPE_ROW)
+              HEAD_FIRST_ROW, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET, HEAD_FIRST_ROW + SAMPLED,
+              RECIPE_ROW)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
@@ -287,7 +288,7 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     if SAMPLED in strategy:
         training.dev_sample = DEV_SAMPLE
     if SPARSE_DEV in strategy:
-        training.dev_every = dev_every_for(len(prepared.train), len(data["dev"]), training)
+        training.dev_every = dev_every_for(len(data["train"]), len(data["dev"]), training)  # (as the recipe)
     if HEAD_FIRST in strategy:
         training.freeze_epochs = 5
     record.update(rates={"head": training.head_lr, "encoder": training.encoder_lr, "layer_decay": training.layer_decay,

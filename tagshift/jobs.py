@@ -428,7 +428,8 @@ def _update_spacy(job: AdaptJob, options: Any, progress: bool, command: str | No
     ignored = sorted(k for k, v in job.training.items() if v is not None and k not in taken)
     if ignored:
         raise TagshiftError(f"{', '.join(ignored)}: spaCy's own optimiser and schedule train its ner "
-                            "(resume_training); give only --epochs, --seed, --batch-size, --lr, --encoder-lr and --patience")
+                            "(resume_training); give only --epochs, --seed, --batch-size, --lr, --encoder-lr and "
+                            "--patience")
     training = TrainConfig(**job.training)  # checks them
     train, dev = data.train, data.dev
     rate = job.training.get("lr") or job.training.get("head_lr")

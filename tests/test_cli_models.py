@@ -688,8 +688,8 @@ def test_dev_every_scores_dev_only_at_its_step_multiples_and_after_the_last_epoc
     result = train(cli, splits.train, "bilstm-crf", out, "--dev", splits.dev, "--epochs", "3", "--dev-every", "1000",
                    "--patience", "2")
     assert result.exit_code == 0, result.stderr
-    options = json.loads((out / "lineage.json").read_text())[-1]["options"]
-    assert (options["dev_every"], options["patience"]) == (1000, 2)
+    step = json.loads((out / "lineage.json").read_text())[-1]
+    assert (step["options"]["dev_every"], step["options"]["patience"]) == (1000, 2)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [("dev_f1" in h, h["best"]) for h in log] == [(False, False), (False, False), (True, True)]
-    assert json.loads((out / "lineage.json").read_text())[-1]["best_epoch"] == 3
+    assert step["best_epoch"] == 3

@@ -12,8 +12,8 @@ import typer
 
 from tagshift.cli.options import (
     DEV_EVERY, DEV_SAMPLE, DEVICE, ENCODER, FREEZE_VECTORS, LAYER_DECAY, MAX_MINUTES, MAX_VECTORS, OVERWRITE, PATIENCE,
-    PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, VECTORS, BackendName, Precision, SchemeName, app, command_line, launched,
-    read_options, user_errors,
+    PROGRESS, RESUME, SEED, TRAIN_BATCH_SIZE, TRAIN_PRECISION, VECTORS, BackendName, Precision, SchemeName, app,
+    command_line, launched, read_options, user_errors,
 )
 from tagshift.errors import TagshiftError
 from tagshift.jobs import ReadOptions, make_adapt_job, make_job, run_adapt, run_import, run_job

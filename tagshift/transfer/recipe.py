@@ -10,8 +10,8 @@ It looks at the target's training data and at what the source predicts on it:
   suggest` proposes, and the encoder at the head's rate, a transformer's layers decaying
   downwards from there (its backend's `new_domain_layer_decay`), and for a transformer the
   head alone for the first epochs (`new_domain_head_epochs`) and a dev set larger than the
-  training set scored every ceil(dev / train) epochs (`new_domain_sparse_dev`: it cost a
-  third of the adapt time). That is the recipe that
+  training set scored every ceil(dev / train) epochs (`new_domain_sparse_dev`: scoring it
+  after every epoch took 29% of the adapt time). That is the recipe that
   beat training on the target alone in bench/crossner.py, where `extend` at a tenth of the
   head's rate lost to it on both backends (docs/benchmarks.md, "Why transfer loses here");
 - a source that finds no entities of its own in the target's data (lower-cased queries for a
