@@ -197,10 +197,12 @@ def run_name(backend: str, name: str, strategy: str, seed: int) -> str:
 
 
 def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, folder: Path, device: str = "cpu",
-            model_options: dict | None = None, out: Path | None = None, precision: str | None = None) -> dict:
+            model_options: dict | None = None, out: Path | None = None, precision: str | None = None,
+            source_model: Path | None = None) -> dict:
     """One run of the table; `model_options` change the target-only model's (bench/pretrain.py
-    gives it a pretrained encoder), `out` where it trains, `precision` how it computes (default:
-    the row's; the record says which)."""
+    gives it a pretrained encoder), `source_model` the transfer rows' source (default: the seed's
+    CoNLL model; bench/pretrain.py gives one whose encoder it pretrained), `out` where it trains,
+    `precision` how it computes (default: the row's; the record says which)."""
     from tagshift.training import TrainConfig, evaluate_tagger, fit
     from tagshift.transfer import enough_epochs
 
@@ -222,7 +224,12 @@ def run_one(backend: str, name: str, strategy: str, seed: int, quick: bool, fold
         tagger.precision = precision
         result = fit(tagger, data["train"], data["dev"], TrainConfig.for_backend(family, **options), out)
     else:
-        src, src_path = quick_source(backend, seed, folder) if quick else source(backend, seed)
+        if source_model is not None:
+            import tagshift
+
+            src, src_path = tagshift.load(source_model), source_model
+        else:
+            src, src_path = quick_source(backend, seed, folder) if quick else source(backend, seed)
         adapted, result, tagger = adapt_source(src.to(device), src_path, strategy, data, options, precision, seed, out)
         record.update(adapted)
     # (how the run ended: whether early stopping cut it short is part of the result; the best

@@ -38,6 +38,13 @@ VARIANTS = ("task text", "task + raw text")
 # rate, so that a random head's gradients do not reach the encoder.
 PRETRAIN = {"epochs": 20, "lr": 1e-4, "head_lr": 1e-3, "freeze_epochs": 1, "seed": 0}
 PRETRAIN_RAW = {**PRETRAIN, "epochs": 3}  # 20,000 more sentences: fewer passes
+# Pretraining with issue 27's head start: the CoNLL source's encoder (its head kept) pretrained
+# on the task text as above, once a domain from seed 0's source (as the encoders above are
+# pretrained once), then adapt's recipe for a new domain (bench/crossner.py's RECIPE_ROW), 3
+# seeds; beside it the same recipe from the same source unpretrained, so that each pair
+# differs in the pretraining alone.
+SOURCE_SEED = 0
+ADAPTED = ("the CoNLL source", "the CoNLL source pretrained on the task text")
 QUICK = {"sentences": 40, "epochs": 1}
 
 
@@ -63,14 +70,28 @@ def encoder_dir(domain: str, variant: str, folder: Path) -> Path:
     return folder / f"encoder-{domain}-{variant.replace(' ', '')}"
 
 
+def source_dir(domain: str, folder: Path) -> Path:
+    return folder / f"source-{domain}-tasktext"
+
+
+def conll_source(quick: bool, folder: Path) -> Path:
+    """The CoNLL source ADAPTED starts from (--quick: bench/crossner.py's tiny stand-in)."""
+    return crossner.quick_source("transformer", SOURCE_SEED, folder)[1] if quick else crossner.source_path(
+        "transformer", SOURCE_SEED)
+
+
 def pretrain_one(domain: str, variant: str, quick: bool, folder: Path, device: str) -> dict:
+    """An encoder of VARIANTS pretrained, or for ADAPTED the CoNLL source's (on the task text)."""
     from tagshift.jobs import run_pretrain
     from tagshift.training.mlm import MaskingConfig
 
-    options = {**(PRETRAIN if variant == VARIANTS[0] else PRETRAIN_RAW), **({"epochs": 1} if quick else {})}
-    out = encoder_dir(domain, variant, folder)
-    result = run_pretrain(text_file(domain, variant, folder, quick), out, training=options, masking=MaskingConfig(),
-                          resume=(out / "checkpoint").is_dir(), progress=sys.stderr.isatty(), device=device)
+    options = {**(PRETRAIN_RAW if variant == VARIANTS[1] else PRETRAIN), **({"epochs": 1} if quick else {})}
+    of_source = variant in ADAPTED
+    out = source_dir(domain, folder) if of_source else encoder_dir(domain, variant, folder)
+    text = text_file(domain, VARIANTS[0] if of_source else variant, folder, quick)
+    result = run_pretrain(text, out, model=conll_source(quick, folder) if of_source else None, training=options,
+                          masking=MaskingConfig(), resume=(out / "checkpoint").is_dir(),
+                          progress=sys.stderr.isatty(), device=device)
     pieces = result.text["pieces"] * len(result.history)
     return {"kind": "pretrain", "domain": domain, "variant": variant, "epochs": len(result.history),
             "best_epoch": result.best_epoch, "held_out": result.held_out, "text": result.text,
@@ -85,19 +106,22 @@ def finetune_one(domain: str, variant: str, seed: int, quick: bool, folder: Path
     return {**record, "kind": "finetune", "variant": variant}
 
 
+def adapt_one(domain: str, variant: str, seed: int, quick: bool, folder: Path, device: str) -> dict:
+    source = source_dir(domain, folder) if variant == ADAPTED[1] else conll_source(quick, folder)
+    record = crossner.run_one("transformer", domain, crossner.RECIPE_ROW, seed, quick, folder, device,
+                              out=folder / f"adapt-{domain}-{'pretrained' if variant == ADAPTED[1] else 'plain'}-seed{seed}",
+                              source_model=source)
+    return {**record, "kind": "adapt", "variant": variant, "source_seed": SOURCE_SEED}
+
+
 def variants_of(domain: str, quick: bool = False) -> tuple[str, ...]:
     """--quick: the task text only (the raw text's variant runs the same code on more text)."""
     return VARIANTS if domain in RAW and not quick else VARIANTS[:1]
 
 
-def table(results: list[dict], domains: tuple[str, ...], min_seeds: int) -> str:
-    base = [r for r in load_records("crossner", "transformer-*-targetonly-seed*.json")]
-    lines = ["CrossNER test, entity F1 (conlleval mode), mean ± std over seeds: the transformer trained on the "
-             "target only (bench/crossner.py's row), and the same after masked-LM pretraining of its encoder.", "",
-             "| encoder | " + " | ".join(domains) + " | average |", "|---|" + "---|" * (len(domains) + 1)]
-    rows = [("the default encoder (bench/crossner.py)", base)]
-    rows += [(f"pretrained on the {variant}", [r for r in results if r["kind"] == "finetune" and r["variant"] == variant])
-             for variant in VARIANTS]
+def score_rows(rows: list[tuple[str, list[dict]]], domains: tuple[str, ...], min_seeds: int) -> list[str]:
+    """A table line per (name, runs) with some domain at `min_seeds` seeds; the average once all are."""
+    lines = []
     for name, runs in rows:
         cells, averages = [], []
         for domain in domains:
@@ -108,6 +132,27 @@ def table(results: list[dict], domains: tuple[str, ...], min_seeds: int) -> str:
             continue
         average = f"{100 * statistics.mean(averages):.2f}" if all(a is not None for a in averages) else ""
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {average} |")
+    return lines
+
+
+def table(results: list[dict], domains: tuple[str, ...], min_seeds: int) -> str:
+    base = [r for r in load_records("crossner", "transformer-*-targetonly-seed*.json")]
+    lines = ["CrossNER test, entity F1 (conlleval mode), mean ± std over seeds: the transformer trained on the "
+             "target only (bench/crossner.py's row), and the same after masked-LM pretraining of its encoder.", "",
+             "| encoder | " + " | ".join(domains) + " | average |", "|---|" + "---|" * (len(domains) + 1)]
+    rows = [("the default encoder (bench/crossner.py)", base)]
+    rows += [(f"pretrained on the {variant}", [r for r in results if r["kind"] == "finetune" and r["variant"] == variant])
+             for variant in VARIANTS]
+    lines += score_rows(rows, domains, min_seeds)
+    recipe = [r for r in load_records("crossner", "transformer-*-seed*.json") if r["strategy"] == crossner.RECIPE_ROW]
+    adapted = [("bench/crossner.py's recipe row (sources of seeds 0-2)", recipe)]
+    adapted += [(f"{variant} (seed {SOURCE_SEED})", [r for r in results if r["kind"] == "adapt" and r["variant"] == variant])
+                for variant in ADAPTED]
+    if any(r["kind"] == "adapt" for r in results):
+        lines += ["", "The same test, from the CoNLL source adapted by adapt's recipe for a new domain (bench/crossner.py's "
+                  "recipe row), and from that source with its encoder pretrained on the task text first (its head kept):", "",
+                  "| source | " + " | ".join(domains) + " | average |", "|---|" + "---|" * (len(domains) + 1)]
+        lines += score_rows(adapted, domains, min_seeds)
     cost = [r for r in results if r["kind"] == "pretrain"]
     if cost:
         lines += ["", "| pretraining | text sentences | word pieces | epochs (best) | minutes | pieces/s | LM head on |",
@@ -141,6 +186,7 @@ def main() -> None:
         configure_run(args.threads)
         domain, variant, seed = args.one
         record = (pretrain_one(domain, variant, args.quick, folder, args.device) if seed == "pretrain"
+                  else adapt_one(domain, variant, int(seed), args.quick, folder, args.device) if variant in ADAPTED
                   else finetune_one(domain, variant, int(seed), args.quick, folder, args.device))
         save_record(name, filename(domain, variant, seed), stamp(record, args.device))
         return
@@ -157,11 +203,15 @@ def main() -> None:
     finetunes = missing([[d, v, str(s)] for s in args.seeds for d, v in pairs])
     wanted = {(d, v) for d, v, _ in finetunes}
     encoders = [[d, v, "pretrain"] for d, v in pairs]
-    unrecorded = missing(encoders)
     gone = [r for r in encoders
             if (r[0], r[1]) in wanted and not (encoder_dir(r[0], r[1], folder) / "config.json").is_file()]
-    run_children(__file__, [r for r in encoders if r in unrecorded or r in gone], args)
-    run_children(__file__, finetunes, args)
+    # the source pretrained (a run a domain), then the recipe from it and from the source as it is
+    adapts = missing([[d, v, str(s)] for s in args.seeds for d in args.domains for v in ADAPTED])
+    sources = [[d, ADAPTED[1], "pretrain"] for d in args.domains]
+    gone += [r for r in sources if [r[0], ADAPTED[1]] in [a[:2] for a in adapts]
+             and not (source_dir(r[0], folder) / "config.json").is_file()]
+    run_children(__file__, [r for r in encoders + sources if r in missing(encoders + sources) or r in gone], args)
+    run_children(__file__, finetunes + adapts, args)
     body = table(load_records(name, "*.json"), tuple(args.domains), 1 if args.quick else 3)
     publish("pretrain", body, load_records(name, "*.json"), args.quick)
     print(body)
