@@ -49,6 +49,8 @@ class TermList:
     corpus: str | None = None
     phrases: int = 0  # multi-word candidates the raw text gave
     rejected: list[str] = field(default_factory=list)  # by a person, with --interactive
+    # a multi-word seed's words the vectors lack, where its other words rank it
+    partly_missing: dict[str, list[str]] = field(default_factory=dict)
 
     def text(self) -> str:
         """The editable file."""
@@ -57,6 +59,8 @@ class TermList:
                  "# a term a line, then its similarity to the seeds and its count in the corpus; delete the lines "
                  "you reject (tagshift patterns reads the first column; lines starting with # are left out)"]
         lines += [f"# seed missing from the vectors, kept: {seed}" for seed in self.missing]
+        lines += [f"# seed ranked without its words {', '.join(words)}, which the vectors lack: {seed}"
+                  for seed, words in self.partly_missing.items()]
         lines += [f"{seed}\tseed" for seed in self.seeds]
         lines += [f"{t.text}\t{t.score:.4f}\t{t.count}" for t in self.terms]
         lines += [f"# rejected: {text}" for text in self.rejected]
@@ -112,8 +116,11 @@ def rank_terms(
     seeds = list(dict.fromkeys(s.strip() for s in seeds if s.strip()))
     if not seeds:
         raise TagshiftError("give at least one seed term")
-    found = {seed: vector_of([w for w, _, _ in tokenize(seed)], vectors) for seed in seeds}
+    words_of = {seed: [w for w, _, _ in tokenize(seed)] for seed in seeds}
+    found = {seed: vector_of(words, vectors) for seed, words in words_of.items()}
     missing = [seed for seed, vector in found.items() if vector is None]
+    partly = {seed: lacking for seed, words in words_of.items() if found[seed] is not None
+              and (lacking := [w for w in words if vectors.get(w) is None])}
     known = [v for v in found.values() if v is not None]
     if not known:
         raise TagshiftError(f"none of the seeds has a vector in {vectors.source}: {', '.join(missing)}; "
@@ -142,7 +149,7 @@ def rank_terms(
         phrase_count += " " in text
         best[text] = Term(text, float(_unit(vector) @ query), count)
     ranked = sorted(best.values(), key=lambda t: (-t.score, t.text))[:n]
-    return TermList(seeds, missing, ranked, vectors.source, corpus, phrase_count)
+    return TermList(seeds, missing, ranked, vectors.source, corpus, phrase_count, partly_missing=partly)
 
 
 def _unit(vector: Tensor) -> Tensor:
@@ -159,7 +166,8 @@ def review(terms: TermList, ask: Callable[[Term, int, int], str]) -> TermList:
         if answer == "q":
             break
         (kept.append(term) if answer == "y" else rejected.append(term.text))
-    return TermList(terms.seeds, terms.missing, kept, terms.vectors, terms.corpus, terms.phrases, rejected)
+    return TermList(terms.seeds, terms.missing, kept, terms.vectors, terms.corpus, terms.phrases, rejected,
+                    terms.partly_missing)
 
 
 def read_terms(path: Path) -> list[str]:

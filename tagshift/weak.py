@@ -50,7 +50,8 @@ class WeakReport:
         if self.model_same_type:
             lines.append("the model's entities of the patterns' types, left out: "
                          + ", ".join(f"{t} {n}" for t, n in self.model_same_type.most_common()))
-        lines.append("top patterns: " + ", ".join(f"{p} {n}" for p, n in self.per_pattern.most_common(10)))
+        if self.per_pattern:
+            lines.append("top patterns: " + ", ".join(f"{p} {n}" for p, n in self.per_pattern.most_common(10)))
         if self.overlaps:
             lines.append(f"overlapping matches resolved (longest kept): {sum(self.overlaps.values())}, e.g. "
                          + ", ".join(f"{k} {n}" for k, n in self.overlaps.most_common(3)))

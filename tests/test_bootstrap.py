@@ -73,9 +73,13 @@ def test_terms_ranks_glove_neighbours_and_the_corpus_phrases(cli, abstracts, tmp
 @needs_glove
 def test_terms_names_missing_seeds_and_refuses_when_none_is_known(cli, tmp_path):
     out = tmp_path / "t.terms"
-    result = cli("terms", "cancer", "qzxvbnmw", "--vectors", "glove", "-n", "5", "--out", out)
+    result = cli("terms", "cancer", "qzxvbnmw", "breast wvxqzpty", "--vectors", "glove", "-n", "5", "--out", out)
     assert result.exit_code == 0 and "qzxvbnmw" in result.stderr
-    assert "# seed missing from the vectors, kept: qzxvbnmw" in out.read_text(encoding="utf-8")
+    # a multi-word seed's unknown word is named too, though its other words rank it
+    assert "no vector for wvxqzpty in the seed 'breast wvxqzpty'" in result.stderr
+    written = out.read_text(encoding="utf-8")
+    assert "# seed missing from the vectors, kept: qzxvbnmw" in written
+    assert "# seed ranked without its words wvxqzpty, which the vectors lack: breast wvxqzpty" in written
     one_line_error(cli("terms", "qzxvbnmw", "wvxqzpty", "--vectors", "glove", "--out", tmp_path / "u.terms"),
                    "none of the seeds", "qzxvbnmw, wvxqzpty")
     assert not (tmp_path / "u.terms").exists()

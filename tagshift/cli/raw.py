@@ -59,6 +59,9 @@ def terms(
             if found.missing:
                 typer.echo(f"warning: no vector for the seeds {', '.join(found.missing)} (kept in the list, "
                            "not used to rank)", err=True)
+            for seed, words in found.partly_missing.items():
+                typer.echo(f"warning: no vector for {', '.join(words)} in the seed {seed!r}: ranked by its other words",
+                           err=True)
             if interactive:
                 found = review(found, _ask)
             write_text_atomic(out, found.text())
@@ -131,9 +134,9 @@ def weak_label_command(
             records = weak_label(raw, matcher, source, report, uncertain_below, uncertain_patterns)
             for record in progress_bar(records, "labelling", enabled=progress, unit="sentence"):
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if report_file is not None:  # (before the silver file is renamed in: never one without the other)
+                write_text_atomic(report_file, json.dumps(report.to_json(), indent=2) + "\n")
         typer.echo(report.render(), err=True)
-        if report_file is not None:
-            write_text_atomic(report_file, json.dumps(report.to_json(), indent=2) + "\n")
         typer.echo(f"wrote {out}: {report.sentences} sentences, {report.labelled} with entities", err=True)
         if not report.labelled:
             typer.echo("warning: no entity at all: no pattern matched and the model found nothing (check the "
