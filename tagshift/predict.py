@@ -17,7 +17,9 @@ from tagshift.schemes import SCHEMES, Span, chunks, convert_tags
 from tagshift.taggers.tagger import Tagged
 from tagshift.tokenize import tokenize
 
-INPUT_FORMATS = ("auto", "conll", "jsonl", "text")
+# raw: documents through the raw-text reader (tagshift/rawtext.py): text, {"text"} JSONL, PDF
+# and directories of them, split into sentences; "text" is a sentence a line, as written
+INPUT_FORMATS = ("auto", "conll", "jsonl", "text", "raw")
 
 
 def looks_like_text(text: str) -> bool:
@@ -62,10 +64,13 @@ def parse_text(data: bytes, path: str | Path, encoding: str = "utf-8", max_token
 
 
 def input_format_of(path: str | Path, input_format: str = "auto", encoding: str = "utf-8") -> str:
-    """How to read the input: as asked, or (auto) told from its first 64 KiB."""
+    """How to read the input: as asked, or (auto) told from its first 64 KiB; a PDF or a
+    directory is raw text."""
     path = Path(path)
     if input_format not in INPUT_FORMATS:
         raise CorpusError(f"unknown input format '{input_format}'; choose one of {', '.join(INPUT_FORMATS)}")
+    if input_format in ("auto", "raw") and (path.is_dir() or (path.is_file() and path.suffix.lower() == ".pdf")):
+        return "raw"
     if not path.is_file():
         raise CorpusError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
     if input_format != "auto":
@@ -80,6 +85,10 @@ def read_input(path: str | Path, input_format: str = "auto", **options: Any) -> 
     input_format = input_format_of(path, input_format, options.get("encoding", "utf-8"))
     if input_format == "text":
         return read_text(path, options.get("encoding", "utf-8"), options.get("max_tokens", MAX_SENTENCE_TOKENS)), "text"
+    if input_format == "raw":
+        from tagshift.rawtext import read_raw
+
+        return Corpus([sentence for _, sentence in read_raw(path)], str(path)), "raw"
     return read_corpus(path, unlabelled=True, **options), input_format
 
 

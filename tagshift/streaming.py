@@ -11,6 +11,7 @@ numbers count from the file's start, so errors and output are those of reading i
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
@@ -24,12 +25,13 @@ from typing import Any, BinaryIO, Callable, Iterator
 import torch
 
 from tagshift.atomic import write_text_atomic
-from tagshift.corpus import Corpus, read_columns, read_jsonl
+from tagshift.corpus import Corpus, Sentence, read_columns, read_jsonl
 from tagshift.corpus.columns import DOCSTART, detect_columns
 from tagshift.corpus.jsonl import looks_like_json
 from tagshift.errors import CorpusError, TagshiftError
-from tagshift.predict import format_predictions, parse_text
+from tagshift.predict import format_predictions, parse_text, prediction_records
 from tagshift.progress import progress_bar
+from tagshift.rawtext import RawReport, RawTextError, read_raw
 
 _HEAD_LINES = 20_000  # lines read to detect a column file's layout: its first 5,000 token lines, with blanks
 CHUNK_SENTENCES = 2000  # sentences (lines, for text and JSONL) a chunk: a few MB of input
@@ -51,7 +53,7 @@ class ReadSpec:
     from the first chunk), so that every chunk is read as the whole file would be."""
 
     path: str
-    input_format: str  # conll, jsonl or text
+    input_format: str  # conll, jsonl, text or raw
     output_format: str
     scheme: str | None = None
     batch_size: int = 32
@@ -62,6 +64,8 @@ class ReadSpec:
     columns: int | None = None  # fields a column line has, detected once from the start
 
     def read(self, chunk: Chunk) -> Corpus:
+        if self.input_format == "raw":
+            return Corpus([sentence for _, sentence in _raw_sentences(chunk)], self.path)
         if self.input_format == "text":
             return parse_text(chunk.data, self.path, self.encoding, self.max_tokens, chunk.first_line)
         if self.input_format == "jsonl":
@@ -88,7 +92,14 @@ def tag_chunk(tagger: Any, spec: ReadSpec, chunk: Chunk) -> TaggedChunk:
     corpus = spec.read(chunk)
     tagged = tagger.predict([s.tokens for s in corpus.sentences], spec.batch_size,
                             confidence=spec.output_format != "conll")  # CoNLL columns have no place for them
-    text = format_predictions(corpus, tagged, spec.output_format, spec.scheme) if corpus.sentences else ""
+    if spec.input_format == "raw" and spec.output_format != "conll":
+        # each record says where its sentence came from (file and line, or PDF page), as weak-label's do
+        records = prediction_records(corpus, tagged, spec.output_format, spec.scheme)
+        for record, (source, _) in zip(records, _raw_sentences(chunk)):
+            record["meta"] = {"source": source}
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    else:
+        text = format_predictions(corpus, tagged, spec.output_format, spec.scheme) if corpus.sentences else ""
     if text and chunk.index and spec.output_format == "conll" and corpus.layout is None:
         text = "\n" + text  # columns written from text or JSON: the blank line between chunks' sentences
     return TaggedChunk(chunk.index, text, len(corpus.sentences), sum(len(t.entities) for t in tagged), len(chunk.data))
@@ -118,6 +129,26 @@ def chunks(path: str | Path, input_format: str, size: int = CHUNK_SENTENCES) -> 
             held_back = (lines, first_line, sentences)
         if held_back is not None:
             yield _chunk(index, held_back[0], held_back[1], input_format, last=True)
+
+
+def raw_chunks(path: str | Path, report: RawReport, size: int = CHUNK_SENTENCES) -> Iterator[Chunk]:
+    """Raw text (a file or a directory, PDF included) in chunks of `size` sentences, as the
+    raw-text reader splits them: each sentence a JSON line of its source, text and tokens
+    with their offsets (what a worker needs to tag it and to say where it came from)."""
+    sentences = read_raw(path, report)
+    index = 0
+    while batch := [json.dumps({"source": str(location), "text": s.text, "tokens": s.tokens, "offsets": s.offsets},
+                               ensure_ascii=False) for location, s in itertools.islice(sentences, size)]:
+        yield Chunk(index, ("\n".join(batch) + "\n").encode("utf-8"), 0)
+        index += 1
+
+
+def _raw_sentences(chunk: Chunk) -> list[tuple[str, Sentence]]:
+    """A raw chunk's sentences, each with its source."""
+    # (split at \n only: a sentence's text may hold other line breaks, such as U+2028, that JSON keeps)
+    records = [json.loads(line) for line in chunk.data.decode("utf-8").split("\n") if line]
+    return [(r["source"], Sentence(r["tokens"], ["O"] * len(r["tokens"]), text=r["text"],
+                                   offsets=[tuple(o) for o in r["offsets"]])) for r in records]
 
 
 def _pieces(handle: BinaryIO, input_format: str, size: int) -> Iterator[tuple[list[bytes], int, int]]:
@@ -223,6 +254,7 @@ class StreamResult:
     entities: int
     chunks: int
     resumed_chunks: int
+    raw: RawReport | None = None  # what reading raw text found (files, pages without a text layer)
 
 
 def predict_stream(
@@ -258,11 +290,15 @@ def predict_stream(
         file = handle
         write = lambda text: file.write(text.encode("utf-8"))  # noqa: E731
     resumed = done.chunks
-    total = Path(spec.path).stat().st_size
-    bar = progress_bar(None, "tagging", enabled=progress, total=total, initial=done.input_bytes, unit="B",
-                       unit_scale=True)
+    raw = RawReport() if spec.input_format == "raw" else None
+    if raw is not None:  # (a PDF's bytes do not measure its text: the bar counts sentences)
+        bar = progress_bar(None, "tagging", enabled=progress, initial=done.sentences, unit="sentence")
+    else:
+        bar = progress_bar(None, "tagging", enabled=progress, total=Path(spec.path).stat().st_size,
+                           initial=done.input_bytes, unit="B", unit_scale=True)
     try:
-        pieces = chunks(spec.path, spec.input_format, chunk_size)
+        pieces = raw_chunks(spec.path, raw, chunk_size) if raw is not None else chunks(
+            spec.path, spec.input_format, chunk_size)
         for result in _tagged(tagger, load, spec, _not_empty(pieces, spec), workers, skip=done.chunks):
             write(result.text)
             done.chunks, done.input_bytes = done.chunks + 1, done.input_bytes + result.input_bytes
@@ -272,11 +308,11 @@ def predict_stream(
                 os.fsync(handle.fileno())
                 done.bytes = handle.tell()
                 write_text_atomic(progress_path(out), json.dumps(asdict(done)))
-            bar.update(result.input_bytes)
+            bar.update(result.sentences if raw is not None else result.input_bytes)
         if not done.sentences:
             raise CorpusError(f"{spec.path}: no text to tag" if spec.input_format == "text"
                               else f"{spec.path}: no sentences to tag")
-    except CorpusError:
+    except (CorpusError, RawTextError):
         if handle is not None and out is not None:
             handle.close()
             partial_path(out).unlink(missing_ok=True)
@@ -289,7 +325,7 @@ def predict_stream(
     if out is not None:
         os.replace(partial_path(out), out)
         progress_path(out).unlink(missing_ok=True)
-    return StreamResult(done.sentences, done.entities, done.chunks, resumed)
+    return StreamResult(done.sentences, done.entities, done.chunks, resumed, raw)
 
 
 def _as_read(spec: ReadSpec) -> ReadSpec:
@@ -303,12 +339,13 @@ def _as_read(spec: ReadSpec) -> ReadSpec:
 
 
 def _not_empty(pieces: Iterator[Chunk], spec: ReadSpec) -> Iterator[Chunk]:
-    """The chunks; for an empty file, the error its reader gives (an empty chunk is read)."""
+    """The chunks; for an empty file, the error its reader gives (an empty chunk is read;
+    the raw-text reader raises its own)."""
     empty = True
     for chunk in pieces:
         empty = False
         yield chunk
-    if empty:
+    if empty and spec.input_format != "raw":
         spec.read(Chunk(0, b"", 1))
 
 

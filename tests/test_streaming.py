@@ -178,3 +178,39 @@ def test_predict_cli_streams_with_workers_and_says_what_it_wrote(cli, model, inp
     assert cli("predict", model, inputs["conll"], "--chunk-size", "0").exit_code == 1
     refused = cli("predict", model, inputs["conll"], "--resume")
     assert refused.exit_code == 1 and "--resume continues an output file: give --out" in refused.stderr
+
+
+def test_raw_text_pdf_and_directories_are_tagged_as_the_raw_text_reader_splits_them(cli, model, inputs, tmp_path):
+    """predict reads raw text as weak-label does (issue 24's "shared by every raw-text
+    command"): a PDF (its page without a text layer named) or a directory, auto-detected, and
+    a text file with --input-format raw, split into sentences; a record a sentence with
+    character spans into it and its source; chunked or whole, the same output."""
+    from tagshift.rawtext import read_raw
+    from tests.test_rawtext import pdf
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    prose = " ".join(" ".join(s.tokens) for s in read_corpus(WIKI).sentences[:12])  # one document, several sentences
+    (folder / "a.txt").write_text(prose + "\n", encoding="utf-8")
+    pdf(folder / "b.pdf", ["The Golden Bears met Stanford in Palo Alto.", None])
+    out = tmp_path / "tagged.jsonl"
+    result = cli("predict", model, folder, "--format", "spans", "--out", out, "--chunk-size", "5", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    assert "pages without a text layer, not read: 2" in result.stderr
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    expected = list(read_raw(folder))
+    assert len(expected) > 5 and [r["text"] for r in records] == [s.text for _, s in expected]
+    assert [r["meta"]["source"] for r in records] == [str(location) for location, _ in expected]
+    assert records[-1]["meta"]["source"].endswith("b.pdf page 1")
+    for record in records:
+        assert all(record["text"][t["start"]:t["end"]] == t["text"] for t in record["tokens"])
+    # the same read whole, and a text file asked for as raw
+    assert streamed(model, folder, "raw", "spans", chunk_size=1000) == out.read_text(encoding="utf-8")
+    one = cli("predict", model, folder / "a.txt", "--input-format", "raw", "--format", "spans")
+    assert one.exit_code == 0 and len(one.stdout.splitlines()) == len([1 for loc, _ in expected if loc.file.endswith("a.txt")])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "blank.txt").write_text("\n\n", encoding="utf-8")
+    refused = cli("predict", model, empty, "--out", tmp_path / "none.jsonl")
+    assert refused.exit_code == 1 and "no text to read" in refused.stderr
+    assert not (tmp_path / "none.jsonl").exists() and not partial_path(tmp_path / "none.jsonl").exists()

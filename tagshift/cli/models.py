@@ -160,16 +160,17 @@ class InputFormat(str, Enum):
     conll = "conll"
     jsonl = "jsonl"
     text = "text"
+    raw = "raw"
 
 
 @app.command()
 @read_options("token_col", "max_tokens", "encoding")
 def predict(
     model: Path = typer.Argument(..., help="A bundle or Hugging Face token-classifier directory, or hf:NAME."),
-    input_file: Path = typer.Argument(..., help="A corpus (column file or JSONL), tokenised JSONL, or raw text (one document per line)."),
+    input_file: Path = typer.Argument(..., help="A corpus (column file or JSONL), tokenised JSONL, text (a sentence a line), or raw text: a PDF, or a directory of text, JSONL and PDF files (--input-format raw for one text file)."),
     out: Optional[Path] = typer.Option(None, "--out", help="File to write (atomically: it grows as OUT.partial, renamed to OUT at the end). Default: standard output."),
     fmt: Optional[Format] = typer.Option(None, "--format", help="conll, jsonl (tokens, tags, entities with confidence) or spans (text, character spans). Default: from --out's suffix, else jsonl for text and the input's format otherwise."),
-    input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", help="How to read INPUT; auto tells JSON, columns and prose apart."),
+    input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", help="How to read INPUT; auto tells JSON, columns and prose apart, and reads a PDF or a directory as raw: documents (text, {\"text\"} JSONL, PDF) split into sentences, as weak-label reads them."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the output. Default: the model's."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
     workers: int = typer.Option(1, "--workers", help="Processes that tag at once, each with the model loaded and its share of the CPU threads; the output keeps the input's order."),
@@ -200,6 +201,8 @@ def predict(
         with output_lock(out, "tagshift predict") if out is not None else contextlib.nullcontext():
             result = predict_stream(load, spec, out, lambda text: typer.echo(text, nl=False), workers, resume,
                                     progress and out is not None, chunk_size, model)
+        if result.raw is not None:
+            typer.echo(result.raw.render(), err=True)
         if out is not None:
             again = f" (resumed after {result.resumed_chunks} of {result.chunks} chunks)" if result.resumed_chunks else ""
             typer.echo(f"tagged {result.sentences} {'lines' if read_as == 'text' else 'sentences'} ({read_as}): "
