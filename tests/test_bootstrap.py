@@ -267,3 +267,17 @@ def test_the_demo_news_reads_as_raw_text_everywhere(cli, tmp_path):
     patterns.write_text('{"label": "CITY", "pattern": "Paris"}\n', encoding="utf-8")
     result = cli("weak-label", REPO / "demo" / "news.txt", "--patterns", patterns, "--out", tmp_path / "s.jsonl")
     assert result.exit_code == 0 and "CITY 1" in result.stderr
+
+
+def test_phrase_counts_stay_bounded_and_keep_the_frequent_phrases():
+    """On text of any size the phrase counter lets go of phrases seen once when it holds more
+    than `limit`: 300 sentences, each with 4 phrases of its own, would hold 1,203; with limit 50
+    it holds at most 51 plus a sentence's 4, and the phrases every sentence repeats keep their
+    counts."""
+    from tagshift.terms import phrases
+
+    sentences = [["breast", "cancer", f"w{i}x", f"v{i}y"] for i in range(300)]
+    counts = phrases(sentences, max_words=2, limit=50)
+    assert len(counts) <= 51 + 4  # (the size is checked before each sentence)
+    assert counts["breast cancer"] == 300 and counts["breast"] == 300 and counts["cancer"] == 300
+    assert len(phrases(sentences, max_words=2)) == 3 + 4 * 300  # under the default limit: every phrase kept
