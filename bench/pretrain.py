@@ -16,6 +16,7 @@ CrossNER paper; GLiNER-L zero-shot 65.3 over these five domains).
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -39,12 +40,14 @@ VARIANTS = ("task text", "task + raw text")
 PRETRAIN = {"epochs": 20, "lr": 1e-4, "head_lr": 1e-3, "freeze_epochs": 1, "seed": 0}
 PRETRAIN_RAW = {**PRETRAIN, "epochs": 3}  # 20,000 more sentences: fewer passes
 # Pretraining with issue 27's head start: the CoNLL source's encoder (its head kept) pretrained
-# on the task text as above, once a domain from seed 0's source (as the encoders above are
-# pretrained once), then adapt's recipe for a new domain (bench/crossner.py's RECIPE_ROW), 3
-# seeds; beside it the same recipe from the same source unpretrained, so that each pair
-# differs in the pretraining alone.
+# on the task text as above (20 epochs; and 40, as every 20-epoch run kept its last epoch),
+# once a domain from seed 0's source (as the encoders above are pretrained once), then adapt's
+# recipe for a new domain (bench/crossner.py's RECIPE_ROW), 3 seeds; beside it the same recipe
+# from the same source unpretrained, so that the rows differ in the pretraining alone.
 SOURCE_SEED = 0
-ADAPTED = ("the CoNLL source", "the CoNLL source pretrained on the task text")
+ADAPTED = ("the CoNLL source", "the CoNLL source pretrained on the task text",
+           "the CoNLL source pretrained on the task text, 40 epochs")
+SOURCE_EPOCHS = {ADAPTED[1]: PRETRAIN["epochs"], ADAPTED[2]: 40}
 QUICK = {"sentences": 40, "epochs": 1}
 
 
@@ -70,8 +73,9 @@ def encoder_dir(domain: str, variant: str, folder: Path) -> Path:
     return folder / f"encoder-{domain}-{variant.replace(' ', '')}"
 
 
-def source_dir(domain: str, folder: Path) -> Path:
-    return folder / f"source-{domain}-tasktext"
+def source_dir(domain: str, variant: str, folder: Path) -> Path:
+    epochs = SOURCE_EPOCHS[variant]
+    return folder / f"source-{domain}-tasktext{'' if epochs == PRETRAIN['epochs'] else f'-{epochs}epochs'}"
 
 
 def conll_source(quick: bool, folder: Path) -> Path:
@@ -85,9 +89,10 @@ def pretrain_one(domain: str, variant: str, quick: bool, folder: Path, device: s
     from tagshift.jobs import run_pretrain
     from tagshift.training.mlm import MaskingConfig
 
-    options = {**(PRETRAIN_RAW if variant == VARIANTS[1] else PRETRAIN), **({"epochs": 1} if quick else {})}
     of_source = variant in ADAPTED
-    out = source_dir(domain, folder) if of_source else encoder_dir(domain, variant, folder)
+    options = {**(PRETRAIN_RAW if variant == VARIANTS[1] else PRETRAIN),
+               **({"epochs": SOURCE_EPOCHS[variant]} if of_source else {}), **({"epochs": 1} if quick else {})}
+    out = source_dir(domain, variant, folder) if of_source else encoder_dir(domain, variant, folder)
     text = text_file(domain, VARIANTS[0] if of_source else variant, folder, quick)
     result = run_pretrain(text, out, model=conll_source(quick, folder) if of_source else None, training=options,
                           masking=MaskingConfig(), resume=(out / "checkpoint").is_dir(),
@@ -107,10 +112,11 @@ def finetune_one(domain: str, variant: str, seed: int, quick: bool, folder: Path
 
 
 def adapt_one(domain: str, variant: str, seed: int, quick: bool, folder: Path, device: str) -> dict:
-    source = source_dir(domain, folder) if variant == ADAPTED[1] else conll_source(quick, folder)
+    epochs = SOURCE_EPOCHS.get(variant)
+    source = conll_source(quick, folder) if epochs is None else source_dir(domain, variant, folder)
+    run = "plain" if epochs is None else "pretrained" if epochs == PRETRAIN["epochs"] else f"pretrained{epochs}epochs"
     record = crossner.run_one("transformer", domain, crossner.RECIPE_ROW, seed, quick, folder, device,
-                              out=folder / f"adapt-{domain}-{'pretrained' if variant == ADAPTED[1] else 'plain'}-seed{seed}",
-                              source_model=source)
+                              out=folder / f"adapt-{domain}-{run}-seed{seed}", source_model=source)
     return {**record, "kind": "adapt", "variant": variant, "source_seed": SOURCE_SEED}
 
 
@@ -146,11 +152,11 @@ def table(results: list[dict], domains: tuple[str, ...], min_seeds: int) -> str:
     lines += score_rows(rows, domains, min_seeds)
     recipe = [r for r in load_records("crossner", "transformer-*-seed*.json") if r["strategy"] == crossner.RECIPE_ROW]
     adapted = [("bench/crossner.py's recipe row (sources of seeds 0-2)", recipe)]
-    adapted += [(f"{variant} (seed {SOURCE_SEED})", [r for r in results if r["kind"] == "adapt" and r["variant"] == variant])
-                for variant in ADAPTED]
+    adapted += [(variant, [r for r in results if r["kind"] == "adapt" and r["variant"] == variant]) for variant in ADAPTED]
     if any(r["kind"] == "adapt" for r in results):
-        lines += ["", "The same test, from the CoNLL source adapted by adapt's recipe for a new domain (bench/crossner.py's "
-                  "recipe row), and from that source with its encoder pretrained on the task text first (its head kept):", "",
+        lines += ["", "The same test, from a CoNLL source adapted by adapt's recipe for a new domain (bench/crossner.py's "
+                  f"recipe row): that row, then its seed-{SOURCE_SEED} source alone, as it is and with its encoder "
+                  "pretrained on the task text first (its head kept), adapted with seeds 0-2:", "",
                   "| source | " + " | ".join(domains) + " | average |", "|---|" + "---|" * (len(domains) + 1)]
         lines += score_rows(adapted, domains, min_seeds)
     cost = [r for r in results if r["kind"] == "pretrain"]
@@ -180,7 +186,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
     def filename(domain: str, variant: str, seed: str) -> str:
-        return f"{domain}-{variant.replace(' ', '')}-{'pretrain' if seed == 'pretrain' else f'seed{seed}'}"
+        return f"{domain}-{re.sub(r'[^A-Za-z0-9+]', '', variant)}-{'pretrain' if seed == 'pretrain' else f'seed{seed}'}"
 
     if args.one:
         configure_run(args.threads)
@@ -207,9 +213,9 @@ def main() -> None:
             if (r[0], r[1]) in wanted and not (encoder_dir(r[0], r[1], folder) / "config.json").is_file()]
     # the source pretrained (a run a domain), then the recipe from it and from the source as it is
     adapts = missing([[d, v, str(s)] for s in args.seeds for d in args.domains for v in ADAPTED])
-    sources = [[d, ADAPTED[1], "pretrain"] for d in args.domains]
-    gone += [r for r in sources if [r[0], ADAPTED[1]] in [a[:2] for a in adapts]
-             and not (source_dir(r[0], folder) / "config.json").is_file()]
+    sources = [[d, v, "pretrain"] for v in SOURCE_EPOCHS for d in args.domains]
+    gone += [r for r in sources if r[:2] in [a[:2] for a in adapts]
+             and not (source_dir(r[0], r[1], folder) / "config.json").is_file()]
     run_children(__file__, [r for r in encoders + sources if r in missing(encoders + sources) or r in gone], args)
     run_children(__file__, finetunes + adapts, args)
     body = table(load_records(name, "*.json"), tuple(args.domains), 1 if args.quick else 3)
