@@ -184,7 +184,7 @@ def test_raw_text_pdf_and_directories_are_tagged_as_the_raw_text_reader_splits_t
     """predict reads raw text as weak-label does (issue 24's "shared by every raw-text
     command"): a PDF (its page without a text layer named) or a directory, auto-detected, and
     a text file with --input-format raw, split into sentences; a record a sentence with
-    character spans into it and its source; chunked or whole, the same output."""
+    character spans into it and its source; chunked, whole or resumed, the same output."""
     from tagshift.rawtext import read_raw
     from tests.test_rawtext import pdf
 
@@ -204,8 +204,15 @@ def test_raw_text_pdf_and_directories_are_tagged_as_the_raw_text_reader_splits_t
     assert records[-1]["meta"]["source"].endswith("b.pdf page 1")
     for record in records:
         assert all(record["text"][t["start"]:t["end"]] == t["text"] for t in record["tokens"])
-    # the same read whole, and a text file asked for as raw
+    # the same read whole; interrupted after a chunk and resumed, the same again
     assert streamed(model, folder, "raw", "spans", chunk_size=1000) == out.read_text(encoding="utf-8")
+    again, spec = tmp_path / "again.jsonl", ReadSpec(str(folder), "raw", "spans")
+    with pytest.raises(Crash):
+        predict_stream(crashing(model, after=1), spec, again, print, chunk_size=5, model_path=model)
+    result = predict_stream(functools.partial(load_source, model), spec, again, print, resume=True, chunk_size=5,
+                            model_path=model)
+    assert result.resumed_chunks == 1 and again.read_text(encoding="utf-8") == out.read_text(encoding="utf-8")
+    # a text file asked for as raw
     one = cli("predict", model, folder / "a.txt", "--input-format", "raw", "--format", "spans")
     assert one.exit_code == 0 and len(one.stdout.splitlines()) == len([1 for loc, _ in expected if loc.file.endswith("a.txt")])
     empty = tmp_path / "empty"
