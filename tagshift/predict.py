@@ -88,7 +88,10 @@ def read_input(path: str | Path, input_format: str = "auto", **options: Any) -> 
     if input_format == "raw":
         from tagshift.rawtext import read_raw
 
-        return Corpus([sentence for _, sentence in read_raw(path)], str(path)), "raw"
+        sentences = [sentence for _, sentence in read_raw(path)]
+        for sentence in sentences:
+            sentence.line = None  # (a PDF's is its page: predict's records say "meta": {"source"} instead)
+        return Corpus(sentences, str(path)), "raw"
     return read_corpus(path, unlabelled=True, **options), input_format
 
 

@@ -39,7 +39,8 @@ CHUNK_SENTENCES = 2000  # sentences (lines, for text and JSONL) a chunk: a few M
 
 @dataclass(frozen=True)
 class Chunk:
-    """Part of the input: whole sentences, the file's bytes from line `first_line`."""
+    """Part of the input: whole sentences, the file's bytes from line `first_line`; for raw
+    text, the reader's sentences as JSON lines (`raw_chunks`), `first_line` 0."""
 
     index: int
     data: bytes
@@ -194,14 +195,18 @@ def progress_path(out: Path) -> Path:
 
 def fingerprint(spec: ReadSpec, model: str | Path | None, chunk_size: int) -> dict[str, Any]:
     """What a resumed run must share with the one it continues: the input file as it was
-    (size and modification time), the model's files, and every option that changes output."""
+    (size and modification time; for a directory, those of every file under it), the model's
+    files, and every option that changes output."""
     def stat(path: Path) -> list[int]:
         info = path.stat()
         return [info.st_size, info.st_mtime_ns]
 
+    source = Path(spec.path)
+    read = ({str(f.relative_to(source)): stat(f) for f in sorted(source.rglob("*")) if f.is_file()}
+            if source.is_dir() else stat(source))
     model = Path(model) if model is not None else None
     files = [] if model is None else sorted(model.iterdir()) if model.is_dir() else [model] if model.is_file() else []
-    return {"input": stat(Path(spec.path)), "model": {f.name: stat(f) for f in files if f.is_file()},
+    return {"input": read, "model": {f.name: stat(f) for f in files if f.is_file()},
             "model_path": str(model) if model is not None else None, "options": asdict(spec),
             "chunk_sentences": chunk_size}
 
@@ -280,6 +285,9 @@ def predict_stream(
     if resume and out is None:
         raise TagshiftError("--resume continues an output file: give --out")
     spec = _with_layout(_as_read(spec))
+    raw = RawReport() if spec.input_format == "raw" else None
+    if raw is not None:
+        _check_raw(spec, out)
     # loaded here first, also for workers: a model that does not load fails before any output is opened
     tagger = load()
     if workers > 1:
@@ -290,7 +298,6 @@ def predict_stream(
         file = handle
         write = lambda text: file.write(text.encode("utf-8"))  # noqa: E731
     resumed = done.chunks
-    raw = RawReport() if spec.input_format == "raw" else None
     if raw is not None:  # (a PDF's bytes do not measure its text: the bar counts sentences)
         bar = progress_bar(None, "tagging", enabled=progress, initial=done.sentences, unit="sentence")
     else:
@@ -326,6 +333,19 @@ def predict_stream(
         os.replace(partial_path(out), out)
         progress_path(out).unlink(missing_ok=True)
     return StreamResult(done.sentences, done.entities, done.chunks, resumed, raw)
+
+
+def _check_raw(spec: ReadSpec, out: Path | None) -> None:
+    """Raw text is read as the raw-text reader reads it (UTF-8); an output inside the input
+    directory would be read as input by the next run, and its side files would change the
+    directory a resumed run checks."""
+    if spec.encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise TagshiftError(f"--encoding {spec.encoding}: raw text (a PDF, a directory, --input-format raw) is read "
+                            "as UTF-8; re-save the files as UTF-8")
+    source = Path(spec.path).resolve()
+    if out is not None and source.is_dir() and source in Path(out).resolve().parents:
+        raise TagshiftError(f"--out {out} is inside the input directory {spec.path}: its text would be read as input "
+                            "next time; write it elsewhere")
 
 
 def _as_read(spec: ReadSpec) -> ReadSpec:

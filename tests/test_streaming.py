@@ -209,9 +209,19 @@ def test_raw_text_pdf_and_directories_are_tagged_as_the_raw_text_reader_splits_t
     again, spec = tmp_path / "again.jsonl", ReadSpec(str(folder), "raw", "spans")
     with pytest.raises(Crash):
         predict_stream(crashing(model, after=1), spec, again, print, chunk_size=5, model_path=model)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "c.txt").write_text("Added later.\n", encoding="utf-8")
+    with pytest.raises(TagshiftError, match="another input"):  # a file added under the directory is seen
+        predict_stream(functools.partial(load_source, model), spec, again, print, resume=True, chunk_size=5,
+                       model_path=model)
+    (folder / "sub" / "c.txt").unlink()
+    (folder / "sub").rmdir()
     result = predict_stream(functools.partial(load_source, model), spec, again, print, resume=True, chunk_size=5,
                             model_path=model)
     assert result.resumed_chunks == 1 and again.read_text(encoding="utf-8") == out.read_text(encoding="utf-8")
+    inside = cli("predict", model, folder, "--out", folder / "tagged.jsonl")
+    assert inside.exit_code == 1 and "inside the input directory" in inside.stderr
+    assert sorted(folder.iterdir()) == [folder / "a.txt", folder / "b.pdf"]  # (nothing written there)
     # a text file asked for as raw
     one = cli("predict", model, folder / "a.txt", "--input-format", "raw", "--format", "spans")
     assert one.exit_code == 0 and len(one.stdout.splitlines()) == len([1 for loc, _ in expected if loc.file.endswith("a.txt")])

@@ -169,7 +169,7 @@ def predict(
     model: Path = typer.Argument(..., help="A bundle or Hugging Face token-classifier directory, or hf:NAME."),
     input_file: Path = typer.Argument(..., help="A corpus (column file or JSONL), tokenised JSONL, text (a sentence a line), or raw text: a PDF, or a directory of text, JSONL and PDF files (--input-format raw for one text file)."),
     out: Optional[Path] = typer.Option(None, "--out", help="File to write (atomically: it grows as OUT.partial, renamed to OUT at the end). Default: standard output."),
-    fmt: Optional[Format] = typer.Option(None, "--format", help="conll, jsonl (tokens, tags, entities with confidence) or spans (text, character spans). Default: from --out's suffix, else jsonl for text and the input's format otherwise."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="conll, jsonl (tokens, tags, entities with confidence) or spans (text, character spans). Default: from --out's suffix, else jsonl for text and raw text and the input's format otherwise."),
     input_format: InputFormat = typer.Option(InputFormat.auto, "--input-format", help="How to read INPUT; auto tells JSON, columns and prose apart, and reads a PDF or a directory as raw: documents (text, {\"text\"} JSONL, PDF) split into sentences, as weak-label reads them."),
     scheme: Optional[SchemeName] = typer.Option(None, "--scheme", help="Tag scheme of the output. Default: the model's."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences per batch."),
@@ -178,7 +178,7 @@ def predict(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same --out: the chunks it wrote are kept, the rest are tagged."),
     precision: Precision = PREDICT_PRECISION,
     device: str = DEVICE,
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (over the input's bytes)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (over the input's bytes; over sentences for raw text)."),
     runtime: Runtime = RUNTIME,
     read: ReadOptions = ReadOptions(),
 ) -> None:

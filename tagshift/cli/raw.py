@@ -134,7 +134,7 @@ def weak_label_command(
             records = weak_label(raw, matcher, source, report, uncertain_below, uncertain_patterns)
             for record in progress_bar(records, "labelling", enabled=progress, unit="sentence"):
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            if report_file is not None:  # (before the silver file is renamed in: never one without the other)
+            if report_file is not None:  # (before the silver file is renamed in: a report that fails keeps it out)
                 write_text_atomic(report_file, json.dumps(report.to_json(), indent=2) + "\n")
         typer.echo(report.render(), err=True)
         typer.echo(f"wrote {out}: {report.sentences} sentences, {report.labelled} with entities", err=True)
