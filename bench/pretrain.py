@@ -3,8 +3,10 @@ pretraining (`tagshift pretrain`) continued on each domain's unlabelled training
 (never its test text) and, for politics and music, on that plus raw domain text from
 ../shared/data/raw (UN General Debate speeches; Last.fm artist biographies); then the domain's
 training set as bench/crossner.py's target-only transformer row trains it (CRF head, bf16,
-the same epochs), 3 seeds, beside that row. Also pretraining's cost: word pieces a second
-and wall time per domain.
+the same epochs), 3 seeds, beside that row. Then the same pretraining of the CoNLL source
+itself (`tagshift pretrain MODEL`, its head kept; 20 and 40 epochs), adapted by adapt's recipe
+for a new domain, beside the same source adapted unpretrained. Also pretraining's cost: word
+pieces a second and wall time per domain.
 
 Goal: five-domain average ≥ 66 with the default encoder (BERT-base fine-tuning ≈64.9 in the
 CrossNER paper; GLiNER-L zero-shot 65.3 over these five domains).
