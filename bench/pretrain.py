@@ -114,11 +114,11 @@ def finetune_one(domain: str, variant: str, seed: int, quick: bool, folder: Path
 
 
 def adapt_one(domain: str, variant: str, seed: int, quick: bool, folder: Path, device: str) -> dict:
-    epochs = SOURCE_EPOCHS.get(variant)
-    source = conll_source(quick, folder) if epochs is None else source_dir(domain, variant, folder)
-    run = "plain" if epochs is None else "pretrained" if epochs == PRETRAIN["epochs"] else f"pretrained{epochs}epochs"
+    pretrained = variant in SOURCE_EPOCHS
+    source = source_dir(domain, variant, folder) if pretrained else conll_source(quick, folder)
     record = crossner.run_one("transformer", domain, crossner.RECIPE_ROW, seed, quick, folder, device,
-                              out=folder / f"adapt-{domain}-{run}-seed{seed}", source_model=source)
+                              out=folder / f"adapt-{source.name if pretrained else f'{domain}-plain'}-seed{seed}",
+                              source_model=source)
     return {**record, "kind": "adapt", "variant": variant, "source_seed": SOURCE_SEED}
 
 
@@ -218,7 +218,8 @@ def main() -> None:
     sources = [[d, v, "pretrain"] for v in SOURCE_EPOCHS for d in args.domains]
     gone += [r for r in sources if r[:2] in [a[:2] for a in adapts]
              and not (source_dir(r[0], r[1], folder) / "config.json").is_file()]
-    run_children(__file__, [r for r in encoders + sources if r in missing(encoders + sources) or r in gone], args)
+    unrecorded = missing(encoders + sources)
+    run_children(__file__, [r for r in encoders + sources if r in unrecorded or r in gone], args)
     run_children(__file__, finetunes + adapts, args)
     body = table(load_records(name, "*.json"), tuple(args.domains), 1 if args.quick else 3)
     publish("pretrain", body, load_records(name, "*.json"), args.quick)

@@ -90,13 +90,14 @@ class TaggedChunk:
 
 def tag_chunk(tagger: Any, spec: ReadSpec, chunk: Chunk) -> TaggedChunk:
     """Read, tag and format one chunk."""
-    corpus = spec.read(chunk)
+    raw = _raw_sentences(chunk) if spec.input_format == "raw" else None  # (decoded once: sentences and sources)
+    corpus = Corpus([sentence for _, sentence in raw], spec.path) if raw is not None else spec.read(chunk)
     tagged = tagger.predict([s.tokens for s in corpus.sentences], spec.batch_size,
                             confidence=spec.output_format != "conll")  # CoNLL columns have no place for them
-    if spec.input_format == "raw" and spec.output_format != "conll":
+    if raw is not None and spec.output_format != "conll":
         # each record says where its sentence came from (file and line, or PDF page), as weak-label's do
         records = prediction_records(corpus, tagged, spec.output_format, spec.scheme)
-        for record, (source, _) in zip(records, _raw_sentences(chunk)):
+        for record, (source, _) in zip(records, raw):
             record["meta"] = {"source": source}
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     else:
