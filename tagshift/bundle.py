@@ -41,6 +41,7 @@ from tagshift.lineage import file_sha256
 from tagshift.schemes import MODEL_SCHEMES, label_set, split_tag
 from tagshift.taggers.backends import Backend, get_backend
 from tagshift.taggers.hf import HUB, import_hf, is_token_classifier
+from tagshift.taggers.guide import Guide
 from tagshift.taggers.spacy_pipeline import SpacyPipeline, is_spacy_source
 from tagshift.taggers.heads import HEAD_CLASSES, MappingHead, head_kind_of_class, make_head
 from tagshift.taggers.tagger import Network, Tagger
@@ -50,6 +51,7 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 LINEAGE = "lineage.json"
+GUIDE = "guide"  # the source a stacked model reads (taggers/guide.py), a bundle of its own
 
 __all__ = ["BundleError", "load", "recover", "save"]  # BundleError is raised here, defined with the other errors
 
@@ -143,14 +145,23 @@ def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[st
     tensors for a safetensors file (a checkpoint's optimizer state). Files already in `path`
     that the bundle does not write (training log, curves) are kept."""
     def write(tmp: Path) -> None:
-        save_file(weights_to_save(tagger), tmp / WEIGHTS, metadata={"format": "pt"})
-        config = bundle_config(tagger, file_sha256(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        (tmp / LINEAGE).write_text(json.dumps(tagger.lineage, indent=2) + "\n", encoding="utf-8")
-        tagger.backend.save_files(tagger.encoder, tmp)
+        write_model_files(tagger, tmp)
         write_extra(tmp, extra or {})
 
     write_directory(path, write)
+
+
+def write_model_files(tagger: Tagger, directory: Path) -> None:
+    """A bundle's files in `directory`; a guide (`adapt --labels stack`) as a bundle of its own
+    in GUIDE inside it."""
+    save_file(weights_to_save(tagger), directory / WEIGHTS, metadata={"format": "pt"})
+    config = bundle_config(tagger, file_sha256(directory / WEIGHTS))
+    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (directory / LINEAGE).write_text(json.dumps(tagger.lineage, indent=2) + "\n", encoding="utf-8")
+    tagger.backend.save_files(tagger.encoder, directory)
+    if tagger.guide is not None:
+        (directory / GUIDE).mkdir()
+        write_model_files(tagger.guide.tagger, directory / GUIDE)
 
 
 def write_extra(directory: Path, extra: dict[str, str | dict[str, Tensor]]) -> None:
@@ -526,13 +537,29 @@ def load_bundle(path: str | Path) -> Tagger:
     if mapped:
         head = MappingHead(head, fields["mapping_source_labels"])
     lineage = read_lineage(path)
+    guide = _load_guide(path, config)
     try:
-        tagger = Tagger(backend, config, labels, scheme, Network(encoder, head), lineage)
+        tagger = Tagger(backend, config, labels, scheme, Network(encoder, head), lineage, guide)
     except TagshiftError as err:
         raise BundleError(f"{path}: {err}") from None
     load_weights(tagger, weights, str(weights_file))
     tagger.network.eval()
     return tagger
+
+
+def _load_guide(path: Path, config: Any) -> Guide | None:
+    """The guide a stacked model's config names, from its bundle in GUIDE; None for the others."""
+    wanted = getattr(config, "guide_labels", None)
+    if not wanted:
+        return None
+    if not (path / GUIDE / CONFIG).is_file():
+        raise BundleError(f"{path}: the model reads a guide's tag probabilities (guide_labels in {CONFIG}) but "
+                          f"{path / GUIDE} holds no bundle; {_FIX}")
+    guide = Guide(load_bundle(path / GUIDE), states=config.guide_states > 0)
+    if guide.labels != wanted or guide.state_size != config.guide_states:
+        raise BundleError(f"{path / GUIDE}: its labels ({', '.join(guide.labels)}) and states ({guide.state_size}) "
+                          f"are not those the model reads ({', '.join(wanted)}; {config.guide_states}); {_FIX}")
+    return guide
 
 
 def _model_config(backend: Backend, values: dict[str, Any], path: Path) -> Any:

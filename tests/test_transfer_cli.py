@@ -287,6 +287,21 @@ def test_labels_replace_gives_only_the_target_types(source, files, tmp_path):
     assert lineage(out)[-1]["plan"]["operation"] == "replace"
 
 
+def test_labels_stack_builds_a_new_model_that_carries_its_source_into_predict(cli, source, files, tmp_path):
+    out = tmp_path / "model"
+    result = adapt(source, files["two_train"], out, "--labels", "stack", "--guide-states", "--epochs", "1")
+    assert "label plan: stack (5 labels in iob2)" in result.stderr
+    assert "reads the source's tag probabilities" in result.stderr
+    step = lineage(out)[-1]
+    assert step["plan"]["operation"] == "stack" and step["adapt_options"]["guide_states"] is True
+    assert (out / "guide" / "model.safetensors").is_file()
+    text = tmp_path / "text.txt"
+    text.write_text("Angela Merkel met the president of France in Paris .\n", encoding="utf-8")
+    tagged = cli("predict", out, text, "--input-format", "text", "--format", "jsonl")
+    assert tagged.exit_code == 0, tagged.stderr
+    assert tagged.stdout.count("\n") == 1
+
+
 def test_iob2_source_to_iobes_predicts_what_the_source_did(source, source_tagger, files, held_out, tmp_path):
     """IOBES S-X starts from IOB2 B-X and E-X from I-X: untrained, the same entities."""
     out = tmp_path / "model"

@@ -110,6 +110,7 @@ class LabelOperation(str, Enum):
     extend = "extend"
     map = "map"
     replace = "replace"
+    stack = "stack"
 
 
 class Init(str, Enum):
@@ -134,7 +135,7 @@ def adapt(
     label_map: Optional[Path] = typer.Option(None, "--map", help="TOML label map from source types to target types ([rename], [merge], [drop]), as 'tagshift convert --map' takes."),
     compare_scratch: Optional[bool] = typer.Option(None, "--compare-scratch/--no-compare-scratch", help="Also train a model of the same family on the target data alone (train's rates, the run's epochs and seed) into OUT/target-only and compare the two on dev; where it is better (and has every type the adapted model has) it takes OUT and the adapted model moves to OUT/adapted. Default: only where the recipe expects little from the source (it finds under 40% of the target's entities)."),
     rehearse: Optional[Path] = typer.Option(None, "--rehearse", help="A spaCy source: raw text the source annotates, rehearsed with the new data so the old types stay (.txt, .jsonl, PDF or a directory, read as docs/raw-text.md says)."),
-    labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows; map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only. Default (with no --map): chosen from the data and printed: map with the suggested map and livelier encoder rates for a new tag set the source finds (a new domain), else extend (docs/adapt.md)."),
+    labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows; map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only; stack (BiLSTM-CRF): a new model for the target's types, built as training on the target alone builds it, that also reads the source's tag probabilities of each word (the source kept frozen inside it). Default (with no --map): chosen from the data and printed: map with the suggested map and livelier encoder rates for a new tag set the source finds (a new domain), else extend (docs/adapt.md)."),
     init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
     adapt_backend: Optional[BackendName] = typer.Option(None, "--backend", help="With a spaCy pipeline as the source (spacy:PACKAGE): the family of the new tagshift model it teaches (its types by pseudo-labels, plus the data's); --encoder, --vectors, --freeze-vectors, --max-vectors and a [model] table in --config build it, as for train."),
     encoder: Optional[str] = ENCODER,
@@ -150,6 +151,7 @@ def adapt(
     distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help=f"Keep the source's scores on its labels at O words (knowledge distillation; --distill=W sets the weight; default {DISTILL_WEIGHT})."),
     distill_weight: Optional[float] = typer.Option(None, "--distill-weight", help="Weight of the distillation term (implies --distill)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Distillation temperature (default 2)."),
+    guide_states: Optional[bool] = typer.Option(None, "--guide-states/--no-guide-states", help="With --labels stack: the new model also reads the source encoder's states of each word, beside its tag probabilities."),
     keep_old_head: Optional[bool] = typer.Option(None, "--keep-old-head/--no-keep-old-head", help="Train only the new types' rows of the head: the rows of O and the source's types, and their CRF scores, stay as they are (the continual-NER papers' fixed old classifier); --labels extend only."),
     extend_vocab: Optional[bool] = typer.Option(None, "--extend-vocab/--keep-vocab", help="BiLSTM-CRF: add the target's frequent words and new characters as embedding rows (default; starting as UNK's under --init quiet, from the word vectors under normal)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs to train; 0 applies the head operation and saves, untrained."),
@@ -193,6 +195,7 @@ def adapt(
                    "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
                    "pseudo_label": threshold, "partial": partial, "distill": weight,
                    "temperature": temperature, "extend_vocab": extend_vocab, "keep_old_head": keep_old_head,
+                   "guide_states": guide_states,
                    "backend": adapt_backend.value if adapt_backend else None},
             training={"epochs": epochs, "lr": rate, "head_lr": rate, "encoder_lr": encoder_lr,
                       "layer_decay": layer_decay, "freeze_epochs": freeze_epochs,

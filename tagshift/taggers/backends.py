@@ -9,7 +9,7 @@ else reads a record (`get_backend(name)`, or `tagger.backend`). A new family is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +21,7 @@ from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
 from tagshift.schemes import check_model_scheme, label_set
 from tagshift.taggers import bilstm, transformer
+from tagshift.taggers.guide import Guide
 from tagshift.taggers.heads import make_head
 from tagshift.taggers.tagger import Network, Tagger
 
@@ -67,18 +68,34 @@ class Backend:
 
     def build(
         self, config: Any, train: Corpus, scheme: str | None = None, seed: int = 0, extra: Corpus | None = None,
-        types: list[str] | None = None,
+        types: list[str] | None = None, guide: Guide | None = None,
     ) -> Tagger:
         """A new, untrained tagger for the entity types of `train` (or `types`, when a teacher
         brings some the data may not show), tagging in `scheme` (the family's default when
-        None). `extra` words may join a vocabulary (see the family)."""
+        None). `extra` words may join a vocabulary (see the family). `guide`: a frozen tagger
+        whose tag probabilities the encoder reads (`adapt --labels stack`; sets the config's
+        `guide_labels`)."""
         scheme = scheme or self.default_scheme
         check_model_scheme(scheme)
+        if guide is not None and not self.takes_guide:
+            raise TagshiftError(f"--labels stack builds a model that reads the source's tag probabilities, which a "
+                                f"{self.name} cannot; use --labels map (adapt's choice for a new domain)")
+        if self.takes_guide:
+            if guide is None and config.guide_labels:
+                raise TagshiftError("model option guide_labels is set by 'tagshift adapt --labels stack', with the "
+                                    "source it names: remove it from the model options")
+            config.guide_labels = list(guide.labels) if guide is not None else []
+            config.guide_states = guide.state_size if guide is not None else 0
         torch.manual_seed(seed)
         encoder = self.new_encoder(config, train, seed, extra)
         labels = label_set(types if types is not None else entity_labels(train), scheme)
         head = make_head(config.head, encoder.output_dim, labels, scheme, self.head_dropout(encoder))
-        return Tagger(self, config, labels, scheme, Network(encoder, head))
+        return Tagger(self, config, labels, scheme, Network(encoder, head), guide=guide)
+
+    @property
+    def takes_guide(self) -> bool:
+        """Whether the family's encoder can read a guide's tag probabilities."""
+        return any(f.name == "guide_labels" for f in fields(self.config_class))
 
 
 BILSTM_CRF = Backend(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from tagshift.errors import BundleError
+from tagshift.errors import BundleError, TagshiftError
 from tagshift.fields import check_fields
 from tagshift.taggers.heads import head_kind_named
 from tagshift.taggers.vectors import embedding_matrix, load_vectors
@@ -52,14 +52,19 @@ class BiLSTMConfig:
     # CoNLL test's entity words were UNK, and test F1 was 0.3 lower (bench/conll.py).
     max_vectors: int = 400_000
     head: Literal["crf", "softmax"] = "crf"
+    # `adapt --labels stack`: the guide's labels, whose per-word probabilities join each word's
+    # features through a linear layer of `guide_dim` outputs (taggers/guide.py); none: no guide
+    guide_labels: list[str] = field(default_factory=list)
+    guide_states: int = 0  # the width of the guide encoder's states read beside them; 0: none
+    guide_dim: int = 25
 
     def __post_init__(self) -> None:
         if self.freeze_vectors is None:
             self.freeze_vectors = self.vectors is not None
         check_fields(
             self,
-            positive=("word_dim", "char_dim", "char_hidden", "hidden", "layers", "min_count"),
-            non_negative=("casing_dim", "max_vectors"),
+            positive=("word_dim", "char_dim", "char_hidden", "hidden", "layers", "min_count", "guide_dim"),
+            non_negative=("casing_dim", "max_vectors", "guide_states"),
         )
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.word_dropout < 1.0:
             raise ValueError("dropout and word_dropout must lie in [0, 1)")
@@ -79,6 +84,13 @@ class WordBatch:
     token_index: Tensor  # (batch, words) row of `chars` for each word
     shapes: Tensor  # (batch, words) casing class
     mask: Tensor  # (batch, words) True for real words
+
+
+@dataclass(frozen=True)
+class GuidedBatch(WordBatch):
+    """A batch with the guide's tag probabilities of each word."""
+
+    guide: Tensor  # (batch, words, guide labels + guide states)
 
 
 def lstm_precision(device: torch.device) -> contextlib.AbstractContextManager:
@@ -134,8 +146,11 @@ class BiLSTMEncoder(nn.Module):
         char_model = CharLSTM if config.char_encoder == "lstm" else CharCNN
         self.char_encoder = char_model(len(chars), config.char_dim, config.char_hidden)
         self.casing = nn.Embedding(len(SHAPES), config.casing_dim, padding_idx=0) if config.casing_dim else None
+        guided = bool(config.guide_labels)
+        guide_size = len(config.guide_labels) + config.guide_states
+        self.guide_projection = nn.Linear(guide_size, config.guide_dim) if guided else None
         self.dropout = nn.Dropout(config.dropout)
-        inputs = word_dim + self.char_encoder.output_dim + config.casing_dim
+        inputs = word_dim + self.char_encoder.output_dim + config.casing_dim + (config.guide_dim if guided else 0)
         self.lstm = nn.LSTM(
             inputs,
             config.hidden,
@@ -164,10 +179,15 @@ class BiLSTMEncoder(nn.Module):
         inputs = [] if self.config.freeze_vectors else list(self.word_embedding.parameters())
         inputs += list(self.char_encoder.parameters())
         inputs += list(self.casing.parameters()) if self.casing is not None else []
+        inputs += list(self.guide_projection.parameters()) if self.guide_projection is not None else []
         return [inputs, list(self.lstm.parameters())]
 
-    def featurize(self, sentences: list[list[str]]) -> WordBatch:
-        """Indices for a batch of tokenised sentences (each at least one token long)."""
+    def featurize(self, sentences: list[list[str]], guide: Tensor | None = None) -> WordBatch:
+        """Indices for a batch of tokenised sentences (each at least one token long); `guide`:
+        the guide's features (batch, words, guide labels + guide states), which a guided encoder needs."""
+        if (guide is not None) != (self.guide_projection is not None):
+            raise TagshiftError("a guided BiLSTM-CRF reads its guide's tag probabilities with each batch, and only it "
+                              "does: the model's guide_labels and its guide do not agree")
         width = max(len(s) for s in sentences)
         words = torch.zeros(len(sentences), width, dtype=torch.long)
         shapes = torch.zeros(len(sentences), width, dtype=torch.long)
@@ -183,6 +203,8 @@ class BiLSTMEncoder(nn.Module):
         for i, spelling in enumerate(spellings):
             chars[i, : len(spelling)] = torch.tensor([self.chars.index(c) for c in spelling])
         mask = torch.arange(width).unsqueeze(0) < torch.tensor([len(s) for s in sentences]).unsqueeze(1)
+        if guide is not None:
+            return GuidedBatch(words, chars, lengths, token_index, shapes, mask, guide)
         return WordBatch(words, chars, lengths, token_index, shapes, mask)
 
     def forward(self, batch: WordBatch) -> Tensor:
@@ -196,6 +218,8 @@ class BiLSTMEncoder(nn.Module):
         ]
         if self.casing is not None:
             parts.append(self.casing(batch.shapes))
+        if self.guide_projection is not None:
+            parts.append(self.guide_projection(batch.guide))  # (batch, words, guide_dim)
         inputs = self.dropout(torch.cat(parts, dim=-1))
         lengths = batch.mask.sum(dim=1)
         packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tagshift.errors import SchemeError, TagshiftError
 from tagshift.progress import progress_bar
 from tagshift.schemes import Span, check_model_scheme, chunks, split_tag
+from tagshift.taggers.guide import Guide
 from tagshift.taggers.heads import IGNORE, CRFHead, MappingHead, SoftmaxHead
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Tagger:
         scheme: str,
         network: Network,
         lineage: list[dict[str, Any]] | None = None,
+        guide: Guide | None = None,
     ):
         check_model_scheme(scheme)
         if network.head.num_tags != len(labels):
@@ -111,6 +113,8 @@ class Tagger:
         self.scheme = scheme
         self.network = network
         self.lineage = list(lineage or [])
+        # a frozen source whose tag probabilities the encoder reads (`adapt --labels stack`)
+        self.guide = guide
         self.device = torch.device("cpu")
         self._precision = "fp32"
 
@@ -146,6 +150,8 @@ class Tagger:
         """Move the network to `device` (cpu, cuda, cuda:1, mps); where it trains and tags."""
         self.device = usable_device(device)
         self.network.to(self.device)
+        if self.guide is not None:
+            self.guide.to(self.device)
         return self
 
     # --- data to tensors ------------------------------------------------------------
@@ -153,7 +159,9 @@ class Tagger:
     def featurize(self, sentences: Sequence[list[str]]) -> Any:
         if any(len(s) == 0 for s in sentences):
             raise TagshiftError("an empty sentence cannot be tagged; drop it first")
-        return _to(self.encoder.featurize(list(sentences)), self.device)
+        if self.guide is None:
+            return _to(self.encoder.featurize(list(sentences)), self.device)
+        return _to(self.encoder.featurize(list(sentences), self.guide.features(sentences)), self.device)
 
     def gold_indices(self, tag_sequences: Sequence[Sequence[str]]) -> Tensor:
         """(batch, words) label indices, IGNORE past each sentence's end; tags must be known."""
@@ -237,5 +245,7 @@ class Tagger:
         return self.network.parameters()
 
     def describe(self) -> str:
+        guided = (f", reading the tag probabilities{' and states' if self.guide.states else ''} of a guide with "
+                  f"{len(self.guide.tagger.types)} types") if self.guide is not None else ""
         return (f"{self.backend.name} ({self.config.encoder_name()}, {type(self.head).__name__}), "
-                f"{len(self.types)} types in {self.scheme}")
+                f"{len(self.types)} types in {self.scheme}{guided}")

@@ -28,9 +28,10 @@ from tagshift.training.world import SINGLE, World
 from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, epoch_steps, fit, model_tags
 from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Distillation, teacher_scores
 from tagshift.training.partial import partial_targets, uncertain_flags
-from tagshift.transfer.plan import LabelPlan, annotated_types, make_plan
+from tagshift.transfer.plan import FRESH, LabelPlan, annotated_types, make_plan
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
 from tagshift.transfer.recipe import Recipe, choose_recipe
+from tagshift.transfer.stack import stack_model
 from tagshift.transfer.surgery import SurgeryReport, adapt_head, keep_old_rows
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
@@ -44,7 +45,7 @@ ENCODER_LR_FACTOR = 0.1
 class AdaptConfig:
     """How to adapt; every field is a `tagshift adapt` option."""
 
-    labels: Literal["extend", "map", "replace"] | None = None  # None: from the plan
+    labels: Literal["extend", "map", "replace", "stack"] | None = None  # None: from the plan
     init: Literal["quiet", "normal"] = "quiet"
     head: Literal["crf", "softmax"] | None = None  # the adapted model's head; None: the source's
     scheme: str | None = None  # the adapted model's tag scheme; None: the source's
@@ -55,6 +56,7 @@ class AdaptConfig:
     temperature: float = DEFAULT_TEMPERATURE
     extend_vocab: bool = True  # BiLSTM-CRF: add the target's words and characters
     keep_old_head: bool = False  # the head's rows of the source's labels (O included) do not train
+    guide_states: bool = False  # --labels stack: the source encoder's states are read too
     backend: str | None = None  # the family of a new model a teacher without a head (spaCy) trains; None: the source's
 
     def __post_init__(self) -> None:
@@ -215,10 +217,14 @@ def prepare(
     if dev is not None:
         dev_types(dev, plan)  # refused now, not after the source has tagged everything
     pairs = _distill_pairs(source, plan) if options.distill is not None else []
-    tagger, surgery = adapt_head(source, plan, options.init, seed, options.head)
+    if plan.operation == "stack":  # a new model, its vocabulary the target's words (training and dev)
+        tagger, surgery = stack_model(source, plan, train, dev, seed, options.head, options.guide_states)
+    else:
+        tagger, surgery = adapt_head(source, plan, options.init, seed, options.head)
     if options.keep_old_head:
         keep_old_rows(tagger, plan)
-    vocabulary = extend_vocabulary(tagger, train, options.init, seed) if options.extend_vocab else None
+    grow = options.extend_vocab and plan.operation != "stack"
+    vocabulary = extend_vocabulary(tagger, train, options.init, seed) if grow else None
 
     sentences = [s.tokens for s in train.sentences]
     if before is None:
@@ -269,6 +275,8 @@ def prepare_with_recipe(source: Tagger, train: Corpus, options: AdaptConfig, tra
     if recipe is not None:
         options, label_map = replace(options, labels=recipe.labels), recipe.label_map
         recipe.apply(training, given, len(train), len(dev) if dev is not None else 0)
+    if options.labels == "stack" and given.get("encoder_lr") is None:
+        training.encoder_lr = training.head_lr  # a new encoder learns at the full rate, as training's does
     prepared = prepare(source, train, options, training.seed, label_map, dev, progress, before)
     prepared.recipe = recipe
     return prepared
@@ -288,7 +296,7 @@ def weights_sha256(tagger: Tagger) -> str:
 def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger, adapted: Tagger) -> list[str]:
     """What the user asked for that has nothing to act on here, or that costs something."""
     notes = []
-    if options.head == "softmax" and head_kind(source.head) == "crf" and plan.operation != "replace":
+    if options.head == "softmax" and head_kind(source.head) == "crf" and plan.operation not in FRESH:
         notes.append("--head softmax drops the source's CRF transition scores, so the untrained model's predictions change")
     if not plan.unannotated and (options.pseudo_label is not None or options.partial):
         notes.append("--pseudo-label and --partial have nothing to do: the target data annotates every type of the adapted model")
@@ -300,6 +308,10 @@ def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger, adapted: Tagge
         )
     if plan.operation == "replace" and options.init != "quiet":
         notes.append("--labels replace starts every head row fresh: --init decides only new vocabulary rows")
+    if options.guide_states and plan.operation != "stack":
+        notes.append("--guide-states is --labels stack's: it does nothing here")
+    if plan.operation == "stack" and options.init != "quiet":
+        notes.append("--labels stack builds a new model: --init has nothing to initialise from")
     if options.distill is None and options.temperature != DEFAULT_TEMPERATURE:
         notes.append("--temperature is the distillation's: it does nothing without --distill")
     if plan.scheme != plan.source_scheme and not set(get_scheme(plan.source_scheme).prefixes) <= set(get_scheme(plan.scheme).prefixes):

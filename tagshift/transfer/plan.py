@@ -15,7 +15,9 @@ from tagshift.errors import TagshiftError
 from tagshift.labelmap import LabelMap
 from tagshift.schemes import check_model_scheme, chunks, get_scheme, label_set, split_tag
 
-OPERATIONS = ("extend", "map", "replace")
+OPERATIONS = ("extend", "map", "replace", "stack")
+# operations whose model holds the target types only, its head fresh
+FRESH = ("replace", "stack")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ class LabelPlan:
                      + (f" ({', '.join(relearned)} annotated in the target data: learned afresh)" if relearned else ""))
         if self.operation == "replace":
             lines.append("  every row of the head is fresh; the encoder is the source's")
+        if self.operation == "stack":
+            lines.append("  a new model, as training on the target alone builds it, that reads the source's tag "
+                         "probabilities of each word as input (the source stays frozen inside it)")
         if self.unannotated:
             lines.append(
                 f"  not annotated in the target data: {names(self.unannotated)} "
@@ -121,7 +126,8 @@ def make_plan(
     default) keeps every source type the map does not drop and adds the new ones, copying
     rows (a merged type's row is the mean of its sources'); `map` starts from the same
     function but keeps the source's output layer and learns a mapping layer over its label
-    scores; `replace` gives the target types only, with a fresh head.
+    scores; `replace` gives the target types only, with a fresh head; `stack` the target types
+    only, in a new model that reads the source's tag probabilities.
     """
     operation = operation or "extend"
     if operation not in OPERATIONS:
@@ -148,7 +154,7 @@ def make_plan(
         if mapped(entity_type) is not None:
             sources_of.setdefault(mapped(entity_type), []).append(entity_type)
     dropped = [t for t in source_types if mapped(t) is None]
-    if operation == "replace":
+    if operation in FRESH:
         model_types = target_types
         dropped = sorted(set(dropped) | {t for t in source_types if mapped(t) not in target_types})
     else:
@@ -159,7 +165,7 @@ def make_plan(
     merged = {new: olds for new, olds in sources_of.items() if len(olds) > 1 and new in model_types}
     labels = label_set(model_types, scheme)
     origin: dict[str, list[str]] = {}
-    if operation != "replace":
+    if operation not in FRESH:
         present = set(source_labels)
         for label in labels:
             prefix, entity_type = split_tag(label)
@@ -176,7 +182,7 @@ def make_plan(
         operation=operation,
         source_types=source_types,
         target_types=target_types,
-        kept=[] if operation == "replace" else [t for t in source_types if mapped(t) == t and t in model_types],
+        kept=[] if operation in FRESH else [t for t in source_types if mapped(t) == t and t in model_types],
         renamed=renamed,
         merged=merged,
         dropped=dropped,

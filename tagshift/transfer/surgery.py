@@ -202,7 +202,7 @@ def adapt_head(
         )
     config = dataclasses.replace(source.config, head=head_kind(head).value)
     tagger = Tagger(source.backend, config, plan.labels, plan.scheme, Network(network.encoder, head),
-                    copy.deepcopy(source.lineage))
+                    copy.deepcopy(source.lineage), source.guide)  # (a stacked source keeps its guide)
     tagger.network.eval()  # as a loaded model is: training switches it to train mode itself
     return tagger.to(source.device), report
 

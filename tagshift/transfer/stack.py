@@ -1,0 +1,35 @@
+"""`adapt --labels stack`: a new model for the target's types, built as training on the target
+alone builds it (the source's family and model options, a vocabulary from the target's
+training and dev words, every weight fresh), that also reads the source's tag probabilities
+of each word (taggers/guide.py). The source stays whole and frozen inside it.
+
+Where the other operations start from the source's weights and must unlearn what does not
+carry, this one starts where training on the target alone starts and is given what the
+source says as evidence: on a new domain with a tag set of its own (CoNLL -> CrossNER) the
+BiLSTM-CRF's map at the head's rate lost to the target alone on three of five domains,
+where stacking ... (bench/crossner.py; docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from tagshift.corpus import Corpus
+from tagshift.taggers.guide import Guide
+from tagshift.taggers.tagger import Tagger
+from tagshift.transfer.plan import LabelPlan
+from tagshift.transfer.surgery import SurgeryReport
+
+
+def stack_model(source: Tagger, plan: LabelPlan, train: Corpus, dev: Corpus | None, seed: int,
+                head: str | None = None, states: bool = False) -> tuple[Tagger, SurgeryReport]:
+    """The untrained stacked model of `plan`'s labels, guided by `source` (its encoder's states
+    too with `states`), with a head of `head`'s kind (None: the source's), on the source's device."""
+    config = copy.deepcopy(source.config)
+    if head is not None:
+        config = dataclasses.replace(config, head=head)
+    tagger = source.backend.build(config, train, plan.scheme, seed, extra=dev, types=plan.types, guide=Guide(source, states))
+    tagger.lineage = copy.deepcopy(source.lineage)
+    tagger.network.eval()  # as a loaded model is: training switches it to train mode itself
+    return tagger.to(source.device), SurgeryReport("fresh", added=list(plan.labels), dropped=list(source.labels))
