@@ -610,6 +610,10 @@ def describe_bundle(path: str | Path, fields: dict[str, Any], lineage: list[dict
         f"head: {fields.get('head')}; scheme: {fields['scheme']}; {len(fields['labels'])} labels",
         f"types ({len(types)}): {', '.join(types)}",
     ]
+    if model.get("guide_labels"):  # adapt --labels stack
+        guide_types = sorted({split_tag(label)[1] for label in model["guide_labels"]} - {""})
+        read = "tag probabilities and encoder states" if model.get("guide_states") else "tag probabilities"
+        lines.append(f"guide: reads the {read} of the source in {GUIDE}/ (types: {', '.join(guide_types)})")
     if "hf_compatible" in fields:  # a family saved in Hugging Face's layout
         hf = "yes" if fields.get("hf_compatible") else "no (it has a CRF or casing features)"
         lines.append(f"loads in transformers' AutoModelForTokenClassification: {hf}")

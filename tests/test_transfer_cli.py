@@ -292,6 +292,10 @@ def test_labels_stack_builds_a_new_model_that_carries_its_source_into_predict(cl
     result = adapt(source, files["two_train"], out, "--labels", "stack", "--guide-states", "--epochs", "1")
     assert "label plan: stack (5 labels in iob2)" in result.stderr
     assert "reads the source's tag probabilities" in result.stderr
+    assert "new model: 5 labels, every weight fresh; it reads the source's tag probabilities over its 9" in result.stderr
+    info = cli("info", out)
+    assert "guide: reads the tag probabilities and encoder states of the source in guide/ (types: LOC, MISC, ORG, PER)" \
+        in info.stdout
     step = lineage(out)[-1]
     assert step["plan"]["operation"] == "stack" and step["adapt_options"]["guide_states"] is True
     assert (out / "guide" / "model.safetensors").is_file()

@@ -32,4 +32,12 @@ def stack_model(source: Tagger, plan: LabelPlan, train: Corpus, dev: Corpus | No
     tagger = source.backend.build(config, train, plan.scheme, seed, extra=dev, types=plan.types, guide=Guide(source, states))
     tagger.lineage = copy.deepcopy(source.lineage)
     tagger.network.eval()  # as a loaded model is: training switches it to train mode itself
-    return tagger.to(source.device), SurgeryReport("fresh", added=list(plan.labels), dropped=list(source.labels))
+    return tagger.to(source.device), StackReport("fresh", added=list(plan.labels), dropped=list(source.labels))
+
+
+class StackReport(SurgeryReport):
+    """What a stacked model holds: a fresh head for every label; the source's labels are read, not kept."""
+
+    def render(self) -> str:
+        return (f"new model: {len(self.added)} labels, every weight fresh; it reads the source's tag probabilities "
+                f"over its {len(self.dropped)} labels")
