@@ -8,7 +8,8 @@ encoder); `extend` with CoNLL's types renamed to CrossNER's (PER -> person, LOC 
 location, ORG -> organisation, MISC -> misc); `map` initialised from the map `tagshift
 labels suggest` proposes on the domain's training data; the last two also with
 `--pseudo-label` when asked (`--strategies`; here it writes nothing, see
-DEFAULT_STRATEGIES). The published average over the five domains (Liu et al., AAAI 2021):
+DEFAULT_STRATEGIES); and, asked for with `--strategies`, issue 27's candidates, among them
+`stack` (the target-only model reading the source's tag probabilities). The published average over the five domains (Liu et al., AAAI 2021):
 BiLSTM-CRF about 47.6, BERT pre-train then fine-tune about 64.9, with domain-adaptive
 pretraining about 69.6.
 
@@ -100,6 +101,12 @@ SPARSE_DEV = ", dev every ceil(dev/train) epochs"
 # of the target's entities (MIT Movie) the recipe also trains a target-only control and keeps
 # the better on dev (`--compare-scratch`); the second target's table derives that row from this
 # one's runs and target only's, seed by seed, by their best dev F1.
+# Issue 27's "source's predictions as features": `adapt --labels stack` builds the target-only
+# model afresh and gives it the frozen source's tag probabilities of each word as input
+# (transfer/stack.py), trained at the full rate as training on the target alone is
+STACK = "stack"
+# ... with the source encoder's states of each word beside its probabilities (`--guide-states`)
+STATES = ", with the source's states"
 HEAD_FIRST_ROW = "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST
 RECIPE_ROW = HEAD_FIRST_ROW + SPARSE_DEV
 CONTROLLED = RECIPE_ROW + ", or target only where dev prefers it"
@@ -111,12 +118,12 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               *("map (suggested)" + FULL_RATE + ", layer decay 0.5" + row for row in SHRUNK),
               "map (suggested)" + FULL_RATE + HEAD_FIRST, "map (suggested)" + FULL_RATE + ", layer decay 0.5" + HEAD_FIRST,
               HEAD_FIRST_ROW, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET, HEAD_FIRST_ROW + SAMPLED,
-              RECIPE_ROW)
+              RECIPE_ROW, STACK, STACK + STATES)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
 # Those rows run only when asked for with --strategies.
-DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if "pseudo" not in s and FULL_RATE not in s)
+DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if "pseudo" not in s and FULL_RATE not in s and STACK not in s)
 # The transformer rows put a CRF head on the encoder (`adapt --head crf` over the softmax
 # CoNLL source: its transitions start at 0, so it predicts what the source did, then
 # learns): on 100-200 sentences a softmax head has to learn from each word alone where
@@ -269,9 +276,9 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
         label_map = LabelMap(rename={a: b for a, b in CONLL_NAMES.items() if a in src.types})
     else:
         label_map = None
-    operation = "replace" if strategy.startswith("replace") else "map" if strategy.startswith("map") else "extend"
+    operation = next((o for o in ("replace", "map", STACK) if strategy.startswith(o)), "extend")
     adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None,
-                                init="normal" if strategy.endswith(DRAWN) else "quiet")
+                                init="normal" if strategy.endswith(DRAWN) else "quiet", guide_states=STATES in strategy)
     prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
     prepared.tagger.precision = precision  # the source tags (pseudo-labels) in fp32, as loaded
     for row, keep in SHRUNK.items():
@@ -287,7 +294,7 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     if strategy.endswith(DEV_WORDS):
         record["dev_vocabulary"] = extend_vocabulary(prepared.tagger, data["dev"], adapt_options.init, seed).to_json()
     training = adapt_training(src.backend.name, **options)
-    if FULL_RATE in strategy:
+    if FULL_RATE in strategy or operation == STACK:  # (a stacked model's encoder is new: the full rate, as adapt gives it)
         training.encoder_lr = training.head_lr
     for row, decay in LAYER_DECAYS.items():
         if row in strategy:
@@ -524,6 +531,7 @@ HEADLINE = {
     "map (suggested)": "`adapt --labels map` with the map `labels suggest` proposes",
     "replace": "`adapt --labels replace`",
     "extend": "`adapt --labels extend`",
+    STACK: "`adapt --labels stack`: a new model that reads the source's tag probabilities",
 }
 
 
