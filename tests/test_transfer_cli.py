@@ -592,9 +592,12 @@ def test_bad_options_are_one_line(options, fragment, cli, source, files, tmp_pat
 # --- resume -----------------------------------------------------------------------------------
 
 
-def test_interrupted_adapt_resumes_to_the_uninterrupted_result(cli, source, files, tmp_path, monkeypatch):
+@pytest.mark.parametrize("operation", [[], ["--labels", "stack"]], ids=["recipe", "stack"])
+def test_interrupted_adapt_resumes_to_the_uninterrupted_result(operation, cli, source, files, tmp_path, monkeypatch):
+    """(A stacked model's checkpoint holds its guide too, and resumes from it.)"""
     args = [
-        "adapt", source, "--train", files["small"], "--epochs", "2", "--batch-size", "8", "--seed", "0", "--no-progress"
+        "adapt", source, "--train", files["small"], "--epochs", "2", "--batch-size", "8", "--seed", "0", "--no-progress",
+        *operation,
     ]
     whole = tmp_path / "whole"
     assert cli(*args, "--out", whole).exit_code == 0

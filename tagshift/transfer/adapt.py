@@ -369,7 +369,8 @@ def adapt(
     """Prepare and train: the adapted tagger is `prepared.tagger`, saved to `out` if given.
     With `options.labels` left None and no `label_map`, adapt chooses the operation, the map
     and the rates (transfer/recipe.py; `training`'s encoder rate, layer decay, head-only epochs
-    and dev_every give way to the recipe's): set `options.labels` to keep them as given."""
+    and dev_every give way to the recipe's): set `options.labels` to keep them as given. With
+    `labels="stack"` the new model's encoder learns at the head's rate, as a new one does."""
     prepared = prepare_with_recipe(source, train, options, training, {}, label_map, dev, progress)
     result = train_prepared(prepared, dev, training, out, source_name, resume, progress, command, test)
     return prepared, result
