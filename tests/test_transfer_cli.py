@@ -289,7 +289,11 @@ def test_labels_replace_gives_only_the_target_types(source, files, tmp_path):
 
 def test_labels_stack_builds_a_new_model_that_carries_its_source_into_predict(cli, source, files, tmp_path):
     out = tmp_path / "model"
-    result = adapt(source, files["two_train"], out, "--labels", "stack", "--guide-states", "--epochs", "1")
+    result = adapt(source, files["two_train"], out, "--labels", "stack", "--guide-states", "--epochs", "1",
+                   "--dev", files["two_dev"], "--compare-scratch")
+    assert "trained on the target alone" in result.stderr  # the control: the same model without the guide
+    assert (out / "guide").is_dir() != (out / "adapted" / "guide").is_dir()
+    out = out / "adapted" if (out / "adapted").is_dir() else out
     assert "label plan: stack (5 labels in iob2)" in result.stderr
     assert "reads the source's tag probabilities" in result.stderr
     assert "new model: 5 labels, every weight fresh; it reads the source's tag probabilities over its 9" in result.stderr
