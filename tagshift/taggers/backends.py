@@ -9,7 +9,7 @@ else reads a record (`get_backend(name)`, or `tagger.backend`). A new family is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,6 +96,10 @@ class Backend:
     def takes_guide(self) -> bool:
         """Whether the family's encoder can read a guide's tag probabilities."""
         return any(f.name == "guide_labels" for f in fields(self.config_class))
+
+    def unguided(self, config: Any) -> Any:
+        """`config` for the same model reading no guide (a stacked model's target-only control)."""
+        return replace(config, guide_labels=[], guide_states=0) if self.takes_guide else config
 
 
 BILSTM_CRF = Backend(

@@ -159,9 +159,8 @@ class Tagger:
     def featurize(self, sentences: Sequence[list[str]]) -> Any:
         if any(len(s) == 0 for s in sentences):
             raise TagshiftError("an empty sentence cannot be tagged; drop it first")
-        if self.guide is None:
-            return _to(self.encoder.featurize(list(sentences)), self.device)
-        return _to(self.encoder.featurize(list(sentences), self.guide.features(sentences)), self.device)
+        guide = () if self.guide is None else (self.guide.features(sentences),)  # (a stacked model's input)
+        return _to(self.encoder.featurize(list(sentences), *guide), self.device)
 
     def gold_indices(self, tag_sequences: Sequence[Sequence[str]]) -> Tensor:
         """(batch, words) label indices, IGNORE past each sentence's end; tags must be known."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tagshift.corpus import Corpus
@@ -83,9 +83,7 @@ def compare_scratch(adapted: Tagger, train: Corpus, dev: Corpus, training: Train
         raise TagshiftError("--compare-scratch: no type is annotated by both the training data and dev, so there is "
                             "no target task to compare on; give a dev set that annotates the training data's types")
     family = adapted.backend
-    config = copy.deepcopy(adapted.config)
-    if family.takes_guide:  # a stacked model's control is the same model without its guide
-        config = replace(config, guide_labels=[], guide_states=0)
+    config = family.unguided(copy.deepcopy(adapted.config))  # (a stacked model's control reads no guide)
     control = family.build(config, train, seed=training.seed, extra=dev).to(adapted.device)
     control.precision = adapted.precision
     result = fit(control, train, dev, control_training(training, family), out, progress=progress, command=command,
