@@ -107,6 +107,9 @@ SPARSE_DEV = ", dev every ceil(dev/train) epochs"
 STACK = "stack"
 # ... with the source encoder's states of each word beside its probabilities (`--guide-states`)
 STATES = ", with the source's states"
+# ... or the map at the head's rate, its encoder the source's, reading the source's tag
+# probabilities too (`adapt --guide`, transfer/stack.py's graft_guide): both head starts at once
+READS = ", reading the source's tags"
 HEAD_FIRST_ROW = "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST
 RECIPE_ROW = HEAD_FIRST_ROW + SPARSE_DEV
 CONTROLLED = RECIPE_ROW + ", or target only where dev prefers it"
@@ -118,7 +121,7 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               *("map (suggested)" + FULL_RATE + ", layer decay 0.5" + row for row in SHRUNK),
               "map (suggested)" + FULL_RATE + HEAD_FIRST, "map (suggested)" + FULL_RATE + ", layer decay 0.5" + HEAD_FIRST,
               HEAD_FIRST_ROW, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET, HEAD_FIRST_ROW + SAMPLED,
-              RECIPE_ROW, STACK, STACK + STATES)
+              RECIPE_ROW, STACK, STACK + STATES, "map (suggested)" + FULL_RATE + READS)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
@@ -278,7 +281,8 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
         label_map = None
     operation = next((o for o in ("replace", "map", STACK) if strategy.startswith(o)), "extend")
     adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None,
-                                init="normal" if strategy.endswith(DRAWN) else "quiet", guide_states=STATES in strategy)
+                                init="normal" if strategy.endswith(DRAWN) else "quiet", guide=READS in strategy,
+                                guide_states=STATES in strategy)
     prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
     prepared.tagger.precision = precision  # the source tags (pseudo-labels) in fp32, as loaded
     for row, keep in SHRUNK.items():

@@ -127,3 +127,30 @@ def test_guide_states_add_the_sources_encoder_output_and_load_back(source, targe
     loaded = tagshift.load(tmp_path / "stacked")
     assert loaded.guide.states and [t.tags for t in loaded.predict(sentences)] == \
         [t.tags for t in prepared.tagger.predict(sentences)]
+
+
+def test_a_guided_map_starts_as_the_plain_map_learns_to_read_the_source_and_loads_back(source, target, tmp_path):
+    sentences = [s.tokens for s in target["held_out"].sentences[:12]]
+    renamed = LabelMap.from_dict({"rename": RENAME})
+    plain = prepare(source, target["train200"], AdaptConfig(labels="map"), seed=0, label_map=renamed).tagger
+    prepared = prepare(source, target["train200"], AdaptConfig(labels="map", guide=True), seed=0, label_map=renamed)
+    tagger = prepared.tagger
+    assert tagger.config.guide_labels == source.labels and tagger.guide.tagger is source
+    assert "also reads the source's tag probabilities" in prepared.render()
+    with torch.no_grad():  # the guide's columns of the first BiLSTM layer start at zero
+        assert torch.allclose(plain.emissions(sentences)[0], tagger.emissions(sentences)[0], atol=1e-5)
+    before = {k: v.clone() for k, v in source.network.state_dict().items()}
+    fit(tagger, target["train200"], None, TrainConfig(epochs=1, lr=3e-2))
+    assert tagger.encoder.lstm.weight_ih_l0[:, -tagger.config.guide_dim:].abs().sum() > 0  # ... and then learn
+    assert all(torch.equal(before[k], v) for k, v in source.network.state_dict().items())
+    tagshift.save(tagger, tmp_path / "guided")
+    loaded = tagshift.load(tmp_path / "guided")
+    assert [t.tags for t in loaded.predict(sentences)] == [t.tags for t in tagger.predict(sentences)]
+
+
+def test_a_transformer_cannot_take_a_guide(wiki):  # noqa: F811
+    from tagshift.transfer.stack import graft_guide
+
+    tagger = TRANSFORMER.build(TRANSFORMER.new_config(), wiki["train150"])
+    with pytest.raises(TagshiftError, match="cannot read a guide"):
+        graft_guide(tagger, object(), seed=0)  # type: ignore[arg-type]

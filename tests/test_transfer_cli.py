@@ -310,6 +310,19 @@ def test_labels_stack_builds_a_new_model_that_carries_its_source_into_predict(cl
     assert tagged.stdout.count("\n") == 1
 
 
+def test_guide_lets_an_adapted_model_read_its_source_too(cli, source, files, tmp_path):
+    out = tmp_path / "model"
+    result = adapt(source, files["two_train"], out, "--guide", "--epochs", "1")
+    assert "guide: the adapted model also reads the source's tag probabilities of each word" in result.stderr
+    assert "guide: reads the tag probabilities of the source in guide/" in cli("info", out).stdout
+    step = lineage(out)[-1]
+    assert step["plan"]["operation"] != "stack" and step["adapt_options"]["guide"] is True
+    text = tmp_path / "text.txt"
+    text.write_text("Angela Merkel met the president of France in Paris .\n", encoding="utf-8")
+    tagged = cli("predict", out, text, "--input-format", "text", "--format", "jsonl")
+    assert tagged.exit_code == 0, tagged.stderr
+
+
 def test_iob2_source_to_iobes_predicts_what_the_source_did(source, source_tagger, files, held_out, tmp_path):
     """IOBES S-X starts from IOB2 B-X and E-X from I-X: untrained, the same entities."""
     out = tmp_path / "model"
@@ -596,9 +609,9 @@ def test_bad_options_are_one_line(options, fragment, cli, source, files, tmp_pat
 # --- resume -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("operation", [[], ["--labels", "stack"]], ids=["recipe", "stack"])
+@pytest.mark.parametrize("operation", [[], ["--labels", "stack"], ["--guide"]], ids=["recipe", "stack", "guided"])
 def test_interrupted_adapt_resumes_to_the_uninterrupted_result(operation, cli, source, files, tmp_path, monkeypatch):
-    """(A stacked model's checkpoint holds its guide too, and resumes from it.)"""
+    """(A stacked or guided model's checkpoint holds its guide too, and resumes from it.)"""
     args = [
         "adapt", source, "--train", files["small"], "--epochs", "2", "--batch-size", "8", "--seed", "0", "--no-progress",
         *operation,

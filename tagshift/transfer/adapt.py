@@ -23,6 +23,7 @@ from tagshift.lineage import content_sha256, corpus_record, state_sha256
 from tagshift.schemes import Span, get_scheme, split_tag
 from tagshift.taggers.backends import Backend, get_backend
 from tagshift.taggers.heads import head_kind
+from tagshift.taggers.guide import Guide
 from tagshift.taggers.tagger import Tagged, Tagger
 from tagshift.training.world import SINGLE, World
 from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, epoch_steps, fit, model_tags
@@ -31,7 +32,7 @@ from tagshift.training.partial import partial_targets, uncertain_flags
 from tagshift.transfer.plan import FRESH, LabelPlan, annotated_types, make_plan
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
 from tagshift.transfer.recipe import Recipe, choose_recipe
-from tagshift.transfer.stack import stack_model
+from tagshift.transfer.stack import graft_guide, stack_model
 from tagshift.transfer.surgery import SurgeryReport, adapt_head, keep_old_rows
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
@@ -56,7 +57,8 @@ class AdaptConfig:
     temperature: float = DEFAULT_TEMPERATURE
     extend_vocab: bool = True  # BiLSTM-CRF: add the target's words and characters
     keep_old_head: bool = False  # the head's rows of the source's labels (O included) do not train
-    guide_states: bool = False  # --labels stack: the source encoder's states are read too
+    guide: bool = False  # map, replace, extend (BiLSTM-CRF): the adapted model also reads the source's tag probabilities
+    guide_states: bool = False  # --labels stack or --guide: the source encoder's states are read too
     backend: str | None = None  # the family of a new model a teacher without a head (spaCy) trains; None: the source's
 
     def __post_init__(self) -> None:
@@ -175,6 +177,10 @@ class Prepared:
         lines += [self.plan.render(), self.surgery.render()]
         if self.vocabulary is not None:
             lines.append(self.vocabulary.render())
+        if self.options.guide and self.plan.operation != "stack":
+            read = "tag probabilities and encoder states" if self.options.guide_states else "tag probabilities"
+            lines.append(f"guide: the adapted model also reads the source's {read} of each word "
+                         "(new inputs of its first BiLSTM layer, starting at zero)")
         lines.append(
             f"before training, the adapted model differs from the source on {self.changed['entities']} entities "
             f"in {self.changed['sentences']} of {len(self.train)} training sentences"
@@ -225,6 +231,8 @@ def prepare(
         keep_old_rows(tagger, plan)
     grow = options.extend_vocab and plan.operation != "stack"
     vocabulary = extend_vocabulary(tagger, train, options.init, seed) if grow else None
+    if options.guide and plan.operation != "stack":  # (a stacked model reads its guide already)
+        graft_guide(tagger, Guide(source, options.guide_states), seed)
 
     sentences = [s.tokens for s in train.sentences]
     if before is None:
@@ -308,8 +316,10 @@ def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger, adapted: Tagge
         )
     if plan.operation == "replace" and options.init != "quiet":
         notes.append("--labels replace starts every head row fresh: --init decides only new vocabulary rows")
-    if options.guide_states and plan.operation != "stack":
-        notes.append("--guide-states is --labels stack's: it does nothing here")
+    if options.guide_states and plan.operation != "stack" and not options.guide:
+        notes.append("--guide-states adds to what a guide gives (--labels stack or --guide): it does nothing here")
+    if options.guide and plan.operation == "stack":
+        notes.append("--labels stack always reads the source: --guide adds nothing")
     if plan.operation == "stack" and options.init != "quiet":
         notes.append("--labels stack builds a new model: --init has nothing to initialise from")
     if options.distill is None and options.temperature != DEFAULT_TEMPERATURE:

@@ -16,7 +16,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import torch
+from torch import nn
+
 from tagshift.corpus import Corpus
+from tagshift.errors import TagshiftError
 from tagshift.taggers.guide import Guide
 from tagshift.taggers.tagger import Tagger
 from tagshift.transfer.plan import LabelPlan
@@ -42,3 +46,34 @@ class StackReport(SurgeryReport):
     def render(self) -> str:
         return (f"new model: {len(self.added)} labels, every weight fresh; it reads the source's tag probabilities "
                 f"over its {len(self.dropped)} labels")
+
+
+def graft_guide(tagger: Tagger, guide: Guide, seed: int) -> None:
+    """Let an adapted BiLSTM-CRF (its encoder the source's) read `guide` as a stacked model
+    does, in place: a fresh projection of the guide's features joins the word BiLSTM's
+    input through new columns of its first layer's input weights, at zero, so the model
+    tags as it did until training teaches it what the guide's verdicts are worth."""
+    if not tagger.backend.takes_guide:
+        raise TagshiftError(f"a {tagger.backend.name} model cannot read a guide: its encoder takes no features "
+                            "beside the text; adapt it without one")
+    encoder = tagger.encoder
+    config = tagger.config
+    for held in (config, encoder.config):  # (the tagger's and the encoder's copies: bundles save the first)
+        held.guide_labels, held.guide_states = list(guide.labels), guide.state_size
+    torch.manual_seed(seed)
+    old = encoder.lstm
+    wider = nn.LSTM(old.input_size + config.guide_dim, old.hidden_size, num_layers=old.num_layers,
+                    batch_first=True, bidirectional=True, dropout=old.dropout)
+    with torch.no_grad():
+        for name in old._flat_weights_names:
+            weight, new = getattr(old, name), getattr(wider, name)
+            if name.startswith("weight_ih_l0"):  # (4 * hidden, inputs): the guide's columns last, at zero
+                new.zero_()
+                new[:, : weight.size(1)] = weight
+            else:
+                new.copy_(weight)
+    projection = nn.Linear(guide.size, config.guide_dim)
+    device = next(old.parameters()).device
+    encoder.lstm = wider.to(device)
+    encoder.guide_projection = projection.to(device)
+    tagger.guide = guide.to(device)
