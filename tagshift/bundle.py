@@ -145,23 +145,35 @@ def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[st
     tensors for a safetensors file (a checkpoint's optimizer state). Files already in `path`
     that the bundle does not write (training log, curves) are kept."""
     def write(tmp: Path) -> None:
-        write_model_files(tagger, tmp)
+        write_model_files(tagger, tmp, Path(path))
         write_extra(tmp, extra or {})
 
     write_directory(path, write)
 
 
-def write_model_files(tagger: Tagger, directory: Path) -> None:
-    """A bundle's files in `directory`; a guide (`adapt --labels stack`) as a bundle of its own
-    in GUIDE inside it."""
+def write_model_files(tagger: Tagger, directory: Path, previous: Path | None = None) -> None:
+    """A bundle's files in `directory`; a guide (`adapt --labels stack`, `--guide`) as a bundle
+    of its own in GUIDE inside it, unless `previous` (the bundle being replaced) holds the same
+    one: a guide never trains, so each checkpoint of a guided run would write it again, and
+    write_directory links the old one in instead."""
     save_file(weights_to_save(tagger), directory / WEIGHTS, metadata={"format": "pt"})
     config = bundle_config(tagger, file_sha256(directory / WEIGHTS))
     (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (directory / LINEAGE).write_text(json.dumps(tagger.lineage, indent=2) + "\n", encoding="utf-8")
     tagger.backend.save_files(tagger.encoder, directory)
-    if tagger.guide is not None:
+    guide = tagger.guide
+    if guide is not None and not (guide.written and previous is not None and _guide_sha256(previous) == guide.written):
         (directory / GUIDE).mkdir()
-        write_model_files(tagger.guide.tagger, directory / GUIDE)
+        write_model_files(guide.tagger, directory / GUIDE)
+        guide.written = _guide_sha256(directory)
+
+
+def _guide_sha256(bundle: Path) -> str | None:
+    """The weights hash the guide's config in `bundle` records; None where there is none."""
+    try:
+        return json.loads((bundle / GUIDE / CONFIG).read_text(encoding="utf-8"))["tagshift"]["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def write_extra(directory: Path, extra: dict[str, str | dict[str, Tensor]]) -> None:

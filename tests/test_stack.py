@@ -144,8 +144,13 @@ def test_a_guided_map_starts_as_the_plain_map_learns_to_read_the_source_and_load
     assert tagger.encoder.lstm.weight_ih_l0[:, -tagger.config.guide_dim:].abs().sum() > 0  # ... and then learn
     assert all(torch.equal(before[k], v) for k, v in source.network.state_dict().items())
     tagshift.save(tagger, tmp_path / "guided")
+    guide_weights = tmp_path / "guided" / "guide" / "model.safetensors"
+    written = guide_weights.stat()
+    tagshift.save(tagger, tmp_path / "guided")  # as each checkpoint does: the unchanged guide is linked, not rewritten
+    assert guide_weights.stat().st_ino == written.st_ino or guide_weights.stat().st_mtime_ns == written.st_mtime_ns
     loaded = tagshift.load(tmp_path / "guided")
     assert [t.tags for t in loaded.predict(sentences)] == [t.tags for t in tagger.predict(sentences)]
+    assert not source.config.guide_labels  # the source itself reads no guide
 
 
 def test_a_transformer_cannot_take_a_guide(wiki):  # noqa: F811

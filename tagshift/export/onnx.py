@@ -185,9 +185,10 @@ class EmissionsGraph(nn.Module):
     def __init__(self, tagger: Tagger):
         super().__init__()
         if tagger.guide is not None:
-            raise TagshiftError("no ONNX export for a stacked model (adapt --labels stack): its input includes its "
-                                "guide's tag probabilities, which a second model computes; serve or predict it with "
-                                "tagshift, or adapt with --labels map for an exportable model")
+            raise TagshiftError("no ONNX export for a stacked model (adapt --labels stack or --guide): its input "
+                                "includes its guide's tag probabilities, which a second model computes; serve or "
+                                "predict it with tagshift, or adapt with --labels map and no --guide for an "
+                                "exportable model")
         make = TRACEABLE.get(type(tagger.encoder))
         if make is None:
             known = ", ".join(c.__name__ for c in TRACEABLE)

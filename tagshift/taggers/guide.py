@@ -31,6 +31,7 @@ class Guide:
     def __init__(self, tagger: Any, states: bool = False):  # a Tagger (taggers/tagger.py imports this module)
         self.tagger = tagger
         self.states = states
+        self.written: str | None = None  # the weights hash of its last saved bundle (bundle.py writes it once)
         self.tagger.network.eval()
         for parameter in self.tagger.network.parameters():
             parameter.requires_grad_(False)

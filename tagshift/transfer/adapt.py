@@ -283,11 +283,17 @@ def prepare_with_recipe(source: Tagger, train: Corpus, options: AdaptConfig, tra
     if recipe is not None:
         options, label_map = replace(options, labels=recipe.labels), recipe.label_map
         recipe.apply(training, given, len(train), len(dev) if dev is not None else 0)
-    if options.labels == "stack" and given.get("encoder_lr") is None:
-        training.encoder_lr = training.head_lr  # a new encoder learns at the full rate, as training's does
+    fresh_encoder_rate(options, training, given)
     prepared = prepare(source, train, options, training.seed, label_map, dev, progress, before)
     prepared.recipe = recipe
     return prepared
+
+
+def fresh_encoder_rate(options: AdaptConfig, training: TrainConfig, given: dict[str, Any]) -> None:
+    """A stacked model's encoder is new: it learns at the head's rate, as training's does,
+    unless the user gave its rate (`given`)."""
+    if options.labels == "stack" and given.get("encoder_lr") is None:
+        training.encoder_lr = training.head_lr
 
 
 def source_predictions(source: Tagger, train: Corpus, options: AdaptConfig, progress: bool = False) -> list[Tagged]:

@@ -37,15 +37,20 @@ def stack_model(source: Tagger, plan: LabelPlan, train: Corpus, dev: Corpus | No
     tagger = source.backend.build(config, train, plan.scheme, seed, extra=dev, types=plan.types, guide=Guide(source, states))
     tagger.lineage = copy.deepcopy(source.lineage)
     tagger.network.eval()  # as a loaded model is: training switches it to train mode itself
-    return tagger.to(source.device), StackReport("fresh", added=list(plan.labels), dropped=list(source.labels))
+    labels = list(source.labels)
+    return tagger.to(source.device), StackReport("fresh", added=list(plan.labels), dropped=labels, read=labels)
 
 
+@dataclasses.dataclass
 class StackReport(SurgeryReport):
-    """What a stacked model holds: a fresh head for every label; the source's labels are read, not kept."""
+    """What a stacked model holds: a fresh head for every label; no row of the source's labels
+    is kept (`dropped`), their probabilities are read (`read`)."""
+
+    read: list[str] = dataclasses.field(default_factory=list)
 
     def render(self) -> str:
         return (f"new model: {len(self.added)} labels, every weight fresh; it reads the source's tag probabilities "
-                f"over its {len(self.dropped)} labels")
+                f"over its {len(self.read)} labels")
 
 
 def graft_guide(tagger: Tagger, guide: Guide, seed: int) -> None:
