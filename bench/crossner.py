@@ -110,6 +110,8 @@ STATES = ", with the source's states"
 # ... or the map at the head's rate, its encoder the source's, reading the source's tag
 # probabilities too (`adapt --guide`, transfer/stack.py's graft_guide): both head starts at once
 READS = ", reading the source's tags"
+# ("extend" + FULL_RATE: the old default's operation at the head's rate, issue 27's "the same
+# for extend")
 HEAD_FIRST_ROW = "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST
 RECIPE_ROW = HEAD_FIRST_ROW + SPARSE_DEV
 CONTROLLED = RECIPE_ROW + ", or target only where dev prefers it"
@@ -121,7 +123,7 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               *("map (suggested)" + FULL_RATE + ", layer decay 0.5" + row for row in SHRUNK),
               "map (suggested)" + FULL_RATE + HEAD_FIRST, "map (suggested)" + FULL_RATE + ", layer decay 0.5" + HEAD_FIRST,
               HEAD_FIRST_ROW, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET, HEAD_FIRST_ROW + SAMPLED,
-              RECIPE_ROW, STACK, STACK + STATES, "map (suggested)" + FULL_RATE + READS)
+              RECIPE_ROW, STACK, STACK + STATES, "map (suggested)" + FULL_RATE + READS, "extend" + FULL_RATE)
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
@@ -263,6 +265,7 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     from tagshift.labelmap import LabelMap
     from tagshift.training import dev_every_for
     from tagshift.transfer import AdaptConfig, adapt_training, prepare, train_prepared
+    from tagshift.transfer.adapt import fresh_encoder_rate
     from tagshift.transfer.recipe import choose_recipe
     from tagshift.transfer.shrink import shrink_encoder
     from tagshift.transfer.suggest import suggest_map
@@ -298,7 +301,8 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     if strategy.endswith(DEV_WORDS):
         record["dev_vocabulary"] = extend_vocabulary(prepared.tagger, data["dev"], adapt_options.init, seed).to_json()
     training = adapt_training(src.backend.name, **options)
-    if FULL_RATE in strategy or operation == STACK:  # (a stacked model's encoder is new: the full rate, as adapt gives it)
+    fresh_encoder_rate(adapt_options, training, {})  # (a stacked model's: the full rate, as adapt gives it)
+    if FULL_RATE in strategy:
         training.encoder_lr = training.head_lr
     for row, decay in LAYER_DECAYS.items():
         if row in strategy:
