@@ -70,8 +70,7 @@ def graft_guide(tagger: Tagger, guide: Guide, seed: int) -> None:
     wider = nn.LSTM(old.input_size + config.guide_dim, old.hidden_size, num_layers=old.num_layers,
                     batch_first=True, bidirectional=True, dropout=old.dropout)
     with torch.no_grad():
-        for name in old._flat_weights_names:
-            weight, new = getattr(old, name), getattr(wider, name)
+        for (name, weight), new in zip(old.named_parameters(), wider.parameters()):
             if name.startswith("weight_ih_l0"):  # (4 * hidden, inputs): the guide's columns last, at zero
                 new.zero_()
                 new[:, : weight.size(1)] = weight
