@@ -60,7 +60,7 @@ def graft_guide(tagger: Tagger, guide: Guide, seed: int) -> None:
     tags as it did until training teaches it what the guide's verdicts are worth."""
     if not tagger.backend.takes_guide:
         raise TagshiftError(f"a {tagger.backend.name} model cannot read a guide: its encoder takes no features "
-                            "beside the text; adapt it without one")
+                            "beside the text; adapt it without --guide")
     encoder = tagger.encoder
     config = tagger.config
     for held in (config, encoder.config):  # (the tagger's and the encoder's copies: bundles save the first)
