@@ -151,21 +151,22 @@ def save_bundle(tagger: Tagger, path: str | Path, extra: dict[str, str | dict[st
     write_directory(path, write)
 
 
-def write_model_files(tagger: Tagger, directory: Path, previous: Path | None = None) -> None:
+def write_model_files(tagger: Tagger, directory: Path, previous: Path | None = None) -> str:
     """A bundle's files in `directory`; a guide (`adapt --labels stack`, `--guide`) as a bundle
     of its own in GUIDE inside it, unless `previous` (the bundle being replaced) holds the same
     one: a guide never trains, so each checkpoint of a guided run would write it again, and
-    write_directory links the old one in instead."""
+    write_directory links the old one in instead. Returns the weights' hash."""
     save_file(weights_to_save(tagger), directory / WEIGHTS, metadata={"format": "pt"})
-    config = bundle_config(tagger, file_sha256(directory / WEIGHTS))
+    weights = file_sha256(directory / WEIGHTS)
+    config = bundle_config(tagger, weights)
     (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (directory / LINEAGE).write_text(json.dumps(tagger.lineage, indent=2) + "\n", encoding="utf-8")
     tagger.backend.save_files(tagger.encoder, directory)
     guide = tagger.guide
     if guide is not None and not (guide.written and previous is not None and _guide_sha256(previous) == guide.written):
         (directory / GUIDE).mkdir()
-        write_model_files(guide.tagger, directory / GUIDE)
-        guide.written = _guide_sha256(directory)
+        guide.written = write_model_files(guide.tagger, directory / GUIDE)
+    return weights
 
 
 def _guide_sha256(bundle: Path) -> str | None:

@@ -94,7 +94,8 @@ class Backend:
 
     @property
     def takes_guide(self) -> bool:
-        """Whether the family's encoder can read a guide's tag probabilities."""
+        """Whether the family's encoder can read a guide's tag probabilities (built so, or
+        given one later by its `add_guide`, as `adapt --guide` does)."""
         return any(f.name == "guide_labels" for f in fields(self.config_class))
 
     def unguided(self, config: Any) -> Any:

@@ -131,6 +131,12 @@ class CharCNN(nn.Module):
         return grams.masked_fill(padding.unsqueeze(1), float("-inf")).max(dim=2).values
 
 
+def _word_lstm(config: BiLSTMConfig, inputs: int) -> nn.LSTM:
+    """The BiLSTM over the words' features."""
+    return nn.LSTM(inputs, config.hidden, num_layers=config.layers, batch_first=True, bidirectional=True,
+                   dropout=config.dropout if config.layers > 1 else 0.0)
+
+
 class BiLSTMEncoder(nn.Module):
     """Word features in context, (batch, words, 2 * hidden)."""
 
@@ -151,15 +157,25 @@ class BiLSTMEncoder(nn.Module):
         self.guide_projection = nn.Linear(guide_size, config.guide_dim) if guided else None
         self.dropout = nn.Dropout(config.dropout)
         inputs = word_dim + self.char_encoder.output_dim + config.casing_dim + (config.guide_dim if guided else 0)
-        self.lstm = nn.LSTM(
-            inputs,
-            config.hidden,
-            num_layers=config.layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=config.dropout if config.layers > 1 else 0.0,
-        )
+        self.lstm = _word_lstm(config, inputs)
         self.output_dim = 2 * config.hidden
+
+    def add_guide(self, guide_size: int) -> None:
+        """Start reading a guide's `guide_size` features per word (transfer/stack.py's
+        graft_guide): a fresh projection whose outputs join the word BiLSTM's input as its last
+        columns (where forward puts them), their weights at zero, so the output is unchanged
+        until training. Draws from torch's global generator."""
+        old = self.lstm
+        self.lstm = _word_lstm(self.config, old.input_size + self.config.guide_dim)
+        with torch.no_grad():
+            for (name, weight), new in zip(old.named_parameters(), self.lstm.parameters()):
+                if name.startswith("weight_ih_l0"):  # (4 * hidden, inputs): the guide's columns last, at zero
+                    new.zero_()
+                    new[:, : weight.size(1)] = weight
+                else:
+                    new.copy_(weight)
+        self.guide_projection = nn.Linear(guide_size, self.config.guide_dim)
+        self.to(weight.device)
 
     def starting_point(self, seed: int) -> BiLSTMEncoder:
         """This encoder as a new one starts (for transfer/shrink.py): every layer at its own

@@ -17,7 +17,6 @@ import copy
 import dataclasses
 
 import torch
-from torch import nn
 
 from tagshift.corpus import Corpus
 from tagshift.errors import TagshiftError
@@ -61,23 +60,8 @@ def graft_guide(tagger: Tagger, guide: Guide, seed: int) -> None:
     if not tagger.backend.takes_guide:
         raise TagshiftError(f"a {tagger.backend.name} model cannot read a guide: its encoder takes no features "
                             "beside the text; adapt it without --guide")
-    encoder = tagger.encoder
-    config = tagger.config
-    for held in (config, encoder.config):  # (the tagger's and the encoder's copies: bundles save the first)
+    for held in (tagger.config, tagger.encoder.config):  # (the tagger's and the encoder's copies: bundles save the first)
         held.guide_labels, held.guide_states = list(guide.labels), guide.state_size
     torch.manual_seed(seed)
-    old = encoder.lstm
-    wider = nn.LSTM(old.input_size + config.guide_dim, old.hidden_size, num_layers=old.num_layers,
-                    batch_first=True, bidirectional=True, dropout=old.dropout)
-    with torch.no_grad():
-        for (name, weight), new in zip(old.named_parameters(), wider.parameters()):
-            if name.startswith("weight_ih_l0"):  # (4 * hidden, inputs): the guide's columns last, at zero
-                new.zero_()
-                new[:, : weight.size(1)] = weight
-            else:
-                new.copy_(weight)
-    projection = nn.Linear(guide.size, config.guide_dim)
-    device = next(old.parameters()).device
-    encoder.lstm = wider.to(device)
-    encoder.guide_projection = projection.to(device)
-    tagger.guide = guide.to(device)
+    tagger.encoder.add_guide(guide.size)
+    tagger.guide = guide.to(tagger.device)
