@@ -505,7 +505,8 @@ def movie_table(results: list[dict], min_seeds: int = 3) -> str:
         kept = controlled(results, backend)
         if len(kept) >= min_seeds and len(alone) >= min_seeds:
             gain = 100 * (statistics.mean(r["test_f1"] for r in kept) - statistics.mean(alone))
-            rows.append(f"| {backend} | {CONTROLLED} | {len(kept)} | {mean_std([r['test_f1'] for r in kept])} | "
+            adapted = sum(r["strategy"] != "target only" for r in kept)
+            rows.append(f"| {backend} | {CONTROLLED} (the adapted model kept on {adapted} of {len(kept)} seeds) | {len(kept)} | {mean_std([r['test_f1'] for r in kept])} | "
                         f"{mean_std([r['test_macro_f1'] for r in kept])} | {gain:+.2f} |")
     return "\n".join(lines + rows) if rows else ""
 
