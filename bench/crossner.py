@@ -110,6 +110,10 @@ STATES = ", with the source's states"
 # ... or the map at the head's rate, its encoder the source's, reading the source's tag
 # probabilities too (`adapt --guide`, transfer/stack.py's graft_guide): both head starts at once
 READS = ", reading the source's tags"
+# ... or the map at the head's rate with each encoder weight pulled towards the source's by an L2
+# term (`adapt --anchor W`, L2-SP, Li et al. 2018): the rate's freedom, without drifting far
+ANCHORS = (0.001, 0.01)
+ANCHORED = {f", anchored to the source {weight}": weight for weight in ANCHORS}
 # ("extend" + FULL_RATE: the old default's operation at the head's rate, issue 27's "the same
 # for extend")
 HEAD_FIRST_ROW = "map (suggested)" + FULL_RATE + ", layer decay 0.7" + HEAD_FIRST
@@ -129,7 +133,8 @@ STRATEGIES = ("target only", SOFTMAX_ROW, "replace", "extend", "extend + pseudo-
               *("map (suggested)" + FULL_RATE + ", layer decay 0.5" + row for row in SHRUNK),
               "map (suggested)" + FULL_RATE + HEAD_FIRST, "map (suggested)" + FULL_RATE + ", layer decay 0.5" + HEAD_FIRST,
               HEAD_FIRST_ROW, "map (suggested)" + FULL_RATE + TRANSITIONS_RESET, HEAD_FIRST_ROW + SAMPLED,
-              RECIPE_ROW, STACK, STACK + STATES, "map (suggested)" + FULL_RATE + READS, "extend" + FULL_RATE)
+              RECIPE_ROW, STACK, STACK + STATES, "map (suggested)" + FULL_RATE + READS, "extend" + FULL_RATE,
+              *("map (suggested)" + FULL_RATE + row for row in ANCHORED))
 # Every CrossNER domain annotates person, location, organisation and misc, so once CoNLL's
 # types are renamed or mapped onto them no source type is left unannotated and
 # --pseudo-label writes nothing (the quick run records 0 sentences): the same run twice.
@@ -291,7 +296,8 @@ def adapt_source(src, src_path: Path, strategy: str, data: dict, options: dict, 
     operation = next((o for o in ("replace", "map", STACK) if strategy.startswith(o)), "extend")
     adapt_options = AdaptConfig(labels=operation, head=HEAD, pseudo_label=0.5 if "pseudo" in strategy else None,
                                 init="normal" if strategy.endswith(DRAWN) else "quiet", guide=READS in strategy,
-                                guide_states=STATES in strategy)
+                                guide_states=STATES in strategy,
+                                anchor=next((w for row, w in ANCHORED.items() if strategy.endswith(row)), None))
     prepared = prepare(src, data["train"], adapt_options, seed, label_map, data["dev"])
     prepared.tagger.precision = precision  # the source tags (pseudo-labels) in fp32, as loaded
     for row, keep in SHRUNK.items():

@@ -375,8 +375,9 @@ def _adapt_locked(job: AdaptJob, options: Any, resume: bool, overwrite: bool, pr
 
 
 def _head_options(options: Any) -> list[str]:
-    """The adapt options given that act on a source's head or scores, which a spaCy pipeline has not."""
+    """The adapt options given that act on a source's head, scores or weights, which a spaCy pipeline has not."""
     return [flag for flag, given in (("--partial", options.partial), ("--distill", options.distill is not None),
+                                     ("--anchor", options.anchor is not None),
                                      ("--keep-old-head", options.keep_old_head),
                                      (f"--labels {options.labels}", options.labels not in (None, "extend")))
             if given]
@@ -391,7 +392,7 @@ def _teach(job: AdaptJob, options: Any, resume: bool, progress: bool, command: s
     family = get_backend(options.backend)
     unsupported = _head_options(options)
     if unsupported:
-        raise TagshiftError(f"{', '.join(unsupported)}: a spaCy teacher gives entities, not scores or a head to "
+        raise TagshiftError(f"{', '.join(unsupported)}: a spaCy teacher gives entities, not scores, weights or a head to "
                             "operate on; its types are kept by pseudo-labels: drop the option")
     check_model_keys(family, job.model)
     config = family.new_config(**{**job.model, **({"head": options.head} if options.head else {})})

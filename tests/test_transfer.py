@@ -267,6 +267,47 @@ def test_distillation_is_zero_when_the_student_is_the_teacher(wiki):  # noqa: F8
     assert abs(float(prepared.distillation(indices, emissions, mask).detach())) <= bound
 
 
+def test_the_anchor_charges_half_its_weight_times_the_squared_distance_from_the_source(wiki):  # noqa: F811
+    """--anchor (L2-SP): zero where the encoder is the source's; weight / 2 * the squared
+    distance of every trainable encoder weight from its start, checked against a sum written
+    out here; it adds to distillation rather than replacing it."""
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
+    prepared = prepare(source, wiki["dev40"], AdaptConfig(anchor=0.5, distill=1.0), seed=0)
+    anchor, encoder = prepared.anchor, prepared.tagger.encoder
+    tokens = [s.tokens for s in wiki["dev40"].sentences[:4]]
+    emissions, mask = prepared.tagger.emissions(tokens)
+    assert float(anchor([0, 1, 2, 3], emissions, mask)) == 0.0  # every weight minus itself: exactly 0
+    start = {name: p.detach().clone() for name, p in encoder.named_parameters()}
+    with torch.no_grad():
+        encoder.lstm.weight_hh_l0.add_(0.01)
+        encoder.char_encoder.embedding.weight.sub_(0.02)
+    expected = 0.5 / 2 * sum(float(((p - start[name]) ** 2).sum()) for name, p in encoder.named_parameters())
+    assert float(anchor([0, 1, 2, 3], emissions, mask)) == pytest.approx(expected, rel=1e-5)  # float32 sums
+    both = prepared.extra_loss()([0, 1, 2, 3], emissions, mask)
+    alone = prepared.distillation([0, 1, 2, 3], emissions, mask) + anchor([0, 1, 2, 3], emissions, mask)
+    assert float(both) == pytest.approx(float(alone), rel=1e-6)
+    assert "anchor: each encoder weight is pulled towards the source's (L2-SP, weight 0.5)" in prepared.render()
+    assert prepare(source, wiki["dev40"], AdaptConfig(), seed=0).extra_loss() is None
+
+
+def test_an_anchored_encoder_stays_nearer_the_source_than_a_free_one(wiki):  # noqa: F811
+    from tagshift.transfer import adapt, adapt_training
+
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
+    start = {name: p.detach().clone() for name, p in source.encoder.named_parameters()}
+
+    def moved(anchor: float | None) -> float:
+        options = adapt_training("bilstm-crf", epochs=2, batch_size=8, encoder_lr=2e-3)
+        prepared, _ = adapt(source, wiki["dev40"], None, AdaptConfig(labels="extend", anchor=anchor), options)
+        return sum(float(((p - start[name]) ** 2).sum()) for name, p in prepared.tagger.encoder.named_parameters()
+                   if name in start and p.shape == start[name].shape)  # (grown vocabulary rows left out)
+
+    free, held = moved(None), moved(100.0)
+    # A weight of 100 makes the pull's gradient (100 * distance) outweigh the tagging loss's
+    # once a weight has moved ~1e-3; measured here: held / free = 0.009. Half is far from both.
+    assert held < 0.5 * free
+
+
 def test_keep_old_head_trains_only_the_new_types_rows(wiki):  # noqa: F811
     """--keep-old-head: after training on data that annotates a new type, the rows of O and
     the source's types, their CRF start/end scores and the transitions among them are the

@@ -682,6 +682,16 @@ def test_evaluate_plot_writes_a_png(cli, six, source, files, tmp_path):
     assert plot.read_bytes()[:8] == PNG_SIGNATURE
 
 
+def test_anchor_trains_records_its_weight_and_says_when_it_has_nothing_to_pull(source, files, tmp_path):
+    out = tmp_path / "anchored"
+    result = adapt(source, files["two_train"], out, "--labels", "extend", "--anchor-weight", "0.05", "--epochs", "1")
+    assert "anchor: each encoder weight is pulled towards the source's (L2-SP, weight 0.05)" in result.stderr
+    assert lineage(out)[-1]["adapt_options"]["anchor"] == 0.05
+    stacked = adapt(source, files["two_train"], tmp_path / "stacked", "--labels", "stack", "--anchor", "--epochs", "0")
+    assert "--anchor has no source weights to pull it towards" in stacked.stderr
+    assert lineage(tmp_path / "stacked")[-1]["adapt_options"]["anchor"] == 0.01  # bare: the default weight
+
+
 # --- --pseudo-label=T and --distill=W -----------------------------------------------------------
 
 
@@ -690,6 +700,7 @@ def test_evaluate_plot_writes_a_png(cli, six, source, files, tmp_path):
     [
         (["adapt", "m", "--pseudo-label=0.8"], ["adapt", "m", "--pseudo-label", "--pseudo-threshold", "0.8"]),
         (["adapt", "m", "--distill=0.5"], ["adapt", "m", "--distill", "--distill-weight", "0.5"]),
+        (["adapt", "m", "--anchor=0.05"], ["adapt", "m", "--anchor", "--anchor-weight", "0.05"]),
         (["adapt", "m", "--pseudo-label", "--distill"], ["adapt", "m", "--pseudo-label", "--distill"]),
         (  # other options written --option=value are left to the parser
             ["adapt", "m", "--epochs=2", "--pseudo-threshold=0.3"],

@@ -35,11 +35,11 @@ def main_options(
 
 
 # Options that take an optional value, written --option=VALUE; bare, they are flags.
-OPTIONAL_VALUES = {"--pseudo-label": "--pseudo-threshold", "--distill": "--distill-weight"}
+OPTIONAL_VALUES = {"--pseudo-label": "--pseudo-threshold", "--distill": "--distill-weight", "--anchor": "--anchor-weight"}
 
 
 def expand_optional_values(argv: list[str]) -> list[str]:
-    """`--pseudo-label=0.8` -> `--pseudo-label --pseudo-threshold 0.8` (and so for --distill).
+    """`--pseudo-label=0.8` -> `--pseudo-label --pseudo-threshold 0.8` (and so for --distill and --anchor).
 
     >>> expand_optional_values(["adapt", "m", "--pseudo-label=0.8", "--distill"])
     ['adapt', 'm', '--pseudo-label', '--pseudo-threshold', '0.8', '--distill']

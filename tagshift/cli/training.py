@@ -19,6 +19,7 @@ from tagshift.errors import TagshiftError
 from tagshift.jobs import ReadOptions, make_adapt_job, make_job, run_adapt, run_import, run_job
 from tagshift.taggers.backends import BACKENDS
 from tagshift.training import CURVES, LOG
+from tagshift.transfer.anchor import DEFAULT_ANCHOR as ANCHOR_WEIGHT
 from tagshift.transfer.distill import DEFAULT_WEIGHT as DISTILL_WEIGHT
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD
 
@@ -151,6 +152,8 @@ def adapt(
     distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help=f"Keep the source's scores on its labels at O words (knowledge distillation; --distill=W sets the weight; default {DISTILL_WEIGHT})."),
     distill_weight: Optional[float] = typer.Option(None, "--distill-weight", help="Weight of the distillation term (implies --distill)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Distillation temperature (default 2)."),
+    anchor: Optional[bool] = typer.Option(None, "--anchor/--no-anchor", help=f"Pull each encoder weight towards the source's with an L2 term (L2-SP), so the encoder can learn at a livelier rate without drifting far (--anchor=W sets the weight; default {ANCHOR_WEIGHT}). On CrossNER it lowered F1 (docs/benchmarks.md)."),
+    anchor_weight: Optional[float] = typer.Option(None, "--anchor-weight", help="Weight of the anchor term (implies --anchor)."),
     guide: Optional[bool] = typer.Option(None, "--guide/--no-guide", help="BiLSTM-CRF, with --labels map, replace or extend: the adapted model also reads the frozen source's tag probabilities of each word, as --labels stack's new model does (the source travels in the bundle)."),
     guide_states: Optional[bool] = typer.Option(None, "--guide-states/--no-guide-states", help="With --labels stack or --guide: the model also reads the source encoder's states of each word, beside its tag probabilities."),
     keep_old_head: Optional[bool] = typer.Option(None, "--keep-old-head/--no-keep-old-head", help="Train only the new types' rows of the head: the rows of O and the source's types, and their CRF scores, stay as they are (the continual-NER papers' fixed old classifier); --labels extend only."),
@@ -189,6 +192,7 @@ def adapt(
         if adapt_backend is not None:
             _check_model_options(adapt_backend.value, model)
         weight = _switch_value("--distill", distill, "--distill-weight", distill_weight)
+        pull = _switch_value("--anchor", anchor, "--anchor-weight", anchor_weight)
         job = make_adapt_job(
             config, source=source, train=train_file, out=out, dev=dev, test=test, map=label_map, rehearse=rehearse,
             model=model,
@@ -196,7 +200,7 @@ def adapt(
                    "scheme": scheme.value if scheme else None, "drop": list(drop) or None,
                    "pseudo_label": threshold, "partial": partial, "distill": weight,
                    "temperature": temperature, "extend_vocab": extend_vocab, "keep_old_head": keep_old_head,
-                   "guide": guide, "guide_states": guide_states,
+                   "guide": guide, "guide_states": guide_states, "anchor": pull,
                    "backend": adapt_backend.value if adapt_backend else None},
             training={"epochs": epochs, "lr": rate, "head_lr": rate, "encoder_lr": encoder_lr,
                       "layer_decay": layer_decay, "freeze_epochs": freeze_epochs,

@@ -27,6 +27,8 @@ from tagshift.taggers.guide import Guide
 from tagshift.taggers.tagger import Tagged, Tagger
 from tagshift.training.world import SINGLE, World
 from tagshift.training import FEW_STEPS, TrainConfig, TrainResult, epoch_steps, fit, model_tags
+from tagshift.training.ner import ExtraLoss
+from tagshift.transfer.anchor import DEFAULT_ANCHOR, Anchor
 from tagshift.transfer.distill import DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Distillation, teacher_scores
 from tagshift.training.partial import partial_targets, uncertain_flags
 from tagshift.transfer.plan import FRESH, LabelPlan, annotated_types, make_plan
@@ -54,6 +56,8 @@ class AdaptConfig:
     pseudo_label: float | None = None  # confidence threshold; None: no pseudo-labels (true: the default threshold)
     partial: bool = False
     distill: float | None = None  # weight of the distillation term; None: none (true: the default weight)
+    # weight of an L2 pull of the encoder's weights towards the source's (L2-SP); None: none (true: the default)
+    anchor: float | None = None
     temperature: float = DEFAULT_TEMPERATURE
     extend_vocab: bool = True  # BiLSTM-CRF: add the target's words and characters
     keep_old_head: bool = False  # the head's rows of the source's labels (O included) do not train
@@ -64,11 +68,11 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         # A switch may be written as a boolean (`pseudo_label = true` in a job file,
         # `--no-pseudo-label` over one): on takes the default value, off is None.
-        for name, default in (("pseudo_label", DEFAULT_THRESHOLD), ("distill", DEFAULT_WEIGHT)):
+        for name, default in (("pseudo_label", DEFAULT_THRESHOLD), ("distill", DEFAULT_WEIGHT), ("anchor", DEFAULT_ANCHOR)):
             if isinstance(getattr(self, name), bool):
                 setattr(self, name, default if getattr(self, name) else None)
         try:
-            check_fields(self, positive=("temperature",), non_negative=("distill",))
+            check_fields(self, positive=("temperature",), non_negative=("distill", "anchor"))
         except ValueError as err:
             raise TagshiftError(f"adapt option {err}") from None
         if self.pseudo_label is not None and not 0 <= self.pseudo_label <= 1:
@@ -151,6 +155,14 @@ class Prepared:
     vocabulary: VocabularyReport | None = None
     notes: list[str] = field(default_factory=list)  # options that do nothing here, and why
     recipe: Recipe | None = None  # what adapt chose where the options left it open
+    anchor: Anchor | None = None  # the pull of the encoder towards the source's weights (--anchor)
+
+    def extra_loss(self) -> ExtraLoss | None:
+        """What training adds to each batch's loss: distillation, the anchor, both or none."""
+        terms = [t for t in (self.distillation, self.anchor) if t is not None]
+        if len(terms) < 2:
+            return terms[0] if terms else None
+        return lambda indices, emissions, mask: sum(t(indices, emissions, mask) for t in terms)
 
     def step(self, source: str) -> dict[str, Any]:
         """The lineage record of this adapt step (training adds options and scores)."""
@@ -181,6 +193,8 @@ class Prepared:
             read = "tag probabilities and encoder states" if self.options.guide_states else "tag probabilities"
             lines.append(f"guide: the adapted model also reads the source's {read} of each word "
                          "(new inputs of its first BiLSTM layer, starting at zero)")
+        if self.anchor is not None:
+            lines.append(f"anchor: each encoder weight is pulled towards the source's (L2-SP, weight {self.anchor.weight:g})")
         lines.append(
             f"before training, the adapted model differs from the source on {self.changed['entities']} entities "
             f"in {self.changed['sentences']} of {len(self.train)} training sentences"
@@ -264,8 +278,9 @@ def prepare(
             weight=options.distill,
             temperature=options.temperature,
         )
+    anchor = Anchor.at(tagger, options.anchor) if options.anchor is not None and plan.operation != "stack" else None
     return Prepared(tagger, plan, surgery, train, adapted, targets, distillation, pseudo, changed, options,
-                    weights_sha256(source), vocabulary, _notes(plan, options, source, tagger))
+                    weights_sha256(source), vocabulary, _notes(plan, options, source, tagger), anchor=anchor)
 
 
 def prepare_with_recipe(source: Tagger, train: Corpus, options: AdaptConfig, training: TrainConfig,
@@ -326,6 +341,8 @@ def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger, adapted: Tagge
         notes.append("--guide-states adds to what a guide gives (--labels stack or --guide): it does nothing here")
     if options.guide and plan.operation == "stack":
         notes.append("--labels stack always reads the source: --guide adds nothing")
+    if plan.operation == "stack" and options.anchor is not None:
+        notes.append("--labels stack builds a new model: --anchor has no source weights to pull it towards")
     if plan.operation == "stack" and options.init != "quiet":
         notes.append("--labels stack builds a new model: --init has nothing to initialise from")
     if options.distill is None and options.temperature != DEFAULT_TEMPERATURE:
@@ -408,7 +425,7 @@ def train_prepared(
     leaves O would otherwise count as errors, and reward forgetting them."""
     return fit(
         prepared.tagger, prepared.train, dev, training, out, resume=resume, progress=progress, command=command,
-        test=test, targets=prepared.targets, extra_loss=prepared.distillation, step=prepared.step(source_name),
+        test=test, targets=prepared.targets, extra_loss=prepared.extra_loss(), step=prepared.step(source_name),
         dev_types=dev_types(dev, prepared.plan) if dev is not None else None, world=world,
     )
 
