@@ -116,6 +116,8 @@ def test_a_teacher_route_refuses_what_it_cannot_do(cli, tmp_path):
                        "--out", tmp_path / "a"), "--labels map")
     one_line_error(cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--distill", "--train", POLITICS,
                        "--out", tmp_path / "b"), "--distill", "not scores")
+    one_line_error(cli("adapt", PIPELINE, "--backend", "bilstm-crf", "--anchor", "--train", POLITICS,
+                       "--out", tmp_path / "b"), "--anchor", "weights")
     model = Path(__file__).parent / "fixtures" / "bilstm-0.1.0"
     one_line_error(cli("adapt", model, "--backend", "transformer", "--train", POLITICS, "--out", tmp_path / "c"),
                    "keeps its own")
