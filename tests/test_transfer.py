@@ -26,6 +26,8 @@ from tagshift.transfer import AdaptConfig, adapt_head, make_plan, prepare, rebui
 from tagshift.transfer.distill import kl_term
 from tagshift.training.partial import partial_targets
 from tagshift.transfer.pseudo import pseudo_label
+from tagshift.transfer.suggest import Evidence, related_types
+from tagshift.transfer.surgery import related_tags
 from tests.test_bundle_training import tiny_bilstm, wiki  # noqa: F401  (module fixture)
 
 SOURCE_TYPES = ["LOC", "MISC", "ORG", "PER"]
@@ -79,11 +81,13 @@ def random_head(kind: str, labels: list[str], scheme: str, seed: int, hidden: in
     return head.eval()
 
 
-def extend(head, source: list[str], scheme: str, new_types: list[str], init: str = "quiet", kind: str | None = None):
+def extend(head, source: list[str], scheme: str, new_types: list[str], init: str = "quiet", kind: str | None = None,
+           related: dict[str, str] | None = None):
     types = sorted({label.split("-", 1)[1] for label in source if label != "O"})
     plan = make_plan(source, scheme, set(new_types) | set(types))
     return plan, rebuild_head(
-        head, source, plan.labels, scheme, plan.origin, init, torch.Generator().manual_seed(0), kind=kind
+        head, source, plan.labels, scheme, plan.origin, init, torch.Generator().manual_seed(0), kind=kind,
+        related=related_tags(plan, related or {}),
     )
 
 
@@ -91,15 +95,21 @@ def extend(head, source: list[str], scheme: str, new_types: list[str], init: str
     scheme=st.sampled_from(["iob2", "iobes", "bilou", "io"]),
     kind=st.sampled_from(["crf", "softmax"]),
     to_crf=st.booleans(),
+    init=st.sampled_from(["quiet", "related"]),
     seed=st.integers(0, 10_000),
 )
-@settings(max_examples=60, deadline=None)
-def test_quiet_extension_never_changes_a_decoded_path(scheme, kind, to_crf, seed):
+@settings(max_examples=80, deadline=None)
+def test_quiet_extension_never_changes_a_decoded_path(scheme, kind, to_crf, init, seed):
     """Whatever the weights and inputs, the extended head, untrained, decodes what the source
-    did; so does a softmax head extended into a CRF head (`--head crf`)."""
+    did; so does a softmax head extended into a CRF head (`--head crf`), and new rows
+    started below a related source type's rather than O's (`--init related`)."""
     source_labels = label_set(["LOC", "PER"], scheme)
     head = random_head(kind, source_labels, scheme, seed)
-    plan, (extended, report) = extend(head, source_labels, scheme, ["DRUG", "DOSE"], kind="crf" if to_crf else None)
+    plan, (extended, report) = extend(head, source_labels, scheme, ["DRUG", "DOSE"], init,
+                                      "crf" if to_crf else None, related={"DRUG": "PER", "DOSE": "PER"})
+    if init == "related":  # every DRUG and DOSE tag starts below the PER tag of its prefix
+        assert len(report.related) == len(plan.labels) - len(source_labels)
+        assert all(new.replace("DRUG", "PER").replace("DOSE", "PER") == old for new, old in report.related.items())
     assert isinstance(extended, CRFHead) == (to_crf or kind == "crf")
     extended.eval()
     features = torch.randn(5, 7, 6, generator=torch.Generator().manual_seed(seed))
@@ -191,6 +201,43 @@ def test_a_rename_map_reproduces_the_source_under_the_new_names(wiki):  # noqa: 
         assert [(e.start, e.end, e.label) for e in a.entities] == [
             (e.start, e.end, names.get(e.label, e.label)) for e in b.entities
         ]
+
+
+def test_a_new_type_is_related_to_the_source_type_that_finds_its_entities():
+    """`related_types`: the source type with the most exact-span hits on a new type's gold
+    entities, if at least 30% of them; `related_tags`: only source types kept one-to-one."""
+    evidence = Evidence()
+    evidence.gold.update({"person": 10, "university": 10, "theory": 10})
+    evidence.exact.update({("PER", "person"): 6, ("ORG", "person"): 1, ("ORG", "university"): 3,
+                           ("LOC", "university"): 2, ("MISC", "theory"): 2})
+    related = related_types(evidence, ["person", "university", "theory"], ["LOC", "MISC", "ORG", "PER"])
+    assert related == {"person": "PER", "university": "ORG"}  # theory: 2 of 10, under 30%
+    source = label_set(SOURCE_TYPES, "iob2")
+    merged = make_plan(source, "iob2", {"scientist", "person", "university", "place"}, operation="map",
+                       label_map=LabelMap.from_dict({"rename": {"PER": "scientist"}, "merge": {"place": ["LOC", "ORG"]}}))
+    tags = related_tags(merged, related)
+    assert tags == {"B-person": "B-PER", "I-person": "I-PER"}  # ORG is merged into place: no row of its own
+
+
+def test_related_rows_under_a_map_predict_what_the_source_did(wiki):  # noqa: F811
+    """`--init related` on a real tagger with a mapping head (the recipe's new-domain map):
+    untrained it predicts exactly what the source did, and the surgery names where each new
+    type started."""
+    source = BILSTM_CRF.build(tiny_bilstm(), wiki["train150"], seed=0)
+    fit(source, wiki["train150"], None, TrainConfig(epochs=2, lr=3e-2))
+    # the target calls some persons "person" and the rest "scientist" (every other sentence)
+    target = Corpus([s.with_tags([t.replace("PER", "person" if i % 2 else "scientist") for t in s.tags])
+                     for i, s in enumerate(wiki["train150"].sentences)], None)
+    label_map = LabelMap.from_dict({"rename": {"PER": "scientist"}})
+    options = AdaptConfig(labels="map", init="related")
+    prepared = prepare(source, target, options, seed=0, label_map=label_map)
+    assert prepared.changed == {"entities": 0, "sentences": 0}
+    assert prepared.surgery.related["B-person"] == "B-PER"
+    assert "started below a related source tag: B-person <- B-PER" in prepared.render()
+    sentences = [s.tokens for s in wiki["held_out"].sentences]
+    renamed = [[t.replace("PER", "scientist") for t in tagged.tags] for tagged in source.predict(sentences)]
+    assert any(t != "O" for tags in renamed for t in tags), "the source tags nothing: nothing is compared"
+    assert [t.tags for t in prepared.tagger.predict(sentences)] == renamed
 
 
 # --- pseudo-labels -------------------------------------------------------------------------

@@ -116,6 +116,7 @@ class LabelOperation(str, Enum):
 
 class Init(str, Enum):
     quiet = "quiet"
+    related = "related"
     normal = "normal"
 
 
@@ -137,7 +138,7 @@ def adapt(
     compare_scratch: Optional[bool] = typer.Option(None, "--compare-scratch/--no-compare-scratch", help="Also train a model of the same family on the target data alone (train's rates, the run's epochs and seed) into OUT/target-only and compare the two on dev; where it is better (and has every type the adapted model has) it takes OUT and the adapted model moves to OUT/adapted. Default: only where the recipe expects little from the source (it finds under 40% of the target's entities)."),
     rehearse: Optional[Path] = typer.Option(None, "--rehearse", help="A spaCy source: raw text the source annotates, rehearsed with the new data so the old types stay (.txt, .jsonl, PDF or a directory, read as docs/raw-text.md says)."),
     labels: Optional[LabelOperation] = typer.Option(None, "--labels", help="extend: keep the source's types and add the target's, copying rows; map: the same function through a mapping layer over the source's label scores, learnt, then folded into a plain head; replace: a fresh head for the target's types only; stack (BiLSTM-CRF): a new model for the target's types, built as training on the target alone builds it, that also reads the source's tag probabilities of each word (the source kept frozen inside it). Default (with no --map): chosen from the data and printed: map with the suggested map and livelier encoder rates for a new tag set the source finds (a new domain), else extend (docs/adapt.md)."),
-    init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: the untrained model predicts exactly what the source did) or normal (drawn from N(mean, std) of the existing rows)."),
+    init: Optional[Init] = typer.Option(None, "--init", help="New rows: quiet (default: below O's, so the untrained model predicts exactly what the source did), related (as quiet, but a new type starts below the source type that finds most of its entities in the training data, where one finds 30% of them) or normal (drawn from N(mean, std) of the existing rows)."),
     adapt_backend: Optional[BackendName] = typer.Option(None, "--backend", help="With a spaCy pipeline as the source (spacy:PACKAGE): the family of the new tagshift model it teaches (its types by pseudo-labels, plus the data's); --encoder, --vectors, --freeze-vectors, --max-vectors and a [model] table in --config build it, as for train."),
     encoder: Optional[str] = ENCODER,
     vectors: Optional[str] = VECTORS,

@@ -35,6 +35,7 @@ from tagshift.transfer.plan import FRESH, LabelPlan, annotated_types, make_plan
 from tagshift.transfer.pseudo import DEFAULT_THRESHOLD, PseudoLabelReport, pseudo_label
 from tagshift.transfer.recipe import Recipe, choose_recipe
 from tagshift.transfer.stack import graft_guide, stack_model
+from tagshift.transfer.suggest import gather_evidence, related_types
 from tagshift.transfer.surgery import SurgeryReport, adapt_head, keep_old_rows
 from tagshift.transfer.vocabulary import VocabularyReport, extend_vocabulary
 
@@ -49,7 +50,7 @@ class AdaptConfig:
     """How to adapt; every field is a `tagshift adapt` option."""
 
     labels: Literal["extend", "map", "replace", "stack"] | None = None  # None: from the plan
-    init: Literal["quiet", "normal"] = "quiet"
+    init: Literal["quiet", "related", "normal"] = "quiet"
     head: Literal["crf", "softmax"] | None = None  # the adapted model's head; None: the source's
     scheme: str | None = None  # the adapted model's tag scheme; None: the source's
     drop: list[str] = field(default_factory=list)
@@ -237,20 +238,25 @@ def prepare(
     if dev is not None:
         dev_types(dev, plan)  # refused now, not after the source has tagged everything
     pairs = _distill_pairs(source, plan) if options.distill is not None else []
+    if before is None:
+        before = source_predictions(source, train, options, progress)
     if plan.operation == "stack":  # a new model, its vocabulary the target's words (training and dev)
         tagger, surgery = stack_model(source, plan, train, dev, seed, options.head, options.guide_states)
     else:
-        tagger, surgery = adapt_head(source, plan, options.init, seed, options.head)
+        related = None
+        if options.init == "related":  # where the source's predictions found each new type's entities
+            evidence = gather_evidence(source, train, predicted=before)
+            related = related_types(evidence, plan.new, sorted(plan.target_of))
+        tagger, surgery = adapt_head(source, plan, options.init, seed, options.head, related)
     if options.keep_old_head:
         keep_old_rows(tagger, plan)
     grow = options.extend_vocab and plan.operation != "stack"
-    vocabulary = extend_vocabulary(tagger, train, options.init, seed) if grow else None
+    # (new words start as UNK's rows unless drawn: a related type is the head's matter)
+    vocabulary = extend_vocabulary(tagger, train, "normal" if options.init == "normal" else "quiet", seed) if grow else None
     if options.guide and plan.operation != "stack":  # (a stacked model reads its guide already)
         graft_guide(tagger, Guide(source, options.guide_states), seed)
 
     sentences = [s.tokens for s in train.sentences]
-    if before is None:
-        before = source_predictions(source, train, options, progress)
     after = tagger.predict(sentences, 64, confidence=False)
     changed = _changes(before, after, plan.target_of)
 

@@ -165,3 +165,18 @@ def suggest_map(
         elif rows and rows[0][2] >= min_share * total:
             mapping[source_type] = rows[0][0]
     return Suggestion(mapping, evidence, min_share)
+
+
+def related_types(evidence: Evidence, new_types: list[str], source_types: list[str],
+                  min_share: float = DEFAULT_MIN_SHARE) -> dict[str, str]:
+    """For each of `new_types`, the one of `source_types` that predicts the most of its gold
+    entities with their exact span, if that is at least `min_share` of them: where the
+    source already finds the new type's entities, under another name (`adapt --init
+    related` starts the new type's rows below that type's)."""
+    related = {}
+    for new_type in new_types:
+        gold = evidence.gold[new_type]
+        found = sorted(((evidence.exact[s, new_type], s) for s in source_types), key=lambda row: (-row[0], row[1]))
+        if gold and found and found[0][0] >= min_share * gold:
+            related[new_type] = found[0][1]
+    return related

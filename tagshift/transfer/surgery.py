@@ -8,6 +8,15 @@ label's row is initialised:
 - `quiet`: a copy of the O row with its bias lowered by `QUIET_MARGIN`, and O's CRF
   scores. On any input, a path through a new tag then scores less than the same path with
   O in its place, so the adapted model, untrained, predicts exactly what the source did.
+- `related`: as `quiet`, but a copy of the row of the source type the new type is related
+  to (its `related` tag of the same prefix: where the source's predictions found the new
+  type's entities, `related_types`), lowered by the same margin, with that tag's CRF
+  scores. The source tag keeps its row one-to-one under its own or a new name, so a path
+  through a new tag still scores less than the same path through the source's, and the
+  untrained model predicts exactly what the source did; but the new type starts where the
+  source sees its entities (science's `person` below PER's row, mapped to `scientist`)
+  rather than below O, where it has to learn entity-ness from nothing. A new type with no
+  related source type starts from O.
 - `normal`: drawn from N(mean, std) of the existing rows (weights, biases and CRF scores
   separately), as in the transfer paper. Untrained, it changes some predictions.
 - `fresh` (the `replace` operation): the head's own initialisation, nothing copied.
@@ -39,7 +48,7 @@ from tagshift.taggers.tagger import Network, Tagger
 from tagshift.transfer.plan import LabelPlan
 
 QUIET_MARGIN = 2.0  # how far below O a new tag starts: e^-2 of O's probability
-INITS = ("quiet", "normal")
+INITS = ("quiet", "related", "normal")
 
 
 @dataclass
@@ -51,6 +60,7 @@ class SurgeryReport:
     renamed: dict[str, str] = field(default_factory=dict)  # label -> the source label whose row it took
     combined: dict[str, list[str]] = field(default_factory=dict)  # label -> source labels averaged
     added: list[str] = field(default_factory=list)  # rows initialised
+    related: dict[str, str] = field(default_factory=dict)  # added label -> the source label it started below
     dropped: list[str] = field(default_factory=list)  # source labels with no row any more
 
     def to_json(self) -> dict[str, Any]:
@@ -62,6 +72,8 @@ class SurgeryReport:
             lines.append("  copied under a new name: " + ", ".join(f"{a} <- {b}" for a, b in self.renamed.items()))
         if self.combined:
             lines.append("  averaged: " + ", ".join(f"{a} <- {'+'.join(b)}" for a, b in self.combined.items()))
+        if self.related:
+            lines.append("  started below a related source tag: " + ", ".join(f"{a} <- {b}" for a, b in self.related.items()))
         if self.dropped:
             lines.append(f"  dropped: {', '.join(self.dropped)}")
         return "\n".join(lines)
@@ -83,10 +95,11 @@ def rebuild_head(
     generator: torch.Generator,
     mapping: bool = False,
     kind: str | None = None,
+    related: dict[str, str] | None = None,
 ) -> tuple[Head | MappingHead, SurgeryReport]:
     """A head for `labels`, of `kind` (crf or softmax; None: the source head's kind);
     `origin` names the source labels each row comes from (see the module docstring for the
-    rest).
+    rest). `related` (init `related`): a new label -> the source label it starts below.
 
     With `mapping`, the source's output layer stays as it is and the rows are those of a
     mapping from its label scores to the new labels': the same rules applied to the
@@ -126,8 +139,11 @@ def rebuild_head(
                 report.copied.append(label)
             continue
         report.added.append(label)
-        if init == "quiet":
-            o = index["O"]
+        if init in ("quiet", "related"):
+            below = (related or {}).get(label, "O") if init == "related" else "O"
+            if below != "O":
+                report.related[label] = below
+            o = index[below]
             weight[j], bias[j] = old_weight[o], old_bias[o] - QUIET_MARGIN
             stand_in[j] = [o]
         elif init == "normal":
@@ -185,11 +201,13 @@ def _rebuild_crf(old: CRFHead, new: CRFHead, stand_in: dict[int, list[int]], gen
 
 
 def adapt_head(
-    source: Tagger, plan: LabelPlan, init: str = "quiet", seed: int = 0, kind: str | None = None
+    source: Tagger, plan: LabelPlan, init: str = "quiet", seed: int = 0, kind: str | None = None,
+    related: dict[str, str] | None = None,
 ) -> tuple[Tagger, SurgeryReport]:
     """A new tagger with `plan`'s labels: a copy of the source's encoder and a rebuilt head
     of `kind` (None: the source's). The source is left untouched (it may still teach or
-    pseudo-label)."""
+    pseudo-label). `related` (init `related`): new type -> the source type it starts below
+    (`related_types`)."""
     generator = torch.Generator().manual_seed(seed)
     network = copy.deepcopy(source.network).cpu()  # surgery on the CPU, then back to the source's device
     if isinstance(network.head, MappingHead):  # a checkpoint of an adapt --labels map run
@@ -199,12 +217,30 @@ def adapt_head(
         head, report = rebuild_head(
             network.head, source.labels, plan.labels, plan.scheme, plan.origin,
             "fresh" if plan.operation == "replace" else init, generator, mapping=plan.operation == "map", kind=kind,
+            related=related_tags(plan, related or {}),
         )
     config = dataclasses.replace(source.config, head=head_kind(head).value)
     tagger = Tagger(source.backend, config, plan.labels, plan.scheme, Network(network.encoder, head),
                     copy.deepcopy(source.lineage), source.guide)  # (a stacked source keeps its guide)
     tagger.network.eval()  # as a loaded model is: training switches it to train mode itself
     return tagger.to(source.device), report
+
+
+def related_tags(plan: LabelPlan, related: dict[str, str]) -> dict[str, str]:
+    """Each new type's tags -> its related source type's tags of the same prefix, where the
+    source type keeps its row one-to-one (kept or renamed: not merged, not dropped) and has
+    every prefix the new type's tags use (else the new type starts from O)."""
+    merged = {old for olds in plan.merged.values() for old in olds}
+    source_tags = set(plan.origin.get(label, [None])[0] for label in plan.labels if len(plan.origin.get(label, [])) == 1)
+    tags: dict[str, str] = {}
+    for new_type, source_type in related.items():
+        if new_type not in plan.new or source_type not in plan.target_of or source_type in merged:
+            continue
+        own = {label: f"{prefix}-{source_type}" if prefix else source_type for label in plan.labels
+               for prefix, entity_type in [split_tag(label)] if label != "O" and entity_type == new_type}
+        if all(tag in source_tags for tag in own.values()):
+            tags.update(own)
+    return tags
 
 
 def keep_old_rows(tagger: Tagger, plan: LabelPlan) -> None:
