@@ -123,3 +123,28 @@ def test_the_controlled_row_keeps_per_seed_the_run_better_on_dev():
         run(rows["extend"], 0, 0.66, 0.68, "extend"), run(rows["map"], 0, 0.99, 0.99, "extend"),
         run("target only", 0, 0.65, 0.70), run(rows["map"], 1, 0.70, 0.71), run("target only", 1, 0.69, 0.72))]
     assert [(r["strategy"], r["seed"]) for r in controlled(bilstm, "bilstm-crf")] == [(rows["extend"], 0), (rows["map"], 1)]
+
+
+def test_the_by_type_table_splits_types_by_capitalisation_and_averages_their_change():
+    """bench/crossner.py's by-type part (issue 27): per type, a row's F1 minus target only's
+    over the seeds both have, averaged within capitalised and lower-case types; a row short of
+    3 seeds in some domain is left out."""
+    from bench.crossner import DOMAINS, by_type_table, capitalised_share
+    from tagshift.corpus import Corpus, Sentence
+
+    corpus = Corpus([Sentence(["Marie", "Curie", "studied", "physics", "and", "Chemistry"],
+                              ["B-person", "I-person", "O", "B-field", "O", "B-field"])], None)
+    assert capitalised_share(corpus) == {"person": 1.0, "field": 0.5}
+    shares = {name: {"person": 1.0, "field": 0.0} for name in DOMAINS}
+
+    def run(strategy: str, name: str, seed: int, person: float, field: float) -> dict:
+        return {"backend": "bilstm-crf", "strategy": strategy, "domain": name, "seed": seed,
+                "per_type": {"person": person, "field": field}}
+
+    row = "map (suggested), encoder at the head's rate"
+    results = [r for name in DOMAINS for seed in range(3)
+               for r in (run("target only", name, seed, 0.50, 0.40), run(row, name, seed, 0.53, 0.30))]
+    lines = by_type_table(results, shares).splitlines()
+    assert lines[2] == f"| bilstm-crf | {row} | 5, +3.00, 0 | 5, -10.00, 5 |"
+    assert len(lines) == 3  # stack has no runs: no row
+    assert by_type_table(results[:-1], shares) == ""  # the last domain short of a seed

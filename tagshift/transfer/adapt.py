@@ -342,7 +342,8 @@ def _notes(plan: LabelPlan, options: AdaptConfig, source: Tagger, adapted: Tagge
             "the partial likelihood prefers O there; docs/benchmarks.md, incremental): add --distill or --pseudo-label"
         )
     if plan.operation == "replace" and options.init != "quiet":
-        notes.append("--labels replace starts every head row fresh: --init decides only new vocabulary rows")
+        notes.append(f"--labels replace starts every head row fresh: --init {options.init} "
+                     + ("decides only new vocabulary rows" if options.init == "normal" else "has no new rows to start"))
     if options.guide_states and plan.operation != "stack" and not options.guide:
         notes.append("--guide-states adds to what a guide gives (--labels stack or --guide): it does nothing here")
     if options.guide and plan.operation == "stack":
