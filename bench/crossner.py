@@ -427,33 +427,43 @@ def capitalised_share(corpus) -> dict[str, float]:
     return {label: sum(flags) / len(flags) for label, flags in upper.items()}
 
 
+def type_changes(results: list[dict], backend: str, strategy: str,
+                 shares: dict[str, dict[str, float]]) -> dict[bool, list[float]] | None:
+    """Per type of each domain, `strategy`'s test F1 minus training on the target alone's
+    (the mean over the seeds both have, in points), keyed by whether the type is capitalised;
+    None while some domain has fewer than 3 such seeds."""
+    def per_type(row: str, name: str) -> dict[int, dict[str, float]]:
+        return {r["seed"]: r["per_type"] for r in results
+                if r["backend"] == backend and r["strategy"] == row and r["domain"] == name}
+
+    change: dict[bool, list[float]] = {True: [], False: []}
+    for name in DOMAINS:
+        alone, adapted = per_type("target only", name), per_type(strategy, name)
+        seeds = sorted(set(alone) & set(adapted))
+        if len(seeds) < 3:
+            return None
+        for label, share in shares[name].items():
+            delta = statistics.mean(adapted[s].get(label, 0.0) - alone[s].get(label, 0.0) for s in seeds)
+            change[share >= CAPITALISED].append(100 * delta)
+    return change
+
+
 def by_type_table(results: list[dict], shares: dict[str, dict[str, float]]) -> str:
     """Where transfer gains and loses (issue 27, item 1): per type of each domain, a row's test
-    F1 against training on the target alone (the mean over the seeds both have), the types
-    split by whether their test entities are mostly capitalised (`shares`: per domain, per
-    type, from `capitalised_share`). CoNLL's sources learnt that entities are proper names."""
-    lines = ["| backend | strategy | capitalised types: count, mean F1 change, behind on | "
-             "lower-case types: count, mean F1 change, behind on |", "|---|---|---|---|"]
+    F1 against training on the target alone, the types split by whether their test entities
+    are mostly capitalised (`shares`: per domain, per type, from `capitalised_share`).
+    CoNLL's sources learnt that entities are proper names."""
+    lines = []
     for backend in ROWS:
         for strategy in BY_TYPE_ROWS.get(backend, ()):
-            change: dict[bool, list[float]] = {True: [], False: []}
-            for name in DOMAINS:
-                def per_type(row: str) -> dict[int, dict[str, float]]:
-                    return {r["seed"]: r["per_type"] for r in results
-                            if r["backend"] == backend and r["strategy"] == row and r["domain"] == name}
-                alone, adapted = per_type("target only"), per_type(strategy)
-                seeds = sorted(set(alone) & set(adapted))
-                if len(seeds) < 3:
-                    change = {True: [], False: []}
-                    break
-                for label, share in shares[name].items():
-                    delta = statistics.mean(adapted[s].get(label, 0.0) - alone[s].get(label, 0.0) for s in seeds)
-                    change[share >= CAPITALISED].append(100 * delta)
-            if not change[True]:
+            change = type_changes(results, backend, strategy, shares)
+            if change is None:
                 continue
             cells = [f"{len(v)}, {statistics.mean(v):+.2f}, {sum(d < 0 for d in v)}" for v in (change[True], change[False])]
             lines.append(f"| {backend} | {strategy} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    head = ["| backend | strategy | capitalised types: count, mean F1 change, behind on | "
+            "lower-case types: count, mean F1 change, behind on |", "|---|---|---|---|"]
+    return "\n".join(head + lines) if lines else ""
 
 
 def endings_table(results: list[dict]) -> str:

@@ -251,8 +251,7 @@ def prepare(
     if options.keep_old_head:
         keep_old_rows(tagger, plan)
     grow = options.extend_vocab and plan.operation != "stack"
-    # (new words start as UNK's rows unless drawn: a related type is the head's matter)
-    vocabulary = extend_vocabulary(tagger, train, "normal" if options.init == "normal" else "quiet", seed) if grow else None
+    vocabulary = extend_vocabulary(tagger, train, options.init, seed) if grow else None
     if options.guide and plan.operation != "stack":  # (a stacked model reads its guide already)
         graft_guide(tagger, Guide(source, options.guide_states), seed)
 

@@ -99,7 +99,8 @@ def rebuild_head(
 ) -> tuple[Head | MappingHead, SurgeryReport]:
     """A head for `labels`, of `kind` (crf or softmax; None: the source head's kind);
     `origin` names the source labels each row comes from (see the module docstring for the
-    rest). `related` (init `related`): a new label -> the source label it starts below.
+    rest). `related` (init `related`; empty otherwise): a new label -> the source label it
+    starts below.
 
     With `mapping`, the source's output layer stays as it is and the rows are those of a
     mapping from its label scores to the new labels': the same rules applied to the
@@ -140,7 +141,7 @@ def rebuild_head(
             continue
         report.added.append(label)
         if init in ("quiet", "related"):
-            below = (related or {}).get(label, "O") if init == "related" else "O"
+            below = (related or {}).get(label, "O")
             if below != "O":
                 report.related[label] = below
             o = index[below]
@@ -227,18 +228,17 @@ def adapt_head(
 
 
 def related_tags(plan: LabelPlan, related: dict[str, str]) -> dict[str, str]:
-    """Each new type's tags -> its related source type's tags of the same prefix, where the
-    source type keeps its row one-to-one (kept or renamed: not merged, not dropped) and has
-    every prefix the new type's tags use (else the new type starts from O)."""
-    merged = {old for olds in plan.merged.values() for old in olds}
-    source_tags = set(plan.origin.get(label, [None])[0] for label in plan.labels if len(plan.origin.get(label, [])) == 1)
+    """Each new type's tags -> its related source type's tags of the same prefix, where every
+    one of those source tags keeps its row one-to-one (kept or renamed: not merged, not
+    dropped; else the new type starts from O)."""
+    one_to_one = {rows[0] for rows in plan.origin.values() if len(rows) == 1}
     tags: dict[str, str] = {}
     for new_type, source_type in related.items():
-        if new_type not in plan.new or source_type not in plan.target_of or source_type in merged:
+        if new_type not in plan.new:
             continue
         own = {label: f"{prefix}-{source_type}" if prefix else source_type for label in plan.labels
                for prefix, entity_type in [split_tag(label)] if label != "O" and entity_type == new_type}
-        if all(tag in source_tags for tag in own.values()):
+        if all(tag in one_to_one for tag in own.values()):
             tags.update(own)
     return tags
 

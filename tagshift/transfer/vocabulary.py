@@ -78,7 +78,9 @@ def unknown_share(tagger: Tagger, corpus: Corpus) -> float:
 
 def extend_vocabulary(tagger: Tagger, corpus: Corpus, init: str = "quiet", seed: int = 0) -> VocabularyReport | None:
     """Add `corpus`'s words (seen at least `min_count` times, or covered by the model's
-    vectors under `normal`) and characters to a BiLSTM-CRF, in place. None for transformers."""
+    vectors under `normal`) and characters to a BiLSTM-CRF, in place. New rows are drawn
+    under init `normal` and start as UNK's under any other (`quiet`, `related`: a related
+    type is the head's matter). None for transformers."""
     if not tagger.backend.grows_vocabulary:
         return None
     encoder, config = tagger.encoder, tagger.config
@@ -102,7 +104,7 @@ def extend_vocabulary(tagger: Tagger, corpus: Corpus, init: str = "quiet", seed:
     ]
     if frozen:
         new_words = [w for w in new_words if vectors is not None and vectors.get(w) is not None]
-    if init == "quiet" and not frozen:
+    if init != "normal" and not frozen:
         rows = weight.detach()[encoder.words.index(UNK)].expand(len(new_words), -1).clone()
         from_vectors, from_unk = 0, len(new_words)
     else:
@@ -120,7 +122,7 @@ def extend_vocabulary(tagger: Tagger, corpus: Corpus, init: str = "quiet", seed:
     characters = encoder.char_encoder.embedding
     char_rows = (
         characters.weight.detach()[1].expand(len(new_chars), -1).clone()
-        if init == "quiet" else _drawn(characters.weight, len(new_chars), generator)
+        if init != "normal" else _drawn(characters.weight, len(new_chars), generator)
     )
     encoder.char_encoder.embedding = _grow(characters, char_rows)
     encoder.chars = Vocab((*encoder.chars.symbols, *new_chars))
